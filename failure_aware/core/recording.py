@@ -1,0 +1,233 @@
+"""Writing history: detect, the outcome of an attempt, operator state changes.
+
+Each function runs inside a write transaction the caller owns. The pattern, on both backends: read the
+projection row (``FOR UPDATE`` on PostgreSQL), check the step against ``states.LEGAL``, then guard the
+UPDATE with the state just read and check the row count, and append the history rows. Either everything
+lands or nothing does.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Row, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from .. import states
+from ..errors import InvalidTransition, NotFound, RetryTooEarly, ValidationError
+from ..fingerprint import fingerprint
+from ..models import Attempt, AttemptResult, Event
+from ..policy import RetryPolicy, decide_after_failure
+from ..states import Outcome, State, Step
+from ..storage.tables import attempt, event_detected, event_state, transition
+from ..timeutil import format_time, from_us, opt_from_us, to_us
+from . import counters
+from .rows import event_from_row, event_select
+
+
+def lock_state(conn: Connection, event_id: int) -> Row[Any]:
+    """The projection row of an event, locked for this transaction; ``NotFound`` if there is none."""
+    query = select(event_state).where(event_state.c.event_id == event_id)
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update()
+    row = conn.execute(query).first()
+    if row is None:
+        raise NotFound(f"no event with id {event_id}")
+    return row
+
+
+def load_event(conn: Connection, event_id: int) -> Event:
+    """The event with its current state; ``NotFound`` if there is none."""
+    row = conn.execute(event_select().where(event_detected.c.id == event_id)).first()
+    if row is None:
+        raise NotFound(f"no event with id {event_id}")
+    return event_from_row(row)
+
+
+def detect(
+    conn: Connection,
+    *,
+    event_type: str,
+    key: str | None,
+    payload_json: str,
+    detected_at_us: int,
+    now_us: int,
+    actor: str,
+) -> tuple[Event, bool]:
+    """Record a new event as PENDING, or return the existing one of (type, key); ``(event, created)``."""
+    if key is None:
+        key = uuid.uuid4().hex
+    ins = postgresql.insert(event_detected) if conn.dialect.name == "postgresql" else sqlite.insert(event_detected)
+    stmt = ins.values(
+        event_type=event_type, key=key, payload=payload_json,
+        detected_at_us=detected_at_us, recorded_at_us=now_us,
+    ).on_conflict_do_nothing(index_elements=["event_type", "key"]).returning(event_detected.c.id)
+    new_id = conn.execute(stmt).scalar()
+    if new_id is None:
+        existing = conn.execute(
+            select(event_detected.c.id).where(
+                event_detected.c.event_type == event_type, event_detected.c.key == key
+            )
+        ).scalar_one()
+        return load_event(conn, existing), False
+    conn.execute(
+        insert(event_state).values(
+            event_id=new_id, event_type=event_type, state=State.PENDING, detected_at_us=detected_at_us,
+            attempt_count=0, budget_failures=0, due_at_us=detected_at_us, updated_at_us=now_us,
+        )
+    )
+    conn.execute(
+        insert(transition).values(
+            event_id=new_id, at_us=detected_at_us, from_state=None, to_state=State.PENDING,
+            actor=actor, reason="detected",
+        )
+    )
+    counters.apply(conn, counters.moved(event_type, None, State.PENDING))
+    return load_event(conn, new_id), True
+
+
+@dataclass(frozen=True)
+class Reported:
+    """An attempt's outcome as a caller gives it, before the policy decides the next state."""
+
+    ok: bool
+    at_us: int
+    error_type: str | None = None
+    error: str | None = None
+    abandoned: bool = False
+
+
+def check_retry_time(row: Row[Any], at_us: int, *, force: bool) -> None:
+    """Refuse to try a FAILED event before its ``next_retry_at`` unless forced (SPEC section 4)."""
+    if row.state == State.FAILED and row.next_retry_at_us is not None and at_us < row.next_retry_at_us and not force:
+        when = from_us(row.next_retry_at_us)
+        raise RetryTooEarly(
+            f"event {row.event_id} may be retried from {format_time(when)} "
+            f"({format_time(from_us(at_us))} is too early); use force to override",
+            when,
+        )
+
+
+def check_attempt_time(row: Row[Any], at_us: int) -> None:
+    """An attempt cannot predate its event or the previous attempt: history stays in time order."""
+    floor = max(row.detected_at_us, row.last_attempt_at_us or row.detected_at_us)
+    if at_us < floor:
+        raise ValidationError(
+            f"event {row.event_id}: attempt time {format_time(from_us(at_us))} is before "
+            f"{format_time(from_us(floor))} (its detection or previous attempt)"
+        )
+
+
+def settle(
+    conn: Connection,
+    row: Row[Any],
+    outcome: Reported,
+    *,
+    step: Step,
+    policy: RetryPolicy,
+    actor: str,
+    forced: bool = False,
+    started_at_us: int | None = None,
+    now_us: int,
+) -> AttemptResult:
+    """Record one attempt of the event in ``row`` and move it to the state its outcome and policy give."""
+    event_id = row.event_id
+    number = row.attempt_count + 1
+    current = State(row.state)
+    next_retry_us: int | None = None
+    budget = row.budget_failures
+    if outcome.ok:
+        kind, target, reason = Outcome.SUCCEEDED, State.SUCCEEDED, f"attempt {number} succeeded"
+    else:
+        kind = Outcome.ABANDONED if outcome.abandoned else Outcome.FAILED
+        budget += 1
+        decision = decide_after_failure(policy, budget, outcome.error_type, from_us(outcome.at_us), event_id)
+        if decision.dead:
+            target, reason = State.DEAD, f"attempt {number} {kind}: {decision.reason}"
+        else:
+            assert decision.next_retry_at is not None
+            next_retry_us = to_us(decision.next_retry_at)
+            target = State.FAILED
+            reason = f"attempt {number} {kind}; retry from {format_time(decision.next_retry_at)}"
+    states.require(step, current, target, event_id)
+    guard = [event_state.c.event_id == event_id, event_state.c.state == current]
+    if step is Step.FINISH or step is Step.RECOVER:
+        guard.append(event_state.c.claim_token == row.claim_token)
+    changed = conn.execute(
+        update(event_state).where(*guard).values(
+            state=target, attempt_count=number, budget_failures=budget, next_retry_at_us=next_retry_us,
+            due_at_us=next_retry_us, claim_token=None, claimed_by=None, claimed_at_us=None,
+            lease_expires_at_us=None, claim_forced=False,
+            last_error_type=None if outcome.ok else outcome.error_type,
+            last_error=None if outcome.ok else outcome.error,
+            last_attempt_at_us=outcome.at_us, updated_at_us=now_us,
+        )
+    ).rowcount
+    if changed != 1:
+        raise InvalidTransition(f"event {event_id} changed while this attempt was being recorded; try again")
+    attempt_row = {
+        "event_id": event_id, "event_type": row.event_type, "number": number,
+        "started_at_us": started_at_us, "at_us": outcome.at_us, "outcome": kind,
+        "error_type": None if outcome.ok else outcome.error_type,
+        "error": None if outcome.ok else outcome.error,
+        "fingerprint": None if outcome.ok else fingerprint(outcome.error or outcome.error_type or ""),
+        "forced": forced, "actor": actor,
+    }
+    conn.execute(insert(attempt).values(**attempt_row))
+    conn.execute(
+        insert(transition).values(
+            event_id=event_id, at_us=outcome.at_us, from_state=current, to_state=target, actor=actor,
+            reason=reason + (" (forced)" if forced else ""), attempt_number=number,
+        )
+    )
+    counters.apply(conn, _moved(row.event_type, current, target))
+    return AttemptResult(
+        event_id=event_id,
+        attempt=Attempt(
+            event_id=event_id, number=number, at=from_us(outcome.at_us), outcome=kind,
+            started_at=opt_from_us(started_at_us), error_type=attempt_row["error_type"],
+            error=attempt_row["error"], fingerprint=attempt_row["fingerprint"], forced=forced, actor=actor,
+        ),
+        state=target,
+        next_retry_at=opt_from_us(next_retry_us),
+        reason=reason,
+    )
+
+
+def change_state(
+    conn: Connection,
+    row: Row[Any],
+    *,
+    step: Step,
+    target: State,
+    actor: str,
+    reason: str,
+    now_us: int,
+    values: dict[str, Any],
+) -> None:
+    """An operator's state change with no attempt (bury, revive): guarded update plus a history row."""
+    current = State(row.state)
+    states.require(step, current, target, row.event_id)
+    changed = conn.execute(
+        update(event_state)
+        .where(event_state.c.event_id == row.event_id, event_state.c.state == current)
+        .values(state=target, updated_at_us=now_us, **values)
+    ).rowcount
+    if changed != 1:
+        raise InvalidTransition(f"event {row.event_id} changed concurrently; try again")
+    conn.execute(
+        insert(transition).values(
+            event_id=row.event_id, at_us=now_us, from_state=current, to_state=target, actor=actor,
+            reason=reason,
+        )
+    )
+    counters.apply(conn, _moved(row.event_type, current, target))
+
+
+def _moved(event_type: str, old: State, new: State) -> Counter[counters.Key]:
+    return counters.moved(event_type, old, new) if old != new else Counter()
+

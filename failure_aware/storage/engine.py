@@ -1,0 +1,104 @@
+"""Database URLs and engines: which backend, and how each is set up.
+
+Resolution order (SPEC section 2): an explicit URL (``--db``), then ``FAILURE_AWARE_DB``, then the embedded
+default ``sqlite:///failure-aware.db`` in the working directory.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+from sqlalchemy.pool import NullPool
+
+from ..errors import StorageError
+
+DEFAULT_URL = "sqlite:///failure-aware.db"
+ENV_VAR = "FAILURE_AWARE_DB"
+
+# Execution option a connection sets to ask SQLite for BEGIN IMMEDIATE: a write transaction takes the
+# write lock up front, so two writers queue on busy_timeout instead of failing mid-transaction.
+WRITE_OPTION = "failure_aware_write"
+
+
+def resolve_url(explicit: str | None = None) -> str:
+    """The database URL to use: explicit, then the environment, then the default."""
+    if explicit:
+        return explicit
+    return os.environ.get(ENV_VAR) or DEFAULT_URL
+
+
+def parse_url(raw: str) -> URL:
+    """Parse and normalise a URL to a driver we support, or raise ``StorageError`` naming the problem."""
+    try:
+        url = make_url(raw)
+    except ArgumentError:
+        raise StorageError(
+            f"{raw!r} is not a database URL; use sqlite:///path.db or postgresql://user@host/dbname"
+        ) from None
+    backend = url.get_backend_name()
+    if backend == "sqlite":
+        if url.drivername not in ("sqlite", "sqlite+pysqlite"):
+            raise StorageError(f"unsupported SQLite driver {url.drivername!r}; use sqlite:///path.db")
+        return url.set(drivername="sqlite+pysqlite")
+    if backend in ("postgresql", "postgres"):
+        if url.drivername not in ("postgresql", "postgres", "postgresql+psycopg"):
+            raise StorageError(f"unsupported PostgreSQL driver {url.drivername!r}; use postgresql://...")
+        return url.set(drivername="postgresql+psycopg")
+    raise StorageError(f"unsupported database {backend!r} in {raw!r}; use sqlite:///... or postgresql://...")
+
+
+def sqlite_path(url: URL) -> Path | None:
+    """The file of a SQLite URL (None for an in-memory database)."""
+    if not url.database or url.database == ":memory:":
+        return None
+    return Path(url.database)
+
+
+def make_engine(url: URL, *, readonly: bool = False) -> Engine:
+    """An engine for ``url``; SQLite gets WAL, foreign keys, a busy timeout and explicit transactions."""
+    if url.get_backend_name() == "sqlite":
+        return _sqlite_engine(url, readonly=readonly)
+    return _postgres_engine(url, readonly=readonly)
+
+
+def _sqlite_engine(url: URL, *, readonly: bool) -> Engine:
+    path = sqlite_path(url)
+    if path is None:
+        raise StorageError("in-memory SQLite is not supported: give a file, e.g. sqlite:///failure-aware.db")
+    # NullPool: a CLI or short-lived Ledger gains nothing from pooling SQLite files, and it keeps
+    # connections from outliving a fork.
+    engine = create_engine(url, poolclass=NullPool, connect_args={"timeout": 30})
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        # Let SQLAlchemy's begin event (below) issue BEGIN itself instead of pysqlite's implicit one.
+        dbapi_conn.isolation_level = None
+        cursor = dbapi_conn.cursor()
+        cursor.execute("PRAGMA busy_timeout = 30000")
+        cursor.execute("PRAGMA foreign_keys = ON")
+        if readonly:
+            cursor.execute("PRAGMA query_only = ON")
+        else:
+            cursor.execute("PRAGMA journal_mode = WAL")
+            cursor.execute("PRAGMA synchronous = NORMAL")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        write = conn.get_execution_options().get(WRITE_OPTION, False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+    return engine
+
+
+def _postgres_engine(url: URL, *, readonly: bool) -> Engine:
+    options = "-c default_transaction_read_only=on" if readonly else ""
+    connect_args: dict[str, Any] = {"connect_timeout": 10}
+    if options:
+        connect_args["options"] = options
+    return create_engine(url, pool_pre_ping=True, pool_size=4, connect_args=connect_args)

@@ -1,0 +1,122 @@
+"""Schema versions: an ordered list of migrations, each applied in one transaction with its record.
+
+A fresh database is created from the current table definitions in one step and stamped with the latest
+version; an older one is brought forward by ``failure-aware db upgrade`` (``Ledger(..., upgrade=True)``),
+which applies the missing steps in order. A test checks that both paths give the same schema.
+
+Rule for future steps: a released step never changes. When a later version alters a table that an earlier
+step created from the live definition in ``tables.py``, that earlier step must first be given a frozen copy
+of the definition it created, and the later step the ``ALTER`` that gets from there to the new one.
+
+Why not Alembic: our steps need backend-specific trigger DDL and a data backfill, and we want upgrades
+callable from the library without a migration script directory on disk; this runner is small, recorded in
+a table like Alembic's, and tested on both backends.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sqlalchemy import Connection, func, insert, inspect, select
+
+from ..errors import SchemaError
+from . import tables, triggers
+from .tables import metadata, schema_version
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One schema step: its version number, what it does, and the function that does it."""
+
+    version: int
+    description: str
+    apply: Callable[[Connection], None]
+
+
+def _v1_core_ledger(conn: Connection) -> None:
+    for table in (tables.event_detected, tables.attempt, tables.transition, tables.annotation,
+                  tables.event_state):
+        table.create(conn)
+    triggers.install(conn)
+
+
+def _v2_derived(conn: Connection) -> None:
+    for table in (tables.state_count, tables.failure_cluster, tables.correlation_state):
+        table.create(conn)
+    # Backfill the counters from the projection so health is right on an upgraded database.
+    es = tables.event_state
+    counts = select(es.c.event_type, es.c.state, func.count()).group_by(es.c.event_type, es.c.state)
+    rows = [{"event_type": t, "state": s, "n": n} for t, s, n in conn.execute(counts)]
+    if rows:
+        conn.execute(insert(tables.state_count), rows)
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "core ledger: events, attempts, transitions, annotations, state projection", _v1_core_ledger),
+    Migration(2, "derived data: state counters, failure clusters, correlation state", _v2_derived),
+)
+LATEST_VERSION = MIGRATIONS[-1].version
+
+
+def current_version(conn: Connection) -> int | None:
+    """The schema version of the database, ``0`` for an empty one, ``None`` for a foreign one."""
+    names = set(inspect(conn).get_table_names())
+    if schema_version.name not in names:
+        return 0 if not names & {t.name for t in metadata.sorted_tables} else None
+    version = conn.execute(select(func.max(schema_version.c.version))).scalar()
+    return int(version or 0)
+
+
+def create_fresh(conn: Connection, now_us: int) -> None:
+    """Create the latest schema in an empty database and record every version as applied."""
+    metadata.create_all(conn)
+    triggers.install(conn)
+    conn.execute(
+        insert(schema_version),
+        [{"version": m.version, "description": m.description, "applied_at_us": now_us} for m in MIGRATIONS],
+    )
+
+
+def pending(version: int) -> list[Migration]:
+    """The migrations not yet applied to a database at ``version``."""
+    return [m for m in MIGRATIONS if m.version > version]
+
+
+def apply(conn: Connection, migration: Migration, now_us: int) -> None:
+    """Apply one migration and record it (the caller owns the transaction, so both or neither land)."""
+    if migration.version == 1:
+        schema_version.create(conn, checkfirst=True)
+    migration.apply(conn)
+    conn.execute(
+        insert(schema_version),
+        {"version": migration.version, "description": migration.description, "applied_at_us": now_us},
+    )
+
+
+def describe_problem(version: int | None, where: str) -> str | None:
+    """A message for a database we cannot use as it is, or ``None`` when it is at the latest version."""
+    if version is None:
+        return (
+            f"{where} holds tables that are not a failure-aware database (no version table). If it is a "
+            "database of the seed's v0.1-v0.3 schema, import it into a new one: "
+            "failure-aware --db NEW_URL import --legacy PATH"
+        )
+    if version > LATEST_VERSION:
+        return (
+            f"{where} has schema version {version}, newer than this failure-aware supports "
+            f"({LATEST_VERSION}); upgrade the failure-aware package"
+        )
+    if version < LATEST_VERSION:
+        return (
+            f"{where} has schema version {version}; this failure-aware needs {LATEST_VERSION}. "
+            "Run: failure-aware db upgrade"
+        )
+    return None
+
+
+def require(version: int | None, where: str) -> None:
+    """Raise ``SchemaError`` unless the database is at the latest version."""
+    problem = describe_problem(version, where)
+    if problem:
+        raise SchemaError(problem)

@@ -1,0 +1,125 @@
+"""``Store``: one database, opened and schema-checked, handing out read and write transactions.
+
+Every operation module takes a ``Store``; nothing else creates engines. Driver errors are wrapped into
+``StorageError`` here (the driver's exception stays as ``__cause__``), so callers see one error tree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from sqlalchemy import Connection, Engine
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+
+from ..errors import FailureAwareError, SchemaError, StorageError
+from ..timeutil import Clock, to_us, utc_now
+from . import migrations
+from .engine import WRITE_OPTION, make_engine, parse_url, resolve_url, sqlite_path
+
+
+class Store:
+    """An opened failure-aware database.
+
+    ``readonly`` opens it so the database itself refuses writes (SQLite ``query_only``, PostgreSQL
+    read-only transactions): inspection commands use it. ``create`` lets an empty database (or a missing
+    SQLite file) get the latest schema; ``upgrade`` applies pending migrations instead of refusing.
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        readonly: bool = False,
+        create: bool = True,
+        upgrade: bool = False,
+        clock: Clock = utc_now,
+    ) -> None:
+        self.url_text = resolve_url(url)
+        self.url = parse_url(self.url_text)
+        self.clock = clock
+        self.readonly = readonly
+        self.dialect = self.url.get_backend_name()
+        path = sqlite_path(self.url) if self.dialect == "sqlite" else None
+        if path is not None and not path.exists() and (readonly or not create):
+            raise SchemaError(f"no failure-aware database at {path} (nothing has been recorded there yet)")
+        self.engine: Engine = make_engine(self.url, readonly=readonly)
+        try:
+            self._open(create=create and not readonly, upgrade=upgrade and not readonly)
+        except BaseException:
+            self.engine.dispose()
+            raise
+
+    @property
+    def where(self) -> str:
+        """The database, named for messages (password hidden)."""
+        return self.url.render_as_string(hide_password=True)
+
+    def now_us(self) -> int:
+        """The injected clock's current time in microseconds."""
+        return to_us(self.clock())
+
+    def _open(self, *, create: bool, upgrade: bool) -> None:
+        with self.read() as conn:
+            version = migrations.current_version(conn)
+        if version == 0:
+            if not create:
+                raise SchemaError(f"{self.where} has no failure-aware schema yet (nothing recorded there)")
+            with self.write() as conn:
+                # Re-check under the write lock: another process may have created it meanwhile.
+                if migrations.current_version(conn) == 0:
+                    migrations.create_fresh(conn, self.now_us())
+            return
+        if upgrade and version is not None and version < migrations.LATEST_VERSION:
+            self.upgrade()
+            return
+        migrations.require(version, self.where)
+
+    def upgrade(self) -> list[migrations.Migration]:
+        """Apply pending migrations, each in its own transaction; returns those applied."""
+        applied = []
+        with self.read() as conn:
+            version = migrations.current_version(conn)
+        if version is None or version > migrations.LATEST_VERSION:
+            migrations.require(version, self.where)
+        for step in migrations.pending(version or 0):
+            with self.write() as conn:
+                migrations.apply(conn, step, self.now_us())
+            applied.append(step)
+        return applied
+
+    @contextmanager
+    def write(self) -> Iterator[Connection]:
+        """A write transaction: committed when the block ends, rolled back on any exception."""
+        with self._transaction(write=True) as conn:
+            yield conn
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        """A read transaction (a consistent snapshot on PostgreSQL and in SQLite's WAL)."""
+        with self._transaction(write=False) as conn:
+            yield conn
+
+    @contextmanager
+    def _transaction(self, *, write: bool) -> Iterator[Connection]:
+        try:
+            with self.engine.connect() as conn:
+                if write:
+                    conn = conn.execution_options(**{WRITE_OPTION: True})
+                with conn.begin():
+                    yield conn
+        except FailureAwareError:
+            raise
+        except DBAPIError as exc:
+            raise StorageError(f"{self.where}: {_first_line(exc.orig)}") from exc
+        except SQLAlchemyError as exc:
+            raise StorageError(f"{self.where}: {_first_line(exc)}") from exc
+
+    def dispose(self) -> None:
+        """Close every pooled connection."""
+        self.engine.dispose()
+
+
+def _first_line(exc: BaseException | None) -> str:
+    text = str(exc).strip() if exc is not None else "database error"
+    return text.splitlines()[0] if text else type(exc).__name__

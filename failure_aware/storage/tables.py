@@ -1,0 +1,198 @@
+"""The schema, as SQLAlchemy Core tables.
+
+History (append-only, refused UPDATE/DELETE by triggers, see ``triggers.py``):
+``event_detected``, ``attempt``, ``transition``, ``annotation``.
+
+Derived (non-authoritative, rebuildable from history): ``event_state`` (the current-state projection,
+written in the same transaction as the history it summarises), ``state_count`` (counters for ``health``),
+``failure_cluster`` and ``correlation_state`` (written only by ``correlate``).
+
+Times are integer microseconds since the epoch, UTC (columns named ``*_us``); see ``timeutil``.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    text,
+)
+
+# SQLite only aliases the rowid (and so auto-increments) for a column typed exactly INTEGER PRIMARY KEY.
+Id = BigInteger().with_variant(Integer(), "sqlite")
+
+metadata = MetaData()
+
+STATES = ("PENDING", "IN_FLIGHT", "SUCCEEDED", "FAILED", "DEAD")
+OUTCOMES = ("succeeded", "failed", "abandoned")
+_FAILURE_SQL = "outcome IN ('failed', 'abandoned')"
+
+event_detected = Table(
+    "event_detected",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("event_type", String(200), nullable=False),
+    Column("key", String(500), nullable=False),
+    Column("payload", Text, nullable=False),  # a JSON object, serialized
+    Column("detected_at_us", BigInteger, nullable=False),
+    Column("recorded_at_us", BigInteger, nullable=False),  # when this row was written (differs on import)
+    UniqueConstraint("event_type", "key", name="uq_event_type_key"),
+)
+
+attempt = Table(
+    "attempt",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("event_id", ForeignKey("event_detected.id"), nullable=False),
+    # Denormalised from the (immutable) event so correlation reads one index: (event_type, at_us).
+    Column("event_type", String(200), nullable=False),
+    Column("number", Integer, nullable=False),
+    Column("started_at_us", BigInteger),
+    Column("at_us", BigInteger, nullable=False),
+    Column("outcome", String(16), nullable=False),
+    Column("error_type", String(200)),
+    Column("error", Text),
+    Column("fingerprint", String(32)),
+    Column("forced", Boolean, nullable=False, server_default=text("false")),
+    Column("actor", String(200), nullable=False),
+    UniqueConstraint("event_id", "number", name="uq_attempt_event_number"),
+    CheckConstraint("outcome IN ('succeeded', 'failed', 'abandoned')", name="ck_attempt_outcome"),
+)
+Index("ix_attempt_event", attempt.c.event_id, attempt.c.number)
+Index("ix_attempt_at", attempt.c.at_us)
+Index(
+    "ix_attempt_failures",
+    attempt.c.event_type,
+    attempt.c.at_us,
+    attempt.c.event_id,
+    sqlite_where=text(_FAILURE_SQL),
+    postgresql_where=text(_FAILURE_SQL),
+)
+
+transition = Table(
+    "transition",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("event_id", ForeignKey("event_detected.id"), nullable=False),
+    Column("at_us", BigInteger, nullable=False),
+    Column("from_state", String(16)),  # NULL for the first transition (detect)
+    Column("to_state", String(16), nullable=False),
+    Column("actor", String(200), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("attempt_number", Integer),  # the attempt this transition records, when there is one
+)
+Index("ix_transition_event", transition.c.event_id, transition.c.id)
+Index("ix_transition_to_at", transition.c.to_state, transition.c.at_us)
+
+annotation = Table(
+    "annotation",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("event_id", ForeignKey("event_detected.id")),
+    # A cluster note is kept against the cluster's type and time span (SPEC 5), so it outlives rebuilds.
+    Column("cluster_event_type", String(200)),
+    Column("span_start_us", BigInteger),
+    Column("span_end_us", BigInteger),
+    Column("cluster_id", String(64)),  # the id it was written on, for reference only
+    Column("author", String(200), nullable=False),
+    Column("at_us", BigInteger, nullable=False),
+    Column("text", Text, nullable=False),
+    CheckConstraint(
+        "(event_id IS NOT NULL) OR (cluster_event_type IS NOT NULL AND span_start_us IS NOT NULL"
+        " AND span_end_us IS NOT NULL)",
+        name="ck_annotation_target",
+    ),
+)
+Index("ix_annotation_event", annotation.c.event_id)
+Index("ix_annotation_cluster", annotation.c.cluster_event_type, annotation.c.span_start_us)
+
+event_state = Table(
+    "event_state",
+    metadata,
+    Column("event_id", ForeignKey("event_detected.id"), primary_key=True, autoincrement=False),
+    Column("event_type", String(200), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("detected_at_us", BigInteger, nullable=False),
+    Column("attempt_count", Integer, nullable=False),
+    # Failures since the retry budget last (re)started: detect, or an operator revive.
+    Column("budget_failures", Integer, nullable=False),
+    Column("next_retry_at_us", BigInteger),
+    # When a runner may take it: detected/revived time if PENDING, next_retry_at if FAILED, else NULL.
+    Column("due_at_us", BigInteger),
+    Column("claim_token", String(64)),
+    Column("claimed_by", String(200)),
+    Column("claimed_at_us", BigInteger),
+    Column("lease_expires_at_us", BigInteger),
+    Column("claim_forced", Boolean, nullable=False, server_default=text("false")),
+    Column("last_error_type", String(200)),
+    Column("last_error", Text),
+    Column("last_attempt_at_us", BigInteger),
+    Column("updated_at_us", BigInteger, nullable=False),
+    CheckConstraint(
+        "state IN ('PENDING', 'IN_FLIGHT', 'SUCCEEDED', 'FAILED', 'DEAD')", name="ck_event_state_state"
+    ),
+)
+Index("ix_event_state_due", event_state.c.due_at_us)
+Index("ix_event_state_type_state", event_state.c.event_type, event_state.c.state)
+Index("ix_event_state_lease", event_state.c.state, event_state.c.lease_expires_at_us)
+Index("ix_event_state_detected", event_state.c.state, event_state.c.detected_at_us)
+Index("ix_event_state_attempts", event_state.c.attempt_count)
+
+# Counts of events per (type, state), maintained with every transition so `health` does not count history.
+state_count = Table(
+    "state_count",
+    metadata,
+    Column("event_type", String(200), primary_key=True),
+    Column("state", String(16), primary_key=True),
+    Column("n", BigInteger, nullable=False),
+)
+
+failure_cluster = Table(
+    "failure_cluster",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("event_type", String(200), nullable=False),
+    Column("window_start_us", BigInteger, nullable=False),
+    Column("window_end_us", BigInteger, nullable=False),
+    Column("failure_count", Integer, nullable=False),
+    Column("event_count", Integer, nullable=False),
+    Column("top_fingerprints", Text, nullable=False),  # JSON: [[fingerprint, count, example], ...]
+    Column("window_seconds", BigInteger, nullable=False),
+    Column("min_failures", Integer, nullable=False),
+    Column("min_events", Integer, nullable=False),
+)
+Index("ix_failure_cluster_type_start", failure_cluster.c.event_type, failure_cluster.c.window_start_us)
+Index("ix_failure_cluster_end", failure_cluster.c.window_end_us)
+
+# One row: the rule of the clusters in failure_cluster and the last attempt id correlation has read.
+correlation_state = Table(
+    "correlation_state",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("window_us", BigInteger, nullable=False),
+    Column("min_failures", Integer, nullable=False),
+    Column("min_events", Integer, nullable=False),
+    Column("last_attempt_id", BigInteger, nullable=False),
+    Column("updated_at_us", BigInteger, nullable=False),
+)
+
+schema_version = Table(
+    "failure_aware_schema",
+    metadata,
+    Column("version", Integer, primary_key=True, autoincrement=False),
+    Column("description", Text, nullable=False),
+    Column("applied_at_us", BigInteger, nullable=False),
+)
+
+HISTORY_TABLES = (event_detected, attempt, transition, annotation)
+DERIVED_TABLES = (event_state, state_count, failure_cluster, correlation_state)
