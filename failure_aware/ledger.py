@@ -17,10 +17,10 @@ from sqlalchemy import select
 
 from . import states
 from .config import Config, load_config
-from .core import claims, queries, recording, validation
+from .core import claims, operator, queries, recording, validation
 from .core.recording import Reported
 from .errors import ValidationError
-from .models import AttemptResult, Claim, Event, EventDetail
+from .models import Annotation, AttemptResult, Claim, Event, EventDetail
 from .states import State, Step
 from .storage.store import Store
 from .storage.tables import event_state
@@ -339,6 +339,63 @@ class Ledger:
     # -- interchange (import / export) -------------------------------------------------------------------
 
     # -- operator actions (revive, bury, annotate) ------------------------------------------------------
+    def bury(self, event_id: int, *, actor: str | None = None, reason: str = "given up by operator") -> Event:
+        """Give up on a FAILED event: it becomes DEAD (recorded with actor and reason)."""
+        validation.event_id(event_id)
+        actor = validation.name("actor", actor or operator_name())
+        validation.text("reason", reason, required=True)
+        with self.store.write() as conn:
+            operator.bury(conn, event_id, actor=actor, reason=reason, now_us=self.store.now_us())
+            return recording.load_event(conn, event_id)
+
+    def revive(self, event_id: int, *, actor: str | None = None, reason: str = "revived by operator") -> Event:
+        """Bring a DEAD event back to PENDING; attempt numbers continue, the retry budget restarts."""
+        validation.event_id(event_id)
+        actor = validation.name("actor", actor or operator_name())
+        validation.text("reason", reason, required=True)
+        with self.store.write() as conn:
+            operator.revive(conn, event_id, actor=actor, reason=reason, now_us=self.store.now_us())
+            return recording.load_event(conn, event_id)
+
+    def revive_dead(
+        self,
+        *,
+        since: datetime,
+        event_type: str | None = None,
+        dry_run: bool = False,
+        limit: int | None = None,
+        actor: str | None = None,
+        reason: str = "bulk revive by operator",
+    ) -> list[int]:
+        """Revive every event that died at or after ``since`` (of one type); returns the ids revived.
+
+        With ``dry_run`` nothing is written and the ids that would be revived are returned. The whole bulk
+        revive is one transaction: all listed events are revived, or none.
+        """
+        since_us = to_us(aware(since, field="since"))  # type: ignore[arg-type]
+        if event_type is not None:
+            validation.event_type(event_type)
+        validation.positive_int("limit", limit)
+        actor = validation.name("actor", actor or operator_name())
+        validation.text("reason", reason, required=True)
+        if dry_run:
+            with self.store.read() as conn:
+                return operator.dead_since(conn, event_type=event_type, since_us=since_us, limit=limit)
+        with self.store.write() as conn:
+            ids = operator.dead_since(conn, event_type=event_type, since_us=since_us, limit=limit)
+            now_us = self.store.now_us()
+            for event_id in ids:
+                operator.revive(conn, event_id, actor=actor, reason=reason, now_us=now_us)
+            return ids
+
+    def annotate(self, event_id: int, text: str, *, author: str | None = None) -> Annotation:
+        """Add a note to an event. Notes are history: never changed, only added to."""
+        validation.event_id(event_id)
+        validation.text("text", text, required=True)
+        author = validation.name("author", author or operator_name())
+        with self.store.write() as conn:
+            return operator.annotate_event(conn, event_id, text, author=author, now_us=self.store.now_us())
+
 
     # -- health ----------------------------------------------------------------------------------------
 

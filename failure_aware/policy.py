@@ -79,8 +79,9 @@ class RetryPolicy:
             raise ValidationError(f"max_attempts must be an integer >= 1, got {attempts!r}")
         if isinstance(names, str) or not isinstance(names, Iterable):
             raise ValidationError(f"non_retryable must be a set of error type names, got {names!r}")
-        if not all(isinstance(name, str) and name for name in names):
-            raise ValidationError(f"non_retryable must hold non-empty error type names, got {names!r}")
+        name_list = list(names)  # iterate once: names may be a generator
+        if not all(isinstance(name, str) and name for name in name_list):
+            raise ValidationError(f"non_retryable must hold non-empty error type names, got {name_list!r}")
         for name, allowed in (("backoff", get_args(Backoff)), ("jitter", get_args(Jitter))):
             value = getattr(self, name)
             if value not in allowed:
@@ -96,7 +97,7 @@ class RetryPolicy:
         if self.backoff != "schedule" and schedule:
             raise ValidationError(f"a schedule is given but backoff is {self.backoff!r}; use 'schedule'")
         normalised = {
-            "non_retryable": frozenset(names),
+            "non_retryable": frozenset(name_list),
             "base_seconds": _check_delay("base_seconds", self.base_seconds),
             "max_delay_seconds": _check_delay("max_delay_seconds", self.max_delay_seconds),
             "factor": float(factor),

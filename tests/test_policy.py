@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta, timezone
@@ -17,6 +18,7 @@ from hypothesis import strategies as st
 from failure_aware.errors import ValidationError
 from failure_aware.policy import (
     MAX_DELAY_SECONDS,
+    Backoff,
     PolicySet,
     RetryPolicy,
     backoff_delay_seconds,
@@ -63,7 +65,7 @@ delays = st.floats(min_value=0, max_value=MAX_DELAY_SECONDS, allow_nan=False)
 @st.composite
 def policies(draw: st.DrawFn) -> RetryPolicy:
     """Any valid policy."""
-    backoff = draw(st.sampled_from(["exponential", "fixed", "schedule"]))
+    backoff: Backoff = draw(st.sampled_from(["exponential", "fixed", "schedule"]))
     schedule = tuple(draw(st.lists(delays, min_size=1, max_size=6))) if backoff == "schedule" else ()
     return RetryPolicy(
         max_attempts=draw(st.integers(min_value=1, max_value=30)),
@@ -195,7 +197,7 @@ def test_jitter_is_the_same_in_another_process() -> None:
             text=True,
             check=True,
             cwd=REPO_ROOT,
-            env={"PYTHONHASHSEED": seed, "PYTHONPATH": str(REPO_ROOT)},
+            env={**os.environ, "PYTHONHASHSEED": seed, "PYTHONPATH": str(REPO_ROOT)},
         )
         assert result.stdout.strip() == expected
 
@@ -223,7 +225,9 @@ def test_dead_at_max_attempts() -> None:
 
 
 def test_single_attempt_policy_dies_on_first_failure() -> None:
-    assert decide_after_failure(RetryPolicy(max_attempts=1), 1, None, AT, 1).reason == "max_attempts (1) reached"
+    assert (
+        decide_after_failure(RetryPolicy(max_attempts=1), 1, None, AT, 1).reason == "max_attempts (1) reached"
+    )
 
 
 def test_non_retryable_error_type_dies_at_once() -> None:
@@ -237,7 +241,9 @@ def test_non_retryable_error_type_dies_at_once() -> None:
 
 def test_non_retryable_wins_over_max_attempts() -> None:
     policy = RetryPolicy(max_attempts=2, non_retryable=frozenset({"ValueError"}))
-    assert decide_after_failure(policy, 2, "ValueError", AT, 1).reason == "non-retryable error type ValueError"
+    assert (
+        decide_after_failure(policy, 2, "ValueError", AT, 1).reason == "non-retryable error type ValueError"
+    )
 
 
 def test_next_retry_at_is_utc_whatever_the_input_zone() -> None:
@@ -350,9 +356,17 @@ def test_from_mapping_inherits_the_default() -> None:
     webhook = policies_.for_type("payment.webhook")
     assert webhook.backoff == "schedule"
     assert webhook.schedule_seconds == (30, 120, 600)
-    assert (webhook.max_attempts, webhook.jitter, webhook.non_retryable) == (4, "equal", {"ValueError"})
+    assert (webhook.max_attempts, webhook.jitter, webhook.non_retryable) == (
+        4,
+        "equal",
+        frozenset({"ValueError"}),
+    )
     assert policies_.for_type("sync") == RetryPolicy(
-        max_attempts=9, backoff="fixed", base_seconds=5, jitter="equal", non_retryable=frozenset({"ValueError"})
+        max_attempts=9,
+        backoff="fixed",
+        base_seconds=5,
+        jitter="equal",
+        non_retryable=frozenset({"ValueError"}),
     )
 
 
