@@ -1,0 +1,143 @@
+"""Commands about events: detect, report, events, show, annotate."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import click
+from rich.console import Group
+from rich.text import Text
+
+from ..ledger import operator_name
+from ..models import EventDetail
+from . import output
+from .app import cli
+from .context import app
+from .params import JSON_OBJECT, SINCE, STATE_CHOICE, TIME
+
+
+@cli.command()
+@click.argument("event_type")
+@click.option("--key", help="Idempotency key, unique per event type (generated when omitted).")
+@click.option("--payload", type=JSON_OBJECT, help="The event's data, a JSON object.")
+@click.option("--at", type=TIME, help="When it was detected (RFC 3339 with zone; default now).")
+@output.json_option
+def detect(event_type: str, key: str | None, payload: dict[str, Any] | None, at: datetime | None,
+           as_json: bool) -> None:
+    """Record an event as PENDING (an existing TYPE + --key returns the existing event)."""
+    event = app().ledger().detect(event_type, payload, key=key, at=at)
+    if as_json:
+        output.print_json(event.as_dict())
+    else:
+        output.say(f"event {event.id} {event.event_type} key={event.key} {output.state_text(event.state)}")
+
+
+@cli.command()
+@click.argument("event_id", type=int)
+@click.option("--ok", "outcome", flag_value="ok", help="The attempt succeeded.")
+@click.option("--failed", "outcome", flag_value="failed", help="The attempt failed.")
+@click.option("--error-type", help="Exception or error class name, e.g. TimeoutError.")
+@click.option("--error", "error_message", help="The error message.")
+@click.option("--at", type=TIME, help="When the outcome was known (default now).")
+@click.option("--force", is_flag=True, help="Record it even before next_retry_at (noted as forced).")
+@click.option("--actor", help="Who ran it (default: you, with --force; otherwise 'system').")
+@output.json_option
+def report(event_id: int, outcome: str | None, error_type: str | None, error_message: str | None,
+           at: datetime | None, force: bool, actor: str | None, as_json: bool) -> None:
+    """Record an attempt you ran yourself, and its outcome (--ok or --failed)."""
+    if outcome is None:
+        raise click.UsageError("say how the attempt ended: --ok or --failed")
+    who = actor or (operator_name() if force else "system")
+    result = app().ledger().report(
+        event_id, outcome == "ok", error_type=error_type, error=error_message, at=at, force=force, actor=who
+    )
+    if as_json:
+        output.print_json(result.as_dict())
+    else:
+        output.say(f"event {event_id}: attempt {result.attempt.number} {result.attempt.outcome} -> "
+                   f"{output.state_text(result.state)}  ({result.reason})")
+
+
+@cli.command()
+@click.option("--state", type=STATE_CHOICE, help="Only events in this state.")
+@click.option("--type", "event_type", help="Only events of this type.")
+@click.option("--since", type=SINCE, help="Only events detected since TIME (RFC 3339, or e.g. 1h ago).")
+@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
+@click.option("--before-id", type=click.IntRange(min=1), help="Page: events with ids below this one.")
+@output.json_option
+def events(state: str | None, event_type: str | None, since: datetime | None, limit: int,
+           before_id: int | None, as_json: bool) -> None:
+    """List events, newest first (reads only)."""
+    found = app().ledger(readonly=True).events(
+        state=state, event_type=event_type, since=since, limit=limit, before_id=before_id
+    )
+    if as_json:
+        output.print_json([e.as_dict() for e in found])
+        return
+    rows = [
+        (e.id, e.event_type, output.short(e.key, 24), output.state_text(e.state), e.attempt_count,
+         output.when(e.detected_at), output.when(e.next_retry_at), output.short(e.last_error, 40))
+        for e in found
+    ]
+    out = output.console()
+    out.print(output.table(None, ["id", "type", "key", "state", "tries", "detected", "next retry",
+                                  "last error"], rows))
+    if len(found) == limit:
+        out.print(f"[dim]more: --before-id {found[-1].id}[/]")
+
+
+@cli.command()
+@click.argument("event_id", type=int)
+@output.json_option
+def show(event_id: int, as_json: bool) -> None:
+    """An event with its attempts, transitions and annotations (reads only)."""
+    detail = app().ledger(readonly=True).show(event_id)
+    if as_json:
+        output.print_json(detail.as_dict())
+        return
+    output.console().print(render_detail(detail))
+
+
+def render_detail(detail: EventDetail) -> Group:
+    """The rich rendering of ``show``."""
+    e = detail.event
+    head = Text.from_markup(
+        f"[bold]event {e.id}[/] {e.event_type} key={e.key}  {output.state_text(e.state)}"
+        f"  detected {output.when(e.detected_at)}"
+        + (f"  next retry {output.when(e.next_retry_at)}" if e.next_retry_at else "")
+        + (f"  claimed by {e.claimed_by} until {output.when(e.lease_expires_at)}" if e.claimed_by else "")
+    )
+    parts: list[Any] = [head]
+    attempts = [
+        (a.number, output.when(a.at), a.outcome, a.error_type or "-", output.short(a.error, 50),
+         a.actor + (" (forced)" if a.forced else ""))
+        for a in detail.attempts
+    ]
+    if attempts:
+        parts.append(output.table("attempts", ["#", "at", "outcome", "error type", "error", "by"], attempts))
+    history = [
+        (output.when(t.at), t.from_state or "-", output.state_text(t.to_state), t.actor, t.reason)
+        for t in detail.transitions
+    ]
+    parts.append(output.table("transitions", ["at", "from", "to", "by", "reason"], history))
+    if detail.annotations:
+        notes = [(output.when(n.at), n.author, n.text) for n in detail.annotations]
+        parts.append(output.table("annotations", ["at", "author", "note"], notes))
+    if detail.cluster_ids:
+        parts.append(Text("clusters: " + ", ".join(detail.cluster_ids)))
+    return Group(*parts)
+
+
+@cli.command()
+@click.argument("event_id", type=int)
+@click.argument("text")
+@click.option("--author", help="Who writes the note (default: the OS user).")
+@output.json_option
+def annotate(event_id: int, text: str, author: str | None, as_json: bool) -> None:
+    """Add a note to an event (notes are only ever added, never changed)."""
+    note = app().ledger().annotate(event_id, text, author=author)
+    if as_json:
+        output.print_json(note.as_dict())
+    else:
+        output.say(f"note {note.id} added to event {event_id} by {note.author}")

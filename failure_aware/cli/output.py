@@ -1,0 +1,96 @@
+"""Output: JSON on stdout with ``--json`` (nothing else there), rich tables otherwise.
+
+Messages for people (progress, summaries of writes) go to stderr when ``--json`` is on, so stdout stays
+parseable.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from ..timeutil import format_time
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+STATE_STYLES = {
+    "PENDING": "cyan",
+    "IN_FLIGHT": "blue",
+    "SUCCEEDED": "green",
+    "FAILED": "yellow",
+    "DEAD": "bold red",
+}
+
+
+def json_option(func: F) -> F:
+    """Add ``--json`` to a command."""
+    return click.option("--json", "as_json", is_flag=True, help="Print JSON on stdout instead of a table.")(func)
+
+
+def console(*, err: bool = False) -> Console:
+    """A rich console on stdout (or stderr); plain when not a terminal."""
+    return Console(stderr=err, highlight=False, soft_wrap=False)
+
+
+def print_json(data: Any) -> None:
+    """One JSON document on stdout."""
+    click.echo(json.dumps(data, ensure_ascii=False, default=str))
+
+
+def print_json_lines(items: Iterable[Any]) -> None:
+    """One JSON document per line on stdout."""
+    for item in items:
+        click.echo(json.dumps(item, ensure_ascii=False, default=str))
+
+
+def say(message: str, *, as_json: bool = False) -> None:
+    """A human message: stdout normally, stderr when stdout carries JSON."""
+    console(err=as_json).print(message)
+
+
+def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> Table:
+    """A rich table with the given column headers."""
+    out = Table(title=title, title_justify="left", header_style="bold")
+    for column in columns:
+        out.add_column(column, overflow="fold")
+    for row in rows:
+        out.add_row(*(cell if hasattr(cell, "__rich__") else _cell(cell) for cell in row))
+    return out
+
+
+def state_text(state: str) -> str:
+    """A state, coloured."""
+    style = STATE_STYLES.get(str(state), "")
+    return f"[{style}]{state}[/]" if style else str(state)
+
+
+def when(moment: datetime | None) -> str:
+    """A time for a table: ``2026-01-02 04:45:54Z``, or a dash."""
+    if moment is None:
+        return "-"
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def short(text: str | None, width: int = 60) -> str:
+    """Text cut to ``width`` characters with an ellipsis."""
+    if not text:
+        return "-"
+    flat = " ".join(text.split())
+    return flat if len(flat) <= width else flat[: width - 1] + "…"
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, datetime):
+        return when(value)
+    return str(value)
+
+
+__all__ = ["format_time", "json_option", "print_json", "say", "table"]
