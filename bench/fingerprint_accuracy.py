@@ -1,4 +1,4 @@
-"""Grouping accuracy of ``failure_aware.fingerprint`` against Loghub-2k ground truth, side by side with Drain3.
+"""Grouping accuracy of ``failure_aware.fingerprint`` on Loghub-2k ground truth, side by side with Drain3.
 
 Usage (from the repository root)::
 
@@ -115,11 +115,16 @@ def show_errors(contents: Sequence[str], events: Sequence[str], limit: int = 40)
                         break
         else:
             others = sorted({events[i] for i in by_fp[fps[members[0]]]} - {ev})
-            print(f"MERGED {ev} ({len(members)} msgs) with {others}: {template(contents[members[0]])[:150]!r}")
+            shown_template = template(contents[members[0]])[:150]
+            print(f"MERGED {ev} ({len(members)} msgs) with {others}: {shown_template!r}")
             for o in others[:3]:
                 j = by_event[o][0]
                 print(f"    {o}: {contents[j][:150]!r}")
             print(f"    {ev}: {contents[members[0]][:150]!r}")
+
+
+def rate(count: int, seconds: float) -> str:
+    return f"{count / seconds:>12,.0f} messages/s ({seconds * 1e6 / count:.2f} µs/message)"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -168,9 +173,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         print()
     print()
-    print(f"throughput ours:   {total / t_ours:>12,.0f} messages/s ({t_ours * 1e6 / total:.2f} µs/message)")
+    print(f"throughput ours:   {rate(total, t_ours)}")
     if drain is not None:
-        print(f"throughput Drain3: {total / t_drain:>12,.0f} messages/s ({t_drain * 1e6 / total:.2f} µs/message)")
+        print(f"throughput Drain3: {rate(total, t_drain)}")
     return 0
 
 

@@ -19,6 +19,7 @@ from . import states
 from .config import Config, load_config
 from .core import claims, operator, queries, recording, validation
 from .core.recording import Reported
+from .diagnostics.verify import VerifyReport
 from .errors import ValidationError
 from .models import Annotation, AttemptResult, Claim, Event, EventDetail
 from .states import State, Step
@@ -402,6 +403,18 @@ class Ledger:
     # -- correlation -----------------------------------------------------------------------------------
 
     # -- verify ----------------------------------------------------------------------------------------
+    def verify(self) -> VerifyReport:
+        """Check the ledger against itself; writes nothing (works on a ``readonly`` ledger).
+
+        The projection must equal a replay of history, the counters a recount, the clusters a rebuild, and
+        the immutability triggers must be in place. ``report.ok`` is true when nothing disagrees.
+        """
+        from .diagnostics import verify as checks
+
+        with self.store.read() as conn:
+            checks.consistent_snapshot(conn)  # first statement of the transaction: one snapshot throughout
+            return checks.verify(conn, self.config.policies)
+
 
     # -- schema --------------------------------------------------------------------------------------
     def upgrade(self) -> list[str]:

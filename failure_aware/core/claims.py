@@ -87,7 +87,8 @@ def _take(
             "event_id": row.event_id, "at_us": now_us, "from_state": row.state, "to_state": State.IN_FLIGHT,
             "actor": worker, "reason": "claimed" + (" (forced before next_retry_at)" if forced else ""),
         })
-        delta += counters.moved(row.event_type, row.state, State.IN_FLIGHT)
+        # update(), not +=: Counter addition drops the negative counts (the state left) on the floor.
+        delta.update(counters.moved(row.event_type, row.state, State.IN_FLIGHT))
         claims.append(Claim(
             event=load_event(conn, row.event_id), token=token, worker=worker, claimed_at=from_us(now_us),
             lease_expires_at=from_us(now_us + lease_us), attempt_number=row.attempt_count + 1, forced=forced,

@@ -90,6 +90,14 @@ def detect(
     return load_event(conn, new_id), True
 
 
+def failure_fingerprint(error_type: str | None, error: str | None) -> str:
+    """The fingerprint stored with a failed or abandoned attempt: of its message, else of its error type.
+
+    Shared by ``settle`` and the importer so both store the same value for the same failure.
+    """
+    return fingerprint(error or error_type or "")
+
+
 @dataclass(frozen=True)
 class Reported:
     """An attempt's outcome as a caller gives it, before the policy decides the next state."""
@@ -174,7 +182,7 @@ def settle(
         "started_at_us": started_at_us, "at_us": outcome.at_us, "outcome": kind,
         "error_type": None if outcome.ok else outcome.error_type,
         "error": None if outcome.ok else outcome.error,
-        "fingerprint": None if outcome.ok else fingerprint(outcome.error or outcome.error_type or ""),
+        "fingerprint": None if outcome.ok else failure_fingerprint(outcome.error_type, outcome.error),
         "forced": forced, "actor": actor,
     }
     conn.execute(insert(attempt).values(**attempt_row))

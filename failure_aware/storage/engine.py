@@ -97,8 +97,11 @@ def _sqlite_engine(url: URL, *, readonly: bool) -> Engine:
 
 
 def _postgres_engine(url: URL, *, readonly: bool) -> Engine:
-    options = "-c default_transaction_read_only=on" if readonly else ""
     connect_args: dict[str, Any] = {"connect_timeout": 10}
-    if options:
-        connect_args["options"] = options
+    if readonly:
+        # connect_args replace the URL's own query arguments, so keep any ``options`` the URL carries
+        # (e.g. ``-csearch_path=...``) and add ours.
+        given = url.query.get("options")
+        given_text = " ".join(given) if isinstance(given, tuple) else (given or "")
+        connect_args["options"] = f"{given_text} -c default_transaction_read_only=on".strip()
     return create_engine(url, pool_pre_ping=True, pool_size=4, connect_args=connect_args)

@@ -53,7 +53,7 @@ class Store:
     @property
     def where(self) -> str:
         """The database, named for messages (password hidden)."""
-        return self.url.render_as_string(hide_password=True)
+        return self.url.set(drivername=self.url.get_backend_name()).render_as_string(hide_password=True)
 
     def now_us(self) -> int:
         """The injected clock's current time in microseconds."""

@@ -1,0 +1,208 @@
+"""``verify``: check that the derived data still agrees with history, and that history is protected.
+
+Four checks, all read-only (SPEC sections 1 and 9):
+
+(a) the projection: every ``event_state`` row equals a replay of its event's transitions and attempts, and
+    the history itself is a legal chain (``replay.event_problems``);
+(b) the counters: ``state_count`` equals a recount of ``event_state``;
+(c) the immutability triggers are all in place;
+(d) the clusters in ``failure_cluster`` equal a rebuild (when the correlation package offers the check).
+
+The history is streamed in id-ordered chunks of events (four queries per chunk, never one per event), so
+memory stays constant on millions of events. Run it inside one read transaction; on PostgreSQL call
+``consistent_snapshot`` first so every chunk sees the same moment even while workers keep writing.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from itertools import groupby
+from typing import Any
+
+from sqlalchemy import Connection, Select, select, text
+
+from ..core import counters
+from ..policy import PolicySet
+from ..storage import triggers
+from ..storage.tables import attempt, event_detected, event_state, transition
+from .replay import event_problems
+
+DEFAULT_BATCH_SIZE = 1000
+DEFAULT_MAX_PROBLEMS = 1000
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    """What ``verify`` found. ``problems`` are disagreements (the ledger is not consistent); ``notes`` are
+    observations that need no repair (e.g. a ``next_retry_at`` that an older retry policy computed)."""
+
+    problems: tuple[str, ...]
+    checked_events: int
+    notes: tuple[str, ...] = ()
+    clusters_checked: bool = False  # False when no cluster check was available
+
+    @property
+    def ok(self) -> bool:
+        """True when nothing disagrees."""
+        return not self.problems
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return {
+            "ok": self.ok,
+            "checked_events": self.checked_events,
+            "problems": list(self.problems),
+            "notes": list(self.notes),
+            "clusters_checked": self.clusters_checked,
+        }
+
+
+class _Findings:
+    """Problems and notes, each kept up to a limit (then only counted) so a ruined database cannot exhaust
+    memory; the report says how many were left out."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.problems: list[str] = []
+        self.notes: list[str] = []
+        self.more_problems = 0
+        self.more_notes = 0
+
+    def problem(self, *messages: str) -> None:
+        for message in messages:
+            if len(self.problems) < self.limit:
+                self.problems.append(message)
+            else:
+                self.more_problems += 1
+
+    def note(self, *messages: str) -> None:
+        for message in messages:
+            if len(self.notes) < self.limit:
+                self.notes.append(message)
+            else:
+                self.more_notes += 1
+
+    def report(self, checked_events: int, clusters_checked: bool) -> VerifyReport:
+        problems = self.problems + [f"... and {self.more_problems} more problems"] * bool(self.more_problems)
+        notes = self.notes + [f"... and {self.more_notes} more notes"] * bool(self.more_notes)
+        return VerifyReport(tuple(problems), checked_events, tuple(notes), clusters_checked)
+
+
+def consistent_snapshot(conn: Connection) -> None:
+    """Make the rest of this transaction read one snapshot (PostgreSQL: REPEATABLE READ; must come before
+    any other statement of the transaction). SQLite's WAL read transactions are snapshots already."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"))
+
+
+def verify(
+    conn: Connection,
+    policies: PolicySet,
+    *,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    max_problems: int = DEFAULT_MAX_PROBLEMS,
+) -> VerifyReport:
+    """Run every check over the database of ``conn``; writes nothing."""
+    findings = _Findings(max_problems)
+    checked = _check_events(conn, policies, findings, batch_size)
+    _check_counters(conn, findings)
+    findings.problem(*(f"immutability trigger {name} is missing" for name in triggers.missing(conn)))
+    clusters_checked = _check_clusters(conn, findings)
+    return findings.report(checked, clusters_checked)
+
+
+# -- (a) projection vs replay ------------------------------------------------------------------------
+def _check_events(conn: Connection, policies: PolicySet, findings: _Findings, batch_size: int) -> int:
+    checked = 0
+    after = 0  # ids are positive
+    while True:
+        events = list(conn.execute(
+            select(event_detected.c.id, event_detected.c.event_type, event_detected.c.detected_at_us)
+            .where(event_detected.c.id > after).order_by(event_detected.c.id).limit(batch_size)
+        ))
+        # The last chunk reaches to the end, so rows of events that do not exist are found too.
+        upto = events[-1].id if len(events) == batch_size else None
+        es, tr, at = event_state.c, transition.c, attempt.c
+        projections = {r.event_id: r for r in _chunk(conn, select(event_state), es.event_id, after, upto)}
+        history = _grouped(_chunk(conn, select(transition), tr.event_id, after, upto, tr.id))
+        tries = _grouped(_chunk(conn, _attempt_columns(), at.event_id, after, upto, at.number))
+        for event in events:
+            problems, notes = event_problems(
+                event, projections.pop(event.id, None), history.pop(event.id, ()), tries.pop(event.id, ()),
+                policies.for_type(event.event_type),
+            )
+            findings.problem(*problems)
+            findings.note(*notes)
+        for table, orphans in (("event_state", projections), ("transition", history), ("attempt", tries)):
+            findings.problem(*(f"{table} has rows for event {i}, never detected" for i in sorted(orphans)))
+        checked += len(events)
+        if upto is None:
+            return checked
+        after = upto
+
+
+def _attempt_columns() -> Select[Any]:
+    a = attempt.c
+    # Everything replay needs, and not the columns it does not (fingerprints, actors) to keep chunks small.
+    return select(a.id, a.event_id, a.event_type, a.number, a.at_us, a.outcome, a.error_type, a.error)
+
+
+def _chunk(
+    conn: Connection, query: Select[Any], event_column: Any, after: int, upto: int | None, *order: Any
+) -> Iterator[Any]:
+    """Rows of ``query`` for events with ``after < id <= upto`` (no upper bound when ``upto`` is None)."""
+    query = query.where(event_column > after)
+    if upto is not None:
+        query = query.where(event_column <= upto)
+    yield from conn.execute(query.order_by(event_column, *order))
+
+
+def _grouped(rows: Iterable[Any]) -> dict[int, Sequence[Any]]:
+    return {event_id: list(group) for event_id, group in groupby(rows, key=lambda r: r.event_id)}
+
+
+# -- (b) counters --------------------------------------------------------------------------------------
+def _check_counters(conn: Connection, findings: _Findings) -> None:
+    actual, stored = counters.recount(conn), counters.stored(conn)
+    for key in sorted(set(actual) | set(stored)):
+        if actual.get(key, 0) != stored.get(key, 0):
+            event_type, state = key
+            findings.problem(
+                f"state_count says {stored.get(key, 0)} {event_type} events are {state}; "
+                f"event_state has {actual.get(key, 0)}"
+            )
+
+
+# -- (d) clusters ----------------------------------------------------------------------------------------
+def _check_clusters(conn: Connection, findings: _Findings) -> bool:
+    """Compare the stored clusters with a rebuild, when the correlation package provides the check.
+
+    HOOK: ``failure_aware.correlation.clusters_match_rebuild(conn)`` is expected to compute the rebuild in
+    memory (writing nothing) and return either a bool or a list of problem strings (empty when they match).
+    Until it exists, the report says ``clusters_checked = False`` and adds a note.
+    """
+    check = _cluster_check()
+    if check is None:
+        findings.note("clusters were not compared with a rebuild (no correlation check available)")
+        return False
+    outcome = check(conn)
+    if outcome is True:
+        return True
+    if outcome is False:
+        findings.problem("failure_cluster differs from a rebuild; run: failure-aware correlate --rebuild")
+        return True
+    findings.problem(*(str(p) for p in outcome))
+    return True
+
+
+def _cluster_check() -> Callable[[Connection], Any] | None:
+    try:
+        correlation = importlib.import_module("failure_aware.correlation")
+    except ModuleNotFoundError as exc:
+        if exc.name != "failure_aware.correlation":
+            raise  # the package exists but is broken: say so rather than skip the check
+        return None
+    check = getattr(correlation, "clusters_match_rebuild", None)
+    return check if callable(check) else None

@@ -1,0 +1,75 @@
+"""The normalized forms of interchange records: what is checked, ready to write.
+
+They are ``NamedTuple``s of plain values (times as integer microseconds, states and outcomes as their
+string values): cheap to build and to pickle, which the importer does to keep a large input out of memory
+between validating it and writing it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple
+
+from ..policy import PolicySet
+
+
+class AttemptIn(NamedTuple):
+    """An attempt as it will be stored (its number is its position, from 1)."""
+
+    at_us: int
+    outcome: str
+    started_at_us: int | None
+    error_type: str | None
+    error: str | None
+    forced: bool
+    actor: str
+
+
+class AnnotationIn(NamedTuple):
+    """A note on the event."""
+
+    at_us: int
+    author: str
+    text: str
+
+
+class TransitionIn(NamedTuple):
+    """One state change as it will be stored."""
+
+    at_us: int
+    from_state: str | None
+    to_state: str
+    actor: str
+    reason: str
+    attempt_number: int | None
+
+
+class EventIn(NamedTuple):
+    """A checked record: everything the writer needs except the event id."""
+
+    number: int  # its line (or record) number, for messages
+    event_type: str
+    key: str
+    detected_at_us: int
+    payload_json: str
+    attempts: tuple[AttemptIn, ...]
+    annotations: tuple[AnnotationIn, ...]
+    transitions: tuple[TransitionIn, ...]  # never empty: the first is (None -> PENDING)
+    given_transitions: bool  # True: replayed verbatim; False: derived from the attempts by the policy
+    next_retry_at_us: int | None  # as given in the record (None: computed by the policy when FAILED)
+    budget_failures: int  # failures since the retry budget last (re)started
+
+    @property
+    def state(self) -> str:
+        """The state the event ends in."""
+        return self.transitions[-1].to_state
+
+
+@dataclass(frozen=True)
+class ImportContext:
+    """What every record of one import shares: the defaults, the limits and the policies."""
+
+    now_us: int  # the import time: default detected_at, recorded_at of the rows
+    actor: str  # the actor of derived transitions and default actor of attempts
+    max_payload_bytes: int
+    policies: PolicySet
