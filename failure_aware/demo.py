@@ -69,30 +69,39 @@ def demo_config() -> Config:
     )
 
 
-def run_demo(url: str | None, echo: callable = print) -> dict[str, object]:  # type: ignore[valid-type]
-    """Run the workload against ``url`` (default database resolution) and return what happened."""
-    start = utc_now().replace(microsecond=0) - SPAN
-    clock = SimulatedClock(start)
-    world = Workload(clock=clock, start=start)
-    run_id = start.strftime("%Y%m%dT%H%M%S")
+@dataclass(frozen=True)
+class DemoRun:
+    """What the simulation did: where, when, and the outcome of every attempt it ran."""
+
+    url: str
+    start: datetime
+    end: datetime
+    detected: int
+    outcomes: dict[str, int]
+
+
+def simulate(ledger: Ledger, clock: SimulatedClock, world: Workload) -> DemoRun:
+    """Two simulated hours: new events every minute, and a `retry_due` pass every minute."""
+    run_id = world.start.strftime("%Y%m%dT%H%M%S")
     outcomes: Counter[str] = Counter()
     detected = 0
-    with Ledger(url, config=demo_config(), clock=clock) as ledger:
-        echo(f"database: {ledger.url}")
-        echo(f"simulating {int(SPAN.total_seconds() // 60)} minutes from {start.isoformat()} "
-             f"(payments outage from minute {int(OUTAGE[0].total_seconds() // 60)} "
-             f"to {int(OUTAGE[1].total_seconds() // 60)})")
-        minute = 0
-        while clock.now < start + SPAN:
-            for _ in range(world.rng.choice([0, 1, 1, 2])):
-                detected += 1
-                ledger.detect(*_new_event(world.rng, detected), key=f"demo-{run_id}-{detected}")
-            results = ledger.retry_due(world.handle, worker="demo-worker")
-            for result in results:
-                outcomes[_describe(result)] += 1
-            minute += 1
-            clock.now = start + minute * STEP
-        return {"ledger_url": ledger.url, "detected": detected, "outcomes": dict(outcomes), "run_id": run_id}
+    minute = 0
+    while clock.now < world.start + SPAN:
+        for _ in range(world.rng.choice([0, 1, 1, 2])):
+            detected += 1
+            ledger.detect(*_new_event(world.rng, detected), key=f"demo-{run_id}-{detected}")
+        for result in ledger.retry_due(world.handle, worker="demo-worker"):
+            outcomes[_describe(result)] += 1
+        minute += 1
+        clock.now = world.start + minute * STEP
+    return DemoRun(ledger.url, world.start, clock.now, detected, dict(outcomes))
+
+
+def open_demo(url: str | None) -> tuple[Ledger, SimulatedClock, Workload]:
+    """The demo's ledger (simulated clock two hours back) and its world."""
+    start = utc_now().replace(microsecond=0) - SPAN
+    clock = SimulatedClock(start)
+    return Ledger(url, config=demo_config(), clock=clock), clock, Workload(clock=clock, start=start)
 
 
 def _new_event(rng: random.Random, n: int) -> tuple[str, dict[str, object]]:

@@ -15,9 +15,10 @@ How a message is masked (every rule is generic: none names a particular system o
 1. Only the first ``MAX_CHARS`` (4096) characters are looked at, so a huge message (a dumped payload, a long
    stack trace) costs no more than a 4 KiB one; whatever differs after that point is ignored.
 2. Runs of two or more dots become `` ... `` (``processor......0`` is a word and a value, not one token).
-3. Structured values become ``<*>`` wherever they are: URLs, e-mail and MAC addresses, dates written with day
-   or month names (``Fri Jun 17 07:07:00 2005``), Windows paths (``C:\\...``) and Unix paths (``/var/x``,
-   query strings included; a slash glued to a word, as in ``read/write``, is no path).
+3. Structured values become ``<*>`` wherever they are: URLs, e-mail, MAC and IPv6 addresses, dates written
+   with month names (``Fri Jun 17 07:07:00 2005``, ``15 Nov 1994``; numeric ones fall under rule 7), Windows
+   paths (``C:\\...``) and Unix paths (``/var/x``, query strings included; a slash glued to a word, as in
+   ``read/write``, is no path).
 4. ``key=value`` (no space after ``=``): the value is masked, a quoted value or a ``{...}``/``[...]`` group
    included.  The key stays: it says which statement this is.
 5. The word after ``user`` is an account name and is masked (``session opened for user alice``), unless it is
@@ -47,6 +48,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Callable
 
 __all__ = ["MASK", "MAX_CHARS", "fingerprint", "template"]
 
@@ -61,8 +63,11 @@ _DIGEST_BYTES = 8  # 16 hex characters
 # Characters that end a token.  '.', '-', '_', '/', '#', '@', '+', '*' and '%' do not.
 _DELIMS = r"\s,;:()\[\]{}<>\"'=|"
 
-_MONTH = r"(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)[a-z]*\.?"
-_DAY_OR_MONTH = r"(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun|Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)[a-z]*\.?,?"
+_MONTH = (
+    r"(?:Jan(?:uary)?|Feb(?:ruary)?|Mar(?:ch)?|Apr(?:il)?|May|June?|July?|Aug(?:ust)?|Sep(?:t|tember)?"
+    r"|Oct(?:ober)?|Nov(?:ember)?|Dec(?:ember)?)\b\.?"
+)
+_DAY = r"(?:Mon|Tue(?:s)?|Wed(?:nes)?|Thu(?:rs)?|Fri|Sat(?:ur)?|Sun)(?:day)?\b\.?"
 _UNITS = (
     r"(?:[nuµm]?s|secs?|seconds?|mins?|minutes?|h|hrs?|hours?|days?|"
     r"(?:[KMGTP]i?)?B|[kKMGTP]b|bytes?|[kKMG]bytes|bits?|[kKMG]?Hz|%)"
@@ -79,32 +84,60 @@ _SMALL_WORDS = r"from|by|for|to|at|on|in|with|is|was|has|had|not|and|or|of"
 _URL = r"(?<![\w+.\-])[A-Za-z][\w+.\-]*://[^\s\"'<>]*"
 _EMAIL = r"(?<![\w.+\-])[\w.+\-]+@[\w\-]+(?:\.[\w\-]+)+"
 _MAC = r"(?<![\w:\-])[0-9A-Fa-f]{2}([:\-])[0-9A-Fa-f]{2}(?:\1[0-9A-Fa-f]{2}){4}(?![\w:\-])"
+_IPV6 = (
+    r"(?<![\w:.])(?=[0-9A-Fa-f:]*\d)(?=[0-9A-Fa-f:]*::|(?:[0-9A-Fa-f]{1,4}:){7})"
+    r"[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}(?![\w:])"
+)
+_TIME = r"\d{1,2}:\d{2}(?::\d{2})?(?:[.,]\d+)?"
+# "Fri Jun 17 07:07:00 2005", "March 5, 2024 10:00", "Tue, 15 Nov 1994 08:12:31", "10/Oct/2000:13:55:36"
 _DATE = (
-    rf"{_DAY_OR_MONTH}\s+(?:{_MONTH}\s+)?\d{{1,2}}(?:st|nd|rd|th)?,?(?:\s+\d{{4}})?"
-    r"(?:\s+\d{1,2}:\d{2}(?::\d{2})?(?:[.,]\d+)?)?(?:\s+\d{4})?(?![\w:])"
+    rf"(?:{_DAY},?\s+)?"
+    rf"(?:{_MONTH}\s+\d{{1,2}}(?:st|nd|rd|th)?,?(?:\s+\d{{4}})?|\d{{1,2}}[ \-/]{_MONTH}[ \-/]\d{{2,4}})"
+    rf"(?:[\s:]+{_TIME})?(?:\s+\d{{4}})?(?![\w:])"
 )
 _WINDOWS_PATH = r"(?<![\w.])[A-Za-z]:\\[^\s\"'<>|,;()]*"
-_UNIX_PATH = r"(?<![\w.\-/~\])])~?(?:/[\w.\-+@%~:#$?&=]+)+/?"
+_UNIX_PATH = r"(?<![\w.\-/~\])])~?(?:/[\w.\-+@%~:#$?&=]*[\w\-+@%~#$?&=])+/?"
 _KEY_VALUE = (
-    r"(?<=[\w\])]=)"  # right after "key=" (no space)
+    r"=(?<=[\w\])]=)"  # "key=" (the literal '=' first lets the regex engine jump between candidates)
     r"(?:\"[^\"]*\"|'[^']*'|\w*\{[^{}]*\}|\[[^\[\]]*\]|[^\s,;&()\[\]{}<>]+)"
 )
 _USER_NAME = rf"(?i)(?<=\buser\s)(?!(?:{_SMALL_WORDS})\b)[^\s,;:()\[\]{{}}<>]+"
 _QUOTED_TOKEN = r"(?<!\w)(?:'[^\s']+'|\"[^\s\"]+\")(?!\w)"
 
-# (guards, pattern, replacement), applied in order.  A pass runs only when one of its guard strings occurs in
-# the text (cheap ``in`` tests that skip most passes for most messages); the empty guard always matches.
-_PASSES: tuple[tuple[tuple[str, ...], re.Pattern[str], str], ...] = (
-    (("..",), re.compile(r"\.{2,}"), " ... "),
-    (("://",), re.compile(_URL), MASK),
-    (("@",), re.compile(_EMAIL), MASK),
-    ((":", "-"), re.compile(_MAC), MASK),
-    (("",), re.compile(_DATE), MASK),
-    ((":\\",), re.compile(_WINDOWS_PATH), MASK),
-    (("/",), re.compile(_UNIX_PATH), MASK),
-    (("=",), re.compile(_KEY_VALUE), MASK),
-    (("ser", "SER"), re.compile(_USER_NAME), MASK),
-    (("'", '"'), re.compile(_QUOTED_TOKEN), MASK),
+
+def _has(*needles: str) -> Callable[[str], bool]:
+    return lambda text: any(needle in text for needle in needles)
+
+
+_MONTH_NAME = re.compile(r"Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec")
+
+
+def _maybe_date(text: str) -> bool:
+    return _MONTH_NAME.search(text) is not None
+
+
+def _maybe_mac(text: str) -> bool:
+    return text.count(":") >= 5 or text.count("-") >= 5
+
+
+def _maybe_ipv6(text: str) -> bool:
+    return "::" in text or text.count(":") >= 7
+
+
+# (guard, pattern, replacement), applied in order.  A pass runs only when its guard says the text may hold a
+# match: cheap substring tests that skip most passes for most messages.
+_PASSES: tuple[tuple[Callable[[str], bool], re.Pattern[str], str], ...] = (
+    (_has(".."), re.compile(r"\.{2,}"), " ... "),
+    (_has("://"), re.compile(_URL), MASK),
+    (_has("@"), re.compile(_EMAIL), MASK),
+    (_maybe_mac, re.compile(_MAC), MASK),
+    (_maybe_ipv6, re.compile(_IPV6), MASK),
+    (_maybe_date, re.compile(_DATE), MASK),
+    (_has(":\\"), re.compile(_WINDOWS_PATH), MASK),
+    (_has("/"), re.compile(_UNIX_PATH), MASK),
+    (_has("="), re.compile(_KEY_VALUE), "=" + MASK),
+    (_has("ser", "SER"), re.compile(_USER_NAME), MASK),
+    (_has("'", '"'), re.compile(_QUOTED_TOKEN), MASK),
 )
 
 # Rule 7.  Candidates are the tokens holding a digit or a dot (with a unit after a space and a leading
@@ -135,8 +168,8 @@ def template(message: str) -> str:
     Looks at the first ``MAX_CHARS`` characters only; never raises for a ``str``.
     """
     text = message[:MAX_CHARS]
-    for guards, pattern, replacement in _PASSES:
-        if any(guard in text for guard in guards):
+    for guard, pattern, replacement in _PASSES:
+        if guard(text):
             text = pattern.sub(replacement, text)
     text = _CANDIDATE.sub(_mask_token, text)
     if MASK in text:

@@ -8,22 +8,25 @@ Every method validates its input before it writes, runs in one transaction, and 
 from __future__ import annotations
 
 import getpass
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime
+from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import IO, Any
 
 from sqlalchemy import select
 
 from . import states
 from .config import Config, load_config
-from .core import claims, operator, queries, recording, validation
+from .core import claims, counters, operator, queries, recording, validation
 from .core.recording import Reported
+from .correlation.models import Cluster, ClusterDetail, CorrelateReport, Timeline
+from .diagnostics.health_report import HealthReport
 from .diagnostics.verify import VerifyReport
 from .errors import ValidationError
-from .models import Annotation, AttemptResult, Claim, Event, EventDetail
+from .models import Annotation, AttemptResult, Claim, Event, EventDetail, ImportReport
 from .states import State, Step
-from .storage.store import Store
+from .storage.store import SchemaStatus, Store, inspect_schema
 from .storage.tables import event_state
 from .timeutil import Clock, aware, to_us, utc_now
 
@@ -195,9 +198,11 @@ class Ledger:
         at_us = self._now_us(at)
         with self.store.write() as conn:
             row = claims.lock_claimed(conn, claim.event.id, claim.token)
+            # Never before the claim, the detection or the previous attempt (an earlier `at`, a clock
+            # behind another host's): the attempt keeps its place in time order.
+            at_us = max(at_us, row.claimed_at_us, recording.earliest_attempt_us(row))
             return recording.settle(
-                conn, row, Reported(ok=ok, at_us=max(at_us, row.claimed_at_us), error_type=error_type,
-                                    error=error),
+                conn, row, Reported(ok=ok, at_us=at_us, error_type=error_type, error=error),
                 step=Step.FINISH, policy=self.config.policies.for_type(row.event_type),
                 actor=row.claimed_by, forced=bool(row.claim_forced), started_at_us=row.claimed_at_us,
                 now_us=self.store.now_us(),
@@ -223,10 +228,12 @@ class Ledger:
         return self._execute(claim, handler)
 
     def _execute(self, claim: Claim, handler: Handler) -> AttemptResult:
+        from .worker import exception_text
+
         try:
             handler(claim.event)
         except Exception as exc:  # the handler's failure is recorded, never raised into the caller
-            return self.finish(claim, False, error_type=type(exc).__name__, error=_exception_text(exc))
+            return self.finish(claim, False, error_type=type(exc).__name__, error=exception_text(exc))
         return self.finish(claim, True)
 
     def retry_due(
@@ -243,30 +250,36 @@ class Ledger:
     ) -> list[AttemptResult]:
         """Run every event due now (PENDING, or FAILED past ``next_retry_at``), at most ``limit``.
 
-        Claims in batches of ``batch_size``; ``should_stop`` is checked between attempts (a worker's Ctrl-C),
-        after which claims taken but not started are handed back by recording nothing: they expire and
-        ``recover`` closes them. To avoid that, keep ``batch_size`` small in interactive loops.
+        One pass of the foreground worker (``failure_aware.worker.Worker`` with ``once``): claims in batches
+        of at most ``batch_size`` (sized to about half a second of work), runs each claimed event and records
+        its outcome in its own transaction. ``should_stop`` is checked after each attempt (a Ctrl-C): then
+        nothing more is claimed and the claims in hand are run, so none is left behind. Returns the recorded
+        results in order; a claim lost meanwhile (``StaleClaim``: its lease expired and it was recovered) has
+        no result.
         """
-        if not callable(handler):
-            raise ValidationError("handler must be callable: handler(event)")
-        validation.positive_int("limit", limit)
+        from .worker import Worker
+
+        runner = Worker(self, handler, event_type=event_type, batch_size=batch_size,
+                        lease_seconds=lease_seconds, worker_id=worker, limit=limit)
         results: list[AttemptResult] = []
-        while limit is None or len(results) < limit:
-            want = batch_size if limit is None else min(batch_size, limit - len(results))
-            taken = self.claim_due(limit=want, event_type=event_type, worker=worker, lease_seconds=lease_seconds)
-            if not taken:
-                break
-            for claim in taken:
-                if should_stop is not None and should_stop():
-                    return results
-                result = self._execute(claim, handler)
-                results.append(result)
+
+        def collect(report: Any) -> None:
+            if report.result is not None:
+                results.append(report.result)
                 if on_result is not None:
-                    on_result(result)
+                    on_result(report.result)
+            if should_stop is not None and should_stop():
+                runner.stop()
+
+        if should_stop is None or not should_stop():
+            runner.run(once=True, on_result=collect)
         return results
 
     def due(self, *, event_type: str | None = None, limit: int = 100) -> list[Event]:
         """Events due now, oldest due first, without claiming them (``retry --due --dry-run``)."""
+        if event_type is not None:
+            validation.event_type(event_type)
+        validation.positive_int("limit", limit, allow_none=False)
         with self.store.read() as conn:
             ids = conn.execute(
                 select(event_state.c.event_id)
@@ -291,7 +304,8 @@ class Ledger:
             for row in claims.expired_claims(conn, now_us):
                 results.append(recording.settle(
                     conn, row,
-                    Reported(ok=False, abandoned=True, at_us=max(now_us, row.claimed_at_us),
+                    Reported(ok=False, abandoned=True,
+                             at_us=max(now_us, row.claimed_at_us, recording.earliest_attempt_us(row)),
                              error_type="LeaseExpired", error=claims.abandoned_message(row)),
                     step=Step.RECOVER, policy=self.config.policies.for_type(row.event_type), actor=actor,
                     started_at_us=row.claimed_at_us, now_us=now_us,
@@ -299,6 +313,18 @@ class Ledger:
             return results
 
     # -- reading -------------------------------------------------------------------------------------
+    def state_counts(self, *, event_type: str | None = None) -> dict[State, int]:
+        """How many events are in each state (every state listed, zeros included), read from the counters."""
+        if event_type is not None:
+            validation.event_type(event_type)
+        with self.store.read() as conn:
+            stored = counters.stored(conn)
+        totals = dict.fromkeys(State, 0)
+        for (kind, state), n in stored.items():
+            if event_type is None or kind == event_type:
+                totals[State(state)] += n
+        return totals
+
     def events(
         self,
         *,
@@ -338,6 +364,102 @@ class Ledger:
             yield from queries.iter_events(conn)
 
     # -- interchange (import / export) -------------------------------------------------------------------
+    def import_events(
+        self, records: Iterable[Mapping[str, Any]], *, skip_invalid: bool = False, actor: str = "import"
+    ) -> ImportReport:
+        """Import events with their history from interchange records (SPEC section 8, docs/interchange.md).
+
+        Every record is checked before anything is written; if any is invalid, ``ValidationError`` lists
+        them by number (the first 20) and nothing is written, unless ``skip_invalid`` imports the valid
+        ones and reports the others in ``ImportReport.invalid``. An event whose ``(event_type, key)``
+        exists (or appeared earlier in ``records``) is skipped and counted. States follow the retry policy
+        of each type, or the record's own ``transitions`` when given; ``actor`` is recorded on the
+        transitions the import derives. All of it is one transaction. ``records`` is read once; the
+        checked records are spooled to a temporary file while large, so memory stays bounded.
+        """
+        from .interchange import importer
+
+        return self._import(importer.number_records(records), skip_invalid=skip_invalid, actor=actor,
+                            label="record")
+
+    def import_file(
+        self, source: str | Path | IO[str] | IO[bytes], *, skip_invalid: bool = False, actor: str = "import"
+    ) -> ImportReport:
+        """Import a JSON Lines file (a path, or an open text or binary stream such as ``sys.stdin``).
+
+        Like ``import_events``; problems are reported by line number, blank lines are ignored and a line
+        that is not JSON is an invalid line. The input is read once (a stream need not be seekable).
+        """
+        from .interchange import importer
+
+        if not isinstance(source, str | Path):
+            return self._import(importer.read_lines(source), skip_invalid=skip_invalid, actor=actor, label="line")
+        try:
+            with open(source, "rb") as stream:
+                return self._import(importer.read_lines(stream), skip_invalid=skip_invalid, actor=actor,
+                                    label="line")
+        except OSError as exc:
+            raise ValidationError(f"cannot read {source}: {exc.strerror or exc}") from None
+
+    def import_legacy(self, path: str | Path, *, skip_invalid: bool = False) -> ImportReport:
+        """Import the events of a seed (v0.1-v0.3) SQLite database, opened read-only.
+
+        Each legacy event keeps its state and note (as an annotation by ``legacy``), under the key
+        ``legacy-<id>``, so importing the same file again skips everything. Its clusters are not copied:
+        run ``correlate`` afterwards. The mapping is in docs/interchange.md. A file that is not such a
+        database raises ``ValidationError`` and nothing is written.
+        """
+        from .interchange import legacy
+
+        with legacy.open_legacy(path) as source:
+            return self._import(source.records(), skip_invalid=skip_invalid, actor=legacy.ACTOR,
+                                label="legacy event")
+
+    def _import(self, numbered: Iterable[tuple[int, Any]], *, skip_invalid: bool, actor: str, label: str
+                ) -> ImportReport:
+        from .interchange import importer
+        from .interchange.model import ImportContext
+
+        if not isinstance(skip_invalid, bool):
+            raise ValidationError(f"skip_invalid must be True or False, got {skip_invalid!r}")
+        context = ImportContext(now_us=self.store.now_us(), actor=validation.name("actor", actor),
+                                max_payload_bytes=self.max_payload_bytes, policies=self.config.policies)
+        with importer.check(numbered, context, label=label) as checked:
+            if checked.invalid and not skip_invalid:
+                raise checked.refusal()
+            with self.store.write() as conn:
+                return importer.write(conn, checked, context)
+
+    def export_events(self, *, event_type: str | None = None) -> Iterator[dict[str, Any]]:
+        """Every event (or those of ``event_type``) as an interchange record, in id order, streamed.
+
+        Records carry, besides SPEC section 8's fields, ``state``, ``next_retry_at`` and ``transitions``,
+        so ``import_events`` into an empty database reproduces events, attempts, states, transitions and
+        annotations. One read transaction (a consistent snapshot) stays open while the iterator is used.
+        """
+        from .interchange import exporter
+
+        if event_type is not None:
+            validation.event_type(event_type)
+
+        def stream() -> Iterator[dict[str, Any]]:
+            with self.store.read() as conn:
+                yield from exporter.export(conn, event_type=event_type)
+
+        return stream()
+
+    def export_file(self, target: str | Path | IO[str], *, event_type: str | None = None) -> int:
+        """Write ``export_events`` as JSON Lines (UTF-8) to a path or an open text stream; returns the count."""
+        from .interchange import exporter
+
+        if not isinstance(target, str | Path):
+            return exporter.write_lines(self.export_events(event_type=event_type), target)
+        records = self.export_events(event_type=event_type)
+        try:
+            with open(target, "w", encoding="utf-8") as stream:
+                return exporter.write_lines(records, stream)
+        except OSError as exc:
+            raise ValidationError(f"cannot write {target}: {exc.strerror or exc}") from None
 
     # -- operator actions (revive, bury, annotate) ------------------------------------------------------
     def bury(self, event_id: int, *, actor: str | None = None, reason: str = "given up by operator") -> Event:
@@ -399,8 +521,128 @@ class Ledger:
 
 
     # -- health ----------------------------------------------------------------------------------------
+    def health(self, *, event_type: str | None = None) -> HealthReport:
+        """How the work is going (SPEC 6): figures overall and per type, a verdict and its reasons.
+
+        Reads only (works on a ``readonly`` ledger), with the thresholds of ``config.health`` at the
+        ledger clock's now; ``event_type`` restricts the report to one type. Its cost does not grow with
+        the resolved history (see ``diagnostics.health``).
+        """
+        from .diagnostics.health import compute_health
+        from .diagnostics.verify import consistent_snapshot
+
+        if event_type is not None:
+            validation.event_type(event_type)
+        with self.store.read() as conn:
+            consistent_snapshot(conn)  # one snapshot: the figures agree with each other
+            return compute_health(conn, self.config.health, self.store.now_us(), event_type=event_type)
+
 
     # -- correlation -----------------------------------------------------------------------------------
+    def correlate(
+        self,
+        *,
+        rebuild: bool = False,
+        window: str | int | float | None = None,
+        min_failures: int | None = None,
+        min_events: int | None = None,
+    ) -> CorrelateReport:
+        """Bring the failure clusters up to date with history (SPEC 7); the only writer of clusters.
+
+        Incremental: reads only the failures recorded since the last run (late ones with old times too)
+        and the neighbourhood they can change, and leaves exactly what ``rebuild=True`` leaves. Parameters
+        left as None are the remembered ones (or the defaults: ``window`` 600 s, ``min_failures`` 3,
+        ``min_events`` 2); ``window`` is seconds or a duration such as ``"10m"``. A rule other than the
+        remembered one needs ``rebuild=True``, else ``ValidationError`` and nothing is written.
+        """
+        from .correlation import engine
+        from .correlation.rule import resolve_rule
+
+        if not isinstance(rebuild, bool):
+            raise ValidationError(f"rebuild must be True or False, got {rebuild!r}")
+        resolve_rule(None, window, min_failures, min_events)  # bad values fail here, before any transaction
+        watermark = None  # SQLite: read inside the transaction below, which holds the write lock
+        if engine.watermark_first(self.store.dialect):
+            with self.store.write() as conn:
+                watermark = engine.settled_watermark(conn)  # its own short transaction (see engine)
+        with self.store.write() as conn:
+            engine.begin(conn)
+            rule = resolve_rule(engine.stored_rule(conn), window, min_failures, min_events)
+            return engine.correlate(conn, rule, self.store.now_us(), rebuild=rebuild, watermark=watermark)
+
+    def clusters(
+        self, *, event_type: str | None = None, active: bool = False, since: datetime | None = None,
+        limit: int | None = None,
+    ) -> list[Cluster]:
+        """Stored clusters, newest first (reads only): of one type, only ``active`` ones (``window_end >=
+        now - W``), or those that ended at or after ``since``."""
+        from .correlation import queries as cluster_queries
+
+        if event_type is not None:
+            validation.event_type(event_type)
+        validation.positive_int("limit", limit)
+        since_us = to_us(aware(since, field="since")) if since is not None else None  # type: ignore[arg-type]
+        with self.store.read() as conn:
+            return cluster_queries.list_clusters(
+                conn, now_us=self.store.now_us(), event_type=event_type, active=bool(active),
+                since_us=since_us, limit=limit,
+            )
+
+    def cluster(self, cluster_id: str, *, attempts_limit: int = 500) -> ClusterDetail:
+        """One cluster (``NotFound`` if unknown): the rule that fired, its window, member events and their
+        failed attempts inside it (at most ``attempts_limit``), top fingerprints and annotations."""
+        from .correlation import queries as cluster_queries
+
+        self._check_cluster_id(cluster_id)
+        validation.positive_int("attempts_limit", attempts_limit, allow_none=False)
+        with self.store.read() as conn:
+            return cluster_queries.cluster_detail(
+                conn, cluster_id, now_us=self.store.now_us(), attempts_limit=attempts_limit
+            )
+
+    def clusters_of_event(self, event_id: int) -> list[Cluster]:
+        """The stored clusters that hold one of this event's failures (for ``show``); reads only."""
+        from .correlation import queries as cluster_queries
+
+        validation.event_id(event_id)
+        with self.store.read() as conn:
+            recording.load_event(conn, event_id)  # NotFound for an unknown event
+            return cluster_queries.clusters_of_event(conn, event_id, now_us=self.store.now_us())
+
+    def timeline(
+        self, *, event_type: str | None = None, buckets: int = 60, since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> Timeline:
+        """Failures per time bucket per event type with the clusters' spans (``clusters --timeline``);
+        the range defaults to the first and last failure. Reads only."""
+        from .correlation import queries as cluster_queries
+
+        if event_type is not None:
+            validation.event_type(event_type)
+        validation.positive_int("buckets", buckets, allow_none=False)
+        since_us = to_us(aware(since, field="since")) if since is not None else None  # type: ignore[arg-type]
+        until_us = to_us(aware(until, field="until")) if until is not None else None  # type: ignore[arg-type]
+        with self.store.read() as conn:
+            return cluster_queries.timeline(
+                conn, now_us=self.store.now_us(), event_type=event_type, buckets=buckets,
+                since_us=since_us, until_us=until_us,
+            )
+
+    def annotate_cluster(self, cluster_id: str, text: str, *, author: str | None = None) -> Annotation:
+        """Add a note to a cluster. It is kept against the cluster's type and time span (SPEC 5), so it
+        survives any rebuild and shows on every cluster overlapping that span."""
+        from .correlation.annotations import annotate_cluster
+
+        self._check_cluster_id(cluster_id)
+        validation.text("text", text, required=True)
+        author = validation.name("author", author or operator_name())
+        with self.store.write() as conn:
+            return annotate_cluster(conn, cluster_id, text, author=author, now_us=self.store.now_us())
+
+    @staticmethod
+    def _check_cluster_id(cluster_id: object) -> None:
+        if not isinstance(cluster_id, str) or not cluster_id.strip() or len(cluster_id) > 64:
+            raise ValidationError(f"a cluster id is a string like 'c_0123456789abcdef', got {cluster_id!r}")
 
     # -- verify ----------------------------------------------------------------------------------------
     def verify(self) -> VerifyReport:
@@ -417,6 +659,13 @@ class Ledger:
 
 
     # -- schema --------------------------------------------------------------------------------------
+    @staticmethod
+    def schema_status(url: str | None = None) -> SchemaStatus:
+        """The schema version of the database at ``url`` as found, without opening it as a ledger: nothing
+        is checked, created or upgraded (``failure-aware db version``; a missing SQLite file stays missing).
+        """
+        return inspect_schema(url)
+
     def upgrade(self) -> list[str]:
         """Apply pending schema migrations; returns their descriptions."""
         return [f"{m.version}: {m.description}" for m in self.store.upgrade()]
@@ -443,11 +692,6 @@ def _check_outcome_fields(ok: bool, error_type: str | None, error: str | None) -
     validation.text("error", error, limit=validation.MAX_ERROR_CHARS)
     if ok and (error_type or error):
         raise ValidationError("a succeeded attempt takes no error_type or error")
-
-
-def _exception_text(exc: BaseException) -> str:
-    text = str(exc) or repr(exc)
-    return text[: validation.MAX_ERROR_CHARS]
 
 
 __all__ = ["Handler", "Ledger", "operator_name"]

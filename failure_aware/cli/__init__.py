@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "admin",  # db upgrade, verify, demo
     "health",  # health
     "clusters",  # correlate, clusters
+    "demo",  # demo
 )
 
 for _module in COMMAND_MODULES:

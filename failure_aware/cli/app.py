@@ -41,7 +41,9 @@ def cli(ctx: click.Context, db_url: str | None, config_path: str | None) -> None
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: run the CLI and turn our errors into messages and exit codes."""
     try:
-        cli.main(args=argv, prog_name="failure-aware", standalone_mode=False)
+        # Without standalone mode click *returns* the code of a command's ctx.exit(code) (health's verdict,
+        # db version's refusal) instead of raising Exit; commands themselves return None.
+        code = cli.main(args=argv, prog_name="failure-aware", standalone_mode=False)
     except click.exceptions.Exit as done:
         sys.exit(done.exit_code)
     except click.ClickException as usage:
@@ -64,7 +66,7 @@ def main(argv: list[str] | None = None) -> None:
             err=True,
         )
         sys.exit(EXIT_INTERNAL)
-    sys.exit(0)
+    sys.exit(code if isinstance(code, int) and not isinstance(code, bool) else 0)
 
 
 def fail(error: FailureAwareError, code: int = EXIT_ERROR) -> Any:

@@ -63,7 +63,7 @@ def report(event_id: int, outcome: str | None, error_type: str | None, error_mes
 @click.option("--state", type=STATE_CHOICE, help="Only events in this state.")
 @click.option("--type", "event_type", help="Only events of this type.")
 @click.option("--since", type=SINCE, help="Only events detected since TIME (RFC 3339, or e.g. 1h ago).")
-@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
+@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True, help="At most N events.")
 @click.option("--before-id", type=click.IntRange(min=1), help="Page: events with ids below this one.")
 @output.json_option
 def events(state: str | None, event_type: str | None, since: datetime | None, limit: int,

@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from ..timeutil import format_time
@@ -35,7 +36,8 @@ def json_option(func: F) -> F:
 
 def console(*, err: bool = False) -> Console:
     """A rich console on stdout (or stderr); plain when not a terminal."""
-    return Console(stderr=err, highlight=False, soft_wrap=False)
+    # soft_wrap: messages are not broken at 80 columns when piped (scripts grep them); tables still fit.
+    return Console(stderr=err, highlight=False, soft_wrap=True)
 
 
 def print_json(data: Any) -> None:
@@ -78,11 +80,12 @@ def when(moment: datetime | None) -> str:
 
 
 def short(text: str | None, width: int = 60) -> str:
-    """Text cut to ``width`` characters with an ellipsis."""
+    """Text cut to ``width`` characters with an ellipsis, escaped for rich markup (it is often user text,
+    like ``[Errno 111] refused``, that rich would otherwise read as a style or fail on)."""
     if not text:
         return "-"
     flat = " ".join(text.split())
-    return flat if len(flat) <= width else flat[: width - 1] + "…"
+    return escape(flat if len(flat) <= width else flat[: width - 1] + "…")
 
 
 def _cell(value: Any) -> str:

@@ -1,31 +1,86 @@
 """Running work: claim (fenced, leased), finish, and recovery of claims whose lease expired.
 
-A claim hands the runner a random token; finishing requires the token still to hold the event, so a
-runner that lost its claim (recovered, or claimed again after recovery) cannot overwrite what happened
-since (``StaleClaim``). Due work is claimed in batches: on PostgreSQL with ``FOR UPDATE SKIP LOCKED`` so
-many workers on many hosts take disjoint events; on SQLite inside one short ``BEGIN IMMEDIATE``.
+A claim hands the runner a token; finishing requires the token still to hold the event, so a runner that
+lost its claim (recovered, or claimed again after recovery) cannot overwrite what happened since
+(``StaleClaim``). Due work is claimed in batches: on PostgreSQL with ``FOR UPDATE SKIP LOCKED`` so many
+workers on many hosts take disjoint events; on SQLite inside one short ``BEGIN IMMEDIATE``.
+
+Claiming is the hot path of every worker, so a batch costs a fixed number of statements whatever its size:
+one SELECT (the projection joined with the event, locked), one UPDATE for all rows, one INSERT of the
+transitions, and the counter upserts. The statements are built once, with bind parameters, so SQLAlchemy
+does not rebuild and re-key them per call.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import socket
 import uuid
 from collections import Counter
 from typing import Any
 
-from sqlalchemy import Connection, Row, insert, select, update
+from sqlalchemy import Connection, Row, String, bindparam, cast, insert, select, update
 
 from .. import states
-from ..errors import StaleClaim
+from ..errors import InvalidTransition, NotFound, StaleClaim
 from ..models import Claim
 from ..states import State, Step
 from ..storage.tables import event_state, transition
 from ..timeutil import format_time, from_us
 from . import counters
-from .recording import check_retry_time, load_event, lock_state
+from .recording import check_retry_time, lock_state
+from .rows import event_from_row, event_select
 
 DEFAULT_LEASE_SECONDS = 300.0
+
+_CLAIMABLE = tuple(sorted(states.from_states(Step.CLAIM)))
+
+# The projection row joined with its event: everything a Claim's Event needs, read once.
+_CLAIM_COLUMNS = event_select().add_columns(event_state.c.event_id, event_state.c.next_retry_at_us)
+
+
+def _due_query(*, postgres: bool, typed: bool) -> Any:
+    query = _CLAIM_COLUMNS.where(event_state.c.due_at_us <= bindparam("b_now"))
+    if typed:
+        query = query.where(event_state.c.event_type == bindparam("b_type"))
+    # Oldest due first, ties by id. SQLite's index on due_at_us holds the rowid (= event_id), so this order
+    # is free there; PostgreSQL sorts the due rows for the tie-break unless an index on
+    # (due_at_us, event_id) exists.
+    query = query.order_by(event_state.c.due_at_us, event_state.c.event_id).limit(bindparam("b_limit"))
+    return query.with_for_update(skip_locked=True, of=event_state) if postgres else query
+
+
+_DUE = {(pg, typed): _due_query(postgres=pg, typed=typed) for pg in (False, True) for typed in (False, True)}
+
+_ONE = {
+    False: _CLAIM_COLUMNS.where(event_state.c.event_id == bindparam("b_event_id")),
+    True: _CLAIM_COLUMNS.where(event_state.c.event_id == bindparam("b_event_id")).with_for_update(
+        of=event_state
+    ),
+}
+
+# One UPDATE claims the whole batch. Each event's token is the batch's random prefix plus its id: unique per
+# claim (a later claim of the same event draws a new prefix), computed by the database.
+_TAKE = (
+    update(event_state)
+    .where(
+        event_state.c.event_id.in_(bindparam("b_ids", expanding=True)),
+        event_state.c.state.in_(_CLAIMABLE),
+    )
+    .values(
+        state=State.IN_FLIGHT,
+        claim_token=bindparam("b_prefix", type_=String) + cast(event_state.c.event_id, String),
+        claimed_by=bindparam("b_worker"),
+        claimed_at_us=bindparam("b_now"),
+        lease_expires_at_us=bindparam("b_expires"),
+        claim_forced=bindparam("b_forced"),
+        due_at_us=None,
+        next_retry_at_us=None,  # set only while FAILED; the attempt's outcome sets it anew
+        updated_at_us=bindparam("b_now"),
+    )
+)
+_INSERT_TRANSITIONS = insert(transition)
 
 
 def default_worker_id() -> str:
@@ -37,7 +92,9 @@ def claim_one(
     conn: Connection, event_id: int, *, worker: str, lease_us: int, now_us: int, force: bool
 ) -> Claim:
     """Claim one event (PENDING, or FAILED when due or forced) for ``worker``."""
-    row = lock_state(conn, event_id)
+    row = conn.execute(_ONE[conn.dialect.name == "postgresql"], {"b_event_id": event_id}).first()
+    if row is None:
+        raise NotFound(f"no event with id {event_id}")
     states.require(Step.CLAIM, State(row.state), State.IN_FLIGHT, event_id)
     check_retry_time(row, now_us, force=force)
     forced = bool(force and row.state == State.FAILED and (row.next_retry_at_us or 0) > now_us)
@@ -54,49 +111,52 @@ def claim_due(
     event_type: str | None = None,
 ) -> list[Claim]:
     """Claim up to ``limit`` events that are due now, oldest due first, skipping rows others hold."""
-    query = select(event_state).where(event_state.c.due_at_us <= now_us)
+    query = _DUE[(conn.dialect.name == "postgresql", event_type is not None)]
+    params: dict[str, Any] = {"b_now": now_us, "b_limit": limit}
     if event_type is not None:
-        query = query.where(event_state.c.event_type == event_type)
-    query = query.order_by(event_state.c.due_at_us, event_state.c.event_id).limit(limit)
-    if conn.dialect.name == "postgresql":
-        query = query.with_for_update(skip_locked=True)
-    rows = list(conn.execute(query))
+        params["b_type"] = event_type
+    rows = list(conn.execute(query, params))
     return _take(conn, rows, worker=worker, lease_us=lease_us, now_us=now_us, forced=False) if rows else []
 
 
 def _take(
     conn: Connection, rows: list[Row[Any]], *, worker: str, lease_us: int, now_us: int, forced: bool
 ) -> list[Claim]:
-    claims = []
-    history = []
+    """Move the locked ``rows`` to IN_FLIGHT for ``worker``: one UPDATE, one INSERT, the counters."""
+    prefix = uuid.uuid4().hex + "-"
+    expires_us = now_us + lease_us
+    changed = conn.execute(_TAKE, {
+        "b_ids": [row.event_id for row in rows], "b_prefix": prefix, "b_worker": worker, "b_now": now_us,
+        "b_expires": expires_us, "b_forced": forced,
+    }).rowcount
+    if changed != len(rows):
+        # The rows are locked (FOR UPDATE on PostgreSQL, BEGIN IMMEDIATE on SQLite), so this means a bug or
+        # a foreign writer; raising rolls the whole batch back, so nothing is half-claimed.
+        raise InvalidTransition(f"{len(rows) - changed} of {len(rows)} events changed while being claimed; "
+                                "nothing was claimed, try again")
+    reason = "claimed" + (" (forced before next_retry_at)" if forced else "")
+    conn.execute(_INSERT_TRANSITIONS, [
+        {"event_id": row.event_id, "at_us": now_us, "from_state": row.state, "to_state": State.IN_FLIGHT,
+         "actor": worker, "reason": reason, "attempt_number": None}
+        for row in rows
+    ])
     delta: Counter[counters.Key] = Counter()
     for row in rows:
-        token = uuid.uuid4().hex
-        changed = conn.execute(
-            update(event_state)
-            .where(event_state.c.event_id == row.event_id, event_state.c.state == row.state)
-            .values(
-                state=State.IN_FLIGHT, claim_token=token, claimed_by=worker, claimed_at_us=now_us,
-                lease_expires_at_us=now_us + lease_us, claim_forced=forced, due_at_us=None,
-                updated_at_us=now_us,
-            )
-        ).rowcount
-        if changed != 1:  # taken by someone else between our read and write (SQLite never gets here)
-            continue
-        history.append({
-            "event_id": row.event_id, "at_us": now_us, "from_state": row.state, "to_state": State.IN_FLIGHT,
-            "actor": worker, "reason": "claimed" + (" (forced before next_retry_at)" if forced else ""),
-        })
-        # update(), not +=: Counter addition drops the negative counts (the state left) on the floor.
+        # update(), not +=: Counter addition drops negative counts, losing the -1 of the state left.
         delta.update(counters.moved(row.event_type, row.state, State.IN_FLIGHT))
-        claims.append(Claim(
-            event=load_event(conn, row.event_id), token=token, worker=worker, claimed_at=from_us(now_us),
-            lease_expires_at=from_us(now_us + lease_us), attempt_number=row.attempt_count + 1, forced=forced,
-        ))
-    if history:
-        conn.execute(insert(transition), history)
-        counters.apply(conn, delta)
-    return claims
+    counters.apply(conn, delta)
+    claimed_at, lease_expires_at = from_us(now_us), from_us(expires_us)
+    return [
+        Claim(
+            event=dataclasses.replace(
+                event_from_row(row), state=State.IN_FLIGHT, claimed_by=worker, next_retry_at=None,
+                lease_expires_at=lease_expires_at, updated_at=claimed_at,
+            ),
+            token=prefix + str(row.event_id), worker=worker, claimed_at=claimed_at,
+            lease_expires_at=lease_expires_at, attempt_number=row.attempt_count + 1, forced=forced,
+        )
+        for row in rows
+    ]
 
 
 def lock_claimed(conn: Connection, event_id: int, token: str) -> Row[Any]:

@@ -120,9 +120,15 @@ def check_retry_time(row: Row[Any], at_us: int, *, force: bool) -> None:
         )
 
 
+def earliest_attempt_us(row: Row[Any]) -> int:
+    """The earliest time the next attempt of the event in ``row`` may have: its detection or its previous
+    attempt, whichever is later (history stays in time order)."""
+    return int(max(row.detected_at_us, row.last_attempt_at_us or row.detected_at_us))
+
+
 def check_attempt_time(row: Row[Any], at_us: int) -> None:
     """An attempt cannot predate its event or the previous attempt: history stays in time order."""
-    floor = max(row.detected_at_us, row.last_attempt_at_us or row.detected_at_us)
+    floor = earliest_attempt_us(row)
     if at_us < floor:
         raise ValidationError(
             f"event {row.event_id}: attempt time {format_time(from_us(at_us))} is before "

@@ -14,6 +14,8 @@ DEFAULT_MAX_PAYLOAD_BYTES = 1024 * 1024
 MAX_ERROR_CHARS = 64 * 1024
 MAX_NAME_CHARS = 200
 MAX_TEXT_CHARS = 64 * 1024
+# One encoder for every payload: json.dumps with options builds a new one per call, which bulk imports feel.
+_PAYLOAD_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
 def event_type(value: Any) -> str:
@@ -39,7 +41,7 @@ def payload(value: Any, max_bytes: int) -> tuple[dict[str, Any], str]:
     if not isinstance(value, dict):
         raise ValidationError(f"payload must be a JSON object, got {type(value).__name__}")
     try:
-        text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        text = _PAYLOAD_ENCODER.encode(value)
     except (TypeError, ValueError) as exc:
         raise ValidationError(f"payload is not JSON-serializable: {exc}") from None
     size = len(text.encode("utf-8"))

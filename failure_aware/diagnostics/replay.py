@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from itertools import pairwise
 from typing import Any
 
@@ -23,6 +24,7 @@ from ..timeutil import format_time, from_us, to_us
 _ATTEMPT_STEPS = (Step.FINISH, Step.RECOVER, Step.REPORT)
 _OTHER_STEPS = (Step.CLAIM, Step.BURY, Step.REVIVE)
 _MAX_DELAY_US = int(MAX_DELAY_SECONDS * 1_000_000)
+_OUTCOMES = frozenset(Outcome)
 _CLAIM_COLUMNS = ("claim_token", "claimed_by", "claimed_at_us", "lease_expires_at_us")
 
 
@@ -62,6 +64,11 @@ def _attempt_problems(event: Any, attempts: Sequence[Any]) -> list[str]:
     numbers = [a.number for a in attempts]
     if numbers != list(range(1, len(numbers) + 1)):
         problems.append(f"attempt numbers are {numbers}, expected 1..{len(numbers)} without gaps")
+    if attempts and attempts[0].at_us < event.detected_at_us:
+        problems.append(
+            f"attempt {attempts[0].number} at {_t(attempts[0].at_us)} is before the event's detection "
+            f"at {_t(event.detected_at_us)}"
+        )
     for before, after in pairwise(attempts):
         if after.at_us < before.at_us:
             problems.append(
@@ -69,7 +76,7 @@ def _attempt_problems(event: Any, attempts: Sequence[Any]) -> list[str]:
                 f"at {_t(before.at_us)}"
             )
     for a in attempts:
-        if a.outcome not in tuple(Outcome):
+        if a.outcome not in _OUTCOMES:
             problems.append(f"attempt {a.number} has unknown outcome {a.outcome!r}")
         elif a.outcome == Outcome.SUCCEEDED and (a.error_type is not None or a.error is not None):
             problems.append(f"attempt {a.number} succeeded but carries an error")
@@ -227,17 +234,43 @@ def _retry_time_problems(
             f"next_retry_at {_t(retry_us)} is not within 0 s to 365 days after the failed attempt "
             f"at {_t(last.at_us)}"
         ]
-    decision = decide_after_failure(
-        policy, replayed.budget_failures, last.error_type, from_us(last.at_us), row.event_id
-    )
-    if decision.next_retry_at is None:
-        notes.append(f"FAILED, but the current retry policy would have made it DEAD ({decision.reason})")
-    elif to_us(decision.next_retry_at) != retry_us:
+    if replayed.budget_failures < 1:
+        return ["FAILED with no failure since its retry budget (re)started"]
+    dead_reason, delay_us = _policy_decision(policy, replayed.budget_failures, last.error_type, row.event_id)
+    if dead_reason is not None:
+        notes.append(f"FAILED, but the current retry policy would have made it DEAD ({dead_reason})")
+    elif last.at_us + delay_us != retry_us:
         notes.append(
             f"next_retry_at is {_t(retry_us)}; the current retry policy gives "
-            f"{_t(to_us(decision.next_retry_at))} (expected if the policy changed since)"
+            f"{_t(last.at_us + delay_us)} (expected if the policy changed since)"
         )
     return []
+
+
+def _policy_decision(
+    policy: RetryPolicy, failure_number: int, error_type: str | None, event_id: int
+) -> tuple[str | None, int]:
+    """``(why DEAD or None, delay in microseconds)`` after a failure, exactly as ``settle`` computes it."""
+    if policy.jitter == "none":  # the same for every event: worth caching on millions of events
+        return _cached_decision(policy, failure_number, error_type)
+    return _decision(policy, failure_number, error_type, event_id)
+
+
+@lru_cache(maxsize=4096)
+def _cached_decision(
+    policy: RetryPolicy, failure_number: int, error_type: str | None
+) -> tuple[str | None, int]:
+    return _decision(policy, failure_number, error_type, 0)
+
+
+def _decision(
+    policy: RetryPolicy, failure_number: int, error_type: str | None, event_id: int
+) -> tuple[str | None, int]:
+    # From the epoch, so the result is the delay that settle adds (to_us(at + timedelta(seconds=delay))).
+    decision = decide_after_failure(policy, failure_number, error_type, from_us(0), event_id)
+    if decision.next_retry_at is None:
+        return decision.reason, 0
+    return None, to_us(decision.next_retry_at)
 
 
 def _show(column: str, value: Any) -> str:

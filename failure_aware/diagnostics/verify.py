@@ -6,7 +6,7 @@ Four checks, all read-only (SPEC sections 1 and 9):
     the history itself is a legal chain (``replay.event_problems``);
 (b) the counters: ``state_count`` equals a recount of ``event_state``;
 (c) the immutability triggers are all in place;
-(d) the clusters in ``failure_cluster`` equal a rebuild (when the correlation package offers the check).
+(d) the clusters in ``failure_cluster`` equal a rebuild (``correlation.clusters_match_rebuild``).
 
 The history is streamed in id-ordered chunks of events (four queries per chunk, never one per event), so
 memory stays constant on millions of events. Run it inside one read transaction; on PostgreSQL call
@@ -15,8 +15,7 @@ memory stays constant on millions of events. Run it inside one read transaction;
 
 from __future__ import annotations
 
-import importlib
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import groupby
 from typing import Any
@@ -24,6 +23,7 @@ from typing import Any
 from sqlalchemy import Connection, Select, select, text
 
 from ..core import counters
+from ..correlation import clusters_match_rebuild
 from ..policy import PolicySet
 from ..storage import triggers
 from ..storage.tables import attempt, event_detected, event_state, transition
@@ -41,7 +41,7 @@ class VerifyReport:
     problems: tuple[str, ...]
     checked_events: int
     notes: tuple[str, ...] = ()
-    clusters_checked: bool = False  # False when no cluster check was available
+    clusters_checked: bool = True  # whether failure_cluster was compared with a rebuild
 
     @property
     def ok(self) -> bool:
@@ -84,10 +84,10 @@ class _Findings:
             else:
                 self.more_notes += 1
 
-    def report(self, checked_events: int, clusters_checked: bool) -> VerifyReport:
+    def report(self, checked_events: int) -> VerifyReport:
         problems = self.problems + [f"... and {self.more_problems} more problems"] * bool(self.more_problems)
         notes = self.notes + [f"... and {self.more_notes} more notes"] * bool(self.more_notes)
-        return VerifyReport(tuple(problems), checked_events, tuple(notes), clusters_checked)
+        return VerifyReport(tuple(problems), checked_events, tuple(notes))
 
 
 def consistent_snapshot(conn: Connection) -> None:
@@ -109,8 +109,8 @@ def verify(
     checked = _check_events(conn, policies, findings, batch_size)
     _check_counters(conn, findings)
     findings.problem(*(f"immutability trigger {name} is missing" for name in triggers.missing(conn)))
-    clusters_checked = _check_clusters(conn, findings)
-    return findings.report(checked, clusters_checked)
+    _check_clusters(conn, findings)
+    return findings.report(checked)
 
 
 # -- (a) projection vs replay ------------------------------------------------------------------------
@@ -118,15 +118,15 @@ def _check_events(conn: Connection, policies: PolicySet, findings: _Findings, ba
     checked = 0
     after = 0  # ids are positive
     while True:
-        events = list(conn.execute(
+        events = conn.execute(
             select(event_detected.c.id, event_detected.c.event_type, event_detected.c.detected_at_us)
             .where(event_detected.c.id > after).order_by(event_detected.c.id).limit(batch_size)
-        ))
+        ).all()
         # The last chunk reaches to the end, so rows of events that do not exist are found too.
         upto = events[-1].id if len(events) == batch_size else None
         es, tr, at = event_state.c, transition.c, attempt.c
         projections = {r.event_id: r for r in _chunk(conn, select(event_state), es.event_id, after, upto)}
-        history = _grouped(_chunk(conn, select(transition), tr.event_id, after, upto, tr.id))
+        history = _grouped(_chunk(conn, _transition_columns(), tr.event_id, after, upto, tr.id))
         tries = _grouped(_chunk(conn, _attempt_columns(), at.event_id, after, upto, at.number))
         for event in events:
             problems, notes = event_problems(
@@ -143,9 +143,14 @@ def _check_events(conn: Connection, policies: PolicySet, findings: _Findings, ba
         after = upto
 
 
+# Everything replay needs, and not the columns it does not (reasons, fingerprints) to keep chunks small.
+def _transition_columns() -> Select[Any]:
+    t = transition.c
+    return select(t.id, t.event_id, t.at_us, t.from_state, t.to_state, t.actor, t.attempt_number)
+
+
 def _attempt_columns() -> Select[Any]:
     a = attempt.c
-    # Everything replay needs, and not the columns it does not (fingerprints, actors) to keep chunks small.
     return select(a.id, a.event_id, a.event_type, a.number, a.at_us, a.outcome, a.error_type, a.error)
 
 
@@ -156,7 +161,7 @@ def _chunk(
     query = query.where(event_column > after)
     if upto is not None:
         query = query.where(event_column <= upto)
-    yield from conn.execute(query.order_by(event_column, *order))
+    yield from conn.execute(query.order_by(event_column, *order)).all()  # one fetchall, not a fetch per row
 
 
 def _grouped(rows: Iterable[Any]) -> dict[int, Sequence[Any]]:
@@ -176,33 +181,7 @@ def _check_counters(conn: Connection, findings: _Findings) -> None:
 
 
 # -- (d) clusters ----------------------------------------------------------------------------------------
-def _check_clusters(conn: Connection, findings: _Findings) -> bool:
-    """Compare the stored clusters with a rebuild, when the correlation package provides the check.
-
-    HOOK: ``failure_aware.correlation.clusters_match_rebuild(conn)`` is expected to compute the rebuild in
-    memory (writing nothing) and return either a bool or a list of problem strings (empty when they match).
-    Until it exists, the report says ``clusters_checked = False`` and adds a note.
-    """
-    check = _cluster_check()
-    if check is None:
-        findings.note("clusters were not compared with a rebuild (no correlation check available)")
-        return False
-    outcome = check(conn)
-    if outcome is True:
-        return True
-    if outcome is False:
-        findings.problem("failure_cluster differs from a rebuild; run: failure-aware correlate --rebuild")
-        return True
-    findings.problem(*(str(p) for p in outcome))
-    return True
-
-
-def _cluster_check() -> Callable[[Connection], Any] | None:
-    try:
-        correlation = importlib.import_module("failure_aware.correlation")
-    except ModuleNotFoundError as exc:
-        if exc.name != "failure_aware.correlation":
-            raise  # the package exists but is broken: say so rather than skip the check
-        return None
-    check = getattr(correlation, "clusters_match_rebuild", None)
-    return check if callable(check) else None
+def _check_clusters(conn: Connection, findings: _Findings) -> None:
+    """The stored clusters must equal a rebuild (computed in memory; types with failures newer than the
+    last ``correlate`` are left out by the check: they are stale by design until the next run)."""
+    findings.problem(*clusters_match_rebuild(conn))

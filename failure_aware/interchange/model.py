@@ -1,16 +1,28 @@
 """The normalized forms of interchange records: what is checked, ready to write.
 
 They are ``NamedTuple``s of plain values (times as integer microseconds, states and outcomes as their
-string values): cheap to build and to pickle, which the importer does to keep a large input out of memory
-between validating it and writing it.
+string values): cheap to build, and turned into nested plain tuples (``to_plain``) they serialize with
+``marshal``, which the importer does to keep a large input out of memory between checking and writing it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from ..policy import PolicySet
+from ..states import Outcome, State
+
+# States and outcomes as the plain strings the normalized records hold: marshal refuses enum members, and
+# these comparisons run for every imported event.
+PENDING, IN_FLIGHT, SUCCEEDED, FAILED, DEAD = (
+    State.PENDING.value,
+    State.IN_FLIGHT.value,
+    State.SUCCEEDED.value,
+    State.FAILED.value,
+    State.DEAD.value,
+)
+OK, FAILURE, ABANDONED = Outcome.SUCCEEDED.value, Outcome.FAILED.value, Outcome.ABANDONED.value
 
 
 class AttemptIn(NamedTuple):
@@ -55,7 +67,6 @@ class EventIn(NamedTuple):
     attempts: tuple[AttemptIn, ...]
     annotations: tuple[AnnotationIn, ...]
     transitions: tuple[TransitionIn, ...]  # never empty: the first is (None -> PENDING)
-    given_transitions: bool  # True: replayed verbatim; False: derived from the attempts by the policy
     next_retry_at_us: int | None  # as given in the record (None: computed by the policy when FAILED)
     budget_failures: int  # failures since the retry budget last (re)started
 
@@ -63,6 +74,18 @@ class EventIn(NamedTuple):
     def state(self) -> str:
         """The state the event ends in."""
         return self.transitions[-1].to_state
+
+
+def to_plain(record: EventIn) -> tuple[Any, ...]:
+    """The record as nested plain tuples, which ``marshal`` can store (it refuses tuple subclasses)."""
+    return (
+        *record[:5],
+        tuple(map(tuple, record.attempts)),
+        tuple(map(tuple, record.annotations)),
+        tuple(map(tuple, record.transitions)),
+        record.next_retry_at_us,
+        record.budget_failures,
+    )
 
 
 @dataclass(frozen=True)

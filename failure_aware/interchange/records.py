@@ -9,178 +9,230 @@ naming the field (``attempts[2].at: ...``); nothing here touches a database.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
 
 from ..core import validation
 from ..errors import ValidationError
+from ..policy import MAX_DELAY_SECONDS
 from ..states import Outcome, State
-from ..timeutil import parse_time, to_us
+from ..timeutil import EPOCH, parse_time
 from . import history
-from .model import AnnotationIn, AttemptIn, EventIn, ImportContext, TransitionIn
+from .model import OK, AnnotationIn, AttemptIn, EventIn, ImportContext, TransitionIn
 
 EVENT_FIELDS = (
-    "event_type", "key", "detected_at", "payload", "attempts", "annotations",
-    "state", "next_retry_at", "transitions",
+    "event_type",
+    "key",
+    "detected_at",
+    "payload",
+    "attempts",
+    "annotations",
+    "state",
+    "next_retry_at",
+    "transitions",
 )
 ATTEMPT_FIELDS = ("at", "outcome", "started_at", "error_type", "error", "forced", "actor")
 ANNOTATION_FIELDS = ("at", "author", "text")
 TRANSITION_FIELDS = ("at", "from_state", "to_state", "actor", "reason", "attempt_number")
+# Far enough from datetime's limits that a retry delay (at most a year) added to any time cannot overflow.
+MAX_YEAR = 9000
+MAX_DELAY_US = int(MAX_DELAY_SECONDS * 1_000_000)  # the longest retry delay any policy can give
+_KNOWN = {
+    "": frozenset(EVENT_FIELDS),
+    "attempts": frozenset(ATTEMPT_FIELDS),
+    "annotations": frozenset(ANNOTATION_FIELDS),
+    "transitions": frozenset(TRANSITION_FIELDS),
+}
+_ONE_US = timedelta(microseconds=1)
+T = TypeVar("T")
 OUTCOMES = tuple(o.value for o in Outcome)
 STATES = tuple(s.value for s in State)
 
 
 def parse_record(raw: Any, ctx: ImportContext, number: int) -> EventIn:
-    """Check record ``number`` and normalize it; ``ValidationError`` names the first problem found."""
-    if not isinstance(raw, Mapping):
+    """Check record ``number`` and normalize it; ``ValidationError`` names the first problem found.
+
+    Messages start with the field they are about (``attempts[2].at: ...``).
+    """
+    if type(raw) is not dict and not isinstance(raw, Mapping):  # the first test is the fast common case
         raise ValidationError(f"a record must be a JSON object, got {_kind(raw)}")
-    _no_unknown(raw, EVENT_FIELDS, "")
+    _no_unknown(raw, "")
     if "event_type" not in raw:
         raise ValidationError("event_type is required")
     event_type = validation.event_type(raw["event_type"])
     key = raw.get("key")
-    key = uuid.uuid4().hex if key is None else _field("key", validation.key, key)
+    key = uuid.uuid4().hex if key is None else validation.key(key)
+    given = raw.get("transitions")
+    chain = None if given is None else _list(given, "transitions", lambda item: _transition(item, ctx.actor))
     detected = raw.get("detected_at")
-    detected_at_us = ctx.now_us if detected is None else time_us(detected, "detected_at")
-    _, payload_json = _field("payload", validation.payload, raw.get("payload"), ctx.max_payload_bytes)
+    if detected is not None:
+        detected_at_us = time_us(detected, "detected_at")
+    else:  # the detection transition, when given, says when; otherwise the import time
+        detected_at_us = chain[0].at_us if chain else ctx.now_us
+    _, payload_json = validation.payload(raw.get("payload"), ctx.max_payload_bytes)
     attempts = _attempts(raw.get("attempts"), detected_at_us, ctx.actor)
     annotations = _list(raw.get("annotations"), "annotations", _annotation)
     state = raw.get("state")
     if state is not None and state not in STATES:
         raise ValidationError(f"state {state!r} is unknown; use one of {', '.join(STATES)}")
-    next_retry = raw.get("next_retry_at")
-    next_retry_at_us = None if next_retry is None else time_us(next_retry, "next_retry_at")
-    policy = ctx.policies.for_type(event_type)
-    if raw.get("transitions") is None:
+    if chain is None:
+        policy = ctx.policies.for_type(event_type)
         transitions, budget = history.derive(attempts, detected_at_us, policy, ctx.actor)
-        end = transitions[-1].to_state
-        if state is not None and state != end:
+        if state is not None and state != transitions[-1].to_state:
             raise ValidationError(
                 f"state {state} does not follow from the attempts under the retry policy (they leave the "
-                f"event {end}); give its 'transitions' to import it as it is"
+                f"event {transitions[-1].to_state}); give its 'transitions' to import it as it is"
             )
-        if next_retry_at_us is not None and end != State.FAILED:
-            raise ValidationError(f"next_retry_at is given but the attempts leave the event {end}, not FAILED")
     else:
-        given = _list(raw["transitions"], "transitions", lambda item, where: _transition(item, where, ctx.actor))
-        transitions, budget = history.check_given(given, attempts)
+        if chain and chain[0].at_us != detected_at_us:
+            raise ValidationError("transitions[0].at (the detection) differs from detected_at")
+        transitions, budget = history.check_given(chain, attempts)
         if state is not None and state != transitions[-1].to_state:
-            raise ValidationError(f"state {state} differs from where the transitions end ({transitions[-1].to_state})")
+            raise ValidationError(
+                f"state {state} differs from where the transitions end ({transitions[-1].to_state})"
+            )
+    next_retry = raw.get("next_retry_at")
+    next_retry_at_us = None
+    if next_retry is not None:
+        next_retry_at_us = _next_retry(
+            time_us(next_retry, "next_retry_at"), transitions[-1].to_state, attempts
+        )
     return EventIn(
-        number=number, event_type=event_type, key=key, detected_at_us=detected_at_us, payload_json=payload_json,
-        attempts=attempts, annotations=annotations, transitions=transitions,
-        given_transitions=raw.get("transitions") is not None, next_retry_at_us=next_retry_at_us,
+        number=number,
+        event_type=event_type,
+        key=key,
+        detected_at_us=detected_at_us,
+        payload_json=payload_json,
+        attempts=attempts,
+        annotations=annotations,
+        transitions=transitions,
+        next_retry_at_us=next_retry_at_us,
         budget_failures=budget,
     )
 
 
-def time_us(value: Any, where: str) -> int:
+def time_us(value: Any, field: str) -> int:
     """An RFC 3339 time with a zone, as microseconds since the epoch (naive times are refused)."""
     if not isinstance(value, str):
-        raise ValidationError(f"{where}: expected an RFC 3339 time string such as 2026-01-02T04:45:54Z, "
-                              f"got {_kind(value)}")
-    return to_us(parse_time(value, field=where))
+        raise ValidationError(
+            f"{field}: expected an RFC 3339 time string such as 2026-01-02T04:45:54Z, got {_kind(value)}"
+        )
+    try:  # the common case, fast; anything unusual goes through parse_time and its messages
+        moment: datetime | None = datetime.fromisoformat(value)
+    except ValueError:
+        moment = None
+    if moment is None or moment.tzinfo is None:
+        moment = parse_time(value, field=field)
+    if moment.year > MAX_YEAR:
+        raise ValidationError(f"{field}: {value!r} is out of range (after the year {MAX_YEAR})")
+    return (moment - EPOCH) // _ONE_US
+
+
+def _next_retry(at_us: int, state: str, attempts: tuple[AttemptIn, ...]) -> int:
+    """A given ``next_retry_at``: only for a FAILED event, within a year after its last (failed) attempt."""
+    if state != State.FAILED:
+        raise ValidationError(
+            f"next_retry_at is given but the event ends {state}; only FAILED events have one"
+        )
+    last_us = attempts[-1].at_us  # a FAILED event has a failed last attempt
+    if not last_us <= at_us <= last_us + MAX_DELAY_US:
+        raise ValidationError("next_retry_at must lie between the last attempt's at and 365 days after it")
+    return at_us
 
 
 def _attempts(value: Any, detected_at_us: int, default_actor: str) -> tuple[AttemptIn, ...]:
-    attempts = _list(value, "attempts", lambda item, where: _attempt(item, where, default_actor))
+    attempts = _list(value, "attempts", lambda item: _attempt(item, default_actor))
     previous = detected_at_us
     for index, item in enumerate(attempts):
         if item.at_us < previous:
             before = "detected_at" if index == 0 else f"attempts[{index - 1}].at"
             raise ValidationError(
-                f"attempts[{index}].at is before {before}: attempts must be in time order, none before detection"
+                f"attempts[{index}].at is before {before}: "
+                "attempts must be in time order, none before detection"
             )
         previous = item.at_us
     return attempts
 
 
-def _attempt(raw: Any, where: str, default_actor: str) -> AttemptIn:
-    item = _object(raw, where, ATTEMPT_FIELDS)
+def _attempt(item: Mapping[str, Any], default_actor: str) -> AttemptIn:
     if "at" not in item:
-        raise ValidationError(f"{where}.at is required (when the attempt's outcome was known)")
-    at_us = time_us(item["at"], f"{where}.at")
+        raise ValidationError("at is required (when the attempt's outcome was known)")
+    at_us = time_us(item["at"], "at")
     outcome = item.get("outcome")
     if outcome not in OUTCOMES:
-        raise ValidationError(f"{where}.outcome {outcome!r} is not one of {', '.join(OUTCOMES)}")
+        raise ValidationError(f"outcome {outcome!r} is not one of {', '.join(OUTCOMES)}")
     started = item.get("started_at")
-    started_at_us = None if started is None else time_us(started, f"{where}.started_at")
+    started_at_us = None if started is None else time_us(started, "started_at")
     if started_at_us is not None and started_at_us > at_us:
-        raise ValidationError(f"{where}.started_at is after its at")
-    error_type = _field(f"{where}.error_type", validation.optional_name, f"{where}.error_type",
-                        item.get("error_type"))
-    error = _field(f"{where}.error", validation.text, f"{where}.error", item.get("error"),
-                   limit=validation.MAX_ERROR_CHARS)
-    if outcome == Outcome.SUCCEEDED and (error_type is not None or error is not None):
-        raise ValidationError(f"{where}: a succeeded attempt takes no error_type or error")
+        raise ValidationError("started_at is after its at")
+    error_type = validation.optional_name("error_type", item.get("error_type"))
+    error = validation.text("error", item.get("error"), limit=validation.MAX_ERROR_CHARS)
+    if outcome == OK and (error_type is not None or error is not None):
+        raise ValidationError("outcome succeeded takes no error_type or error")
     forced = item.get("forced", False)
     if not isinstance(forced, bool):
-        raise ValidationError(f"{where}.forced must be true or false, got {forced!r}")
+        raise ValidationError(f"forced must be true or false, got {forced!r}")
     actor = item.get("actor")
-    actor = default_actor if actor is None else validation.name(f"{where}.actor", actor)
+    actor = default_actor if actor is None else validation.name("actor", actor)
     return AttemptIn(at_us, outcome, started_at_us, error_type, error, forced, actor)
 
 
-def _annotation(raw: Any, where: str) -> AnnotationIn:
-    item = _object(raw, where, ANNOTATION_FIELDS)
+def _annotation(item: Mapping[str, Any]) -> AnnotationIn:
     for required in ANNOTATION_FIELDS:
         if required not in item:
-            raise ValidationError(f"{where}.{required} is required")
-    author = validation.name(f"{where}.author", item["author"])
-    text = validation.text(f"{where}.text", item["text"], required=True)
+            raise ValidationError(f"{required} is required")
+    author = validation.name("author", item["author"])
+    text = validation.text("text", item["text"], required=True)
     assert text is not None
-    return AnnotationIn(time_us(item["at"], f"{where}.at"), author, text)
+    return AnnotationIn(time_us(item["at"], "at"), author, text)
 
 
-def _transition(raw: Any, where: str, default_actor: str) -> TransitionIn:
-    item = _object(raw, where, TRANSITION_FIELDS)
-    if "at" not in item or "to_state" not in item:
-        raise ValidationError(f"{where} needs at least at and to_state")
-    at_us = time_us(item["at"], f"{where}.at")
+def _transition(item: Mapping[str, Any], default_actor: str) -> TransitionIn:
+    for required in ("at", "to_state"):
+        if required not in item:
+            raise ValidationError(f"{required} is required")
+    at_us = time_us(item["at"], "at")
     from_state, to_state = item.get("from_state"), item["to_state"]
     if from_state is not None and from_state not in STATES:
-        raise ValidationError(f"{where}.from_state {from_state!r} is not a state ({', '.join(STATES)})")
+        raise ValidationError(f"from_state {from_state!r} is not a state ({', '.join(STATES)})")
     if to_state not in STATES:
-        raise ValidationError(f"{where}.to_state {to_state!r} is not a state ({', '.join(STATES)})")
+        raise ValidationError(f"to_state {to_state!r} is not a state ({', '.join(STATES)})")
     actor = item.get("actor")
-    actor = default_actor if actor is None else validation.name(f"{where}.actor", actor)
+    actor = default_actor if actor is None else validation.name("actor", actor)
     reason = item.get("reason")
-    reason = "imported" if reason is None else validation.text(f"{where}.reason", reason, required=True)
+    reason = "imported" if reason is None else validation.text("reason", reason, required=True)
     number = item.get("attempt_number")
     if number is not None and (isinstance(number, bool) or not isinstance(number, int) or number < 1):
-        raise ValidationError(f"{where}.attempt_number must be a positive integer or null, got {number!r}")
+        raise ValidationError(f"attempt_number must be a positive integer or null, got {number!r}")
     return TransitionIn(at_us, from_state, to_state, actor, str(reason), number)
 
 
-def _list(value: Any, where: str, parse: Any) -> tuple[Any, ...]:
+def _list(value: Any, where: str, parse: Callable[[Mapping[str, Any]], T]) -> tuple[T, ...]:
+    """Parse a list of objects; a problem in item i is reported as ``where[i].<its message>``."""
     if value is None:
         return ()
     if not isinstance(value, list):
         raise ValidationError(f"{where} must be a list, got {_kind(value)}")
-    return tuple(parse(item, f"{where}[{index}]") for index, item in enumerate(value))
+    parsed = []
+    for index, item in enumerate(value):
+        if type(item) is not dict and not isinstance(item, Mapping):
+            raise ValidationError(f"{where}[{index}] must be an object, got {_kind(item)}")
+        try:
+            _no_unknown(item, where)
+            parsed.append(parse(item))
+        except ValidationError as exc:  # messages of the item parsers start with the field's name
+            raise ValidationError(f"{where}[{index}].{exc}") from None
+    return tuple(parsed)
 
 
-def _object(raw: Any, where: str, known: tuple[str, ...]) -> Mapping[str, Any]:
-    if not isinstance(raw, Mapping):
-        raise ValidationError(f"{where} must be an object, got {_kind(raw)}")
-    _no_unknown(raw, known, f"{where}.")
-    return raw
-
-
-def _no_unknown(raw: Mapping[str, Any], known: tuple[str, ...], prefix: str) -> None:
-    unknown = [name for name in raw if name not in known]
-    if unknown:
-        names = ", ".join(repr(f"{prefix}{name}") for name in unknown)
-        raise ValidationError(f"unknown field {names} (allowed: {', '.join(known)})")
-
-
-def _field(where: str, check: Any, *args: Any, **kwargs: Any) -> Any:
-    """Run a ``validation`` check, prefixing its message with the field when it does not name it."""
-    try:
-        return check(*args, **kwargs)
-    except ValidationError as exc:
-        message = str(exc)
-        raise ValidationError(message if message.startswith(where) else f"{where}: {message}") from None
+def _no_unknown(raw: Mapping[str, Any], where: str) -> None:
+    known = _KNOWN[where]
+    if not raw.keys() <= known:
+        unknown = [str(name) for name in raw if name not in known]
+        plural = "s" if len(unknown) > 1 else ""
+        allowed = ", ".join(sorted(known))
+        raise ValidationError(f"{', '.join(unknown)}: unknown field{plural} (allowed: {allowed})")
 
 
 def _kind(value: Any) -> str:

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import Connection, Engine
+from sqlalchemy import URL, Connection, Engine
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from ..errors import FailureAwareError, SchemaError, StorageError
@@ -53,7 +55,7 @@ class Store:
     @property
     def where(self) -> str:
         """The database, named for messages (password hidden)."""
-        return self.url.set(drivername=self.url.get_backend_name()).render_as_string(hide_password=True)
+        return _where(self.url)
 
     def now_us(self) -> int:
         """The injected clock's current time in microseconds."""
@@ -118,6 +120,71 @@ class Store:
     def dispose(self) -> None:
         """Close every pooled connection."""
         self.engine.dispose()
+
+
+@dataclass(frozen=True)
+class SchemaStatus:
+    """A database's schema version as found (``db version``): nothing checked, created or upgraded.
+
+    ``version`` is ``0`` for an empty database (or a SQLite file that does not exist: ``exists`` false) and
+    ``None`` for one holding tables that are not ours.
+    """
+
+    where: str
+    version: int | None
+    exists: bool = True
+
+    @property
+    def latest(self) -> int:
+        """The version this failure-aware creates and needs."""
+        return migrations.LATEST_VERSION
+
+    @property
+    def pending(self) -> list[migrations.Migration]:
+        """The migrations ``db upgrade`` would apply (none for a foreign or newer schema)."""
+        return [] if self.version is None else migrations.pending(self.version)
+
+    @property
+    def problem(self) -> str | None:
+        """Why the database cannot be used as it is, or ``None``."""
+        if not self.exists:
+            return f"no failure-aware database at {self.where} (nothing has been recorded there yet)"
+        if self.version == 0:
+            return f"{self.where} has no failure-aware schema yet (nothing recorded there)"
+        return migrations.describe_problem(self.version, self.where)
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return {
+            "database": self.where, "exists": self.exists, "version": self.version, "latest": self.latest,
+            "pending": [{"version": m.version, "description": m.description} for m in self.pending],
+            "problem": self.problem,
+        }
+
+
+class _UncheckedStore(Store):
+    """A store that opens without checking the schema (only for reading its version)."""
+
+    def _open(self, *, create: bool, upgrade: bool) -> None:
+        return None
+
+
+def inspect_schema(url: str | None = None) -> SchemaStatus:
+    """Read the schema version of the database at ``url`` without checking, creating or changing anything."""
+    parsed = parse_url(resolve_url(url))
+    path = sqlite_path(parsed) if parsed.get_backend_name() == "sqlite" else None
+    if path is not None and not path.exists():
+        return SchemaStatus(where=_where(parsed), version=0, exists=False)
+    store = _UncheckedStore(url, readonly=True)
+    try:
+        with store.read() as conn:
+            return SchemaStatus(where=store.where, version=migrations.current_version(conn))
+    finally:
+        store.dispose()
+
+
+def _where(url: URL) -> str:
+    return url.set(drivername=url.get_backend_name()).render_as_string(hide_password=True)
 
 
 def _first_line(exc: BaseException | None) -> str:

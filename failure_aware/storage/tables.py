@@ -147,6 +147,15 @@ Index("ix_event_state_type_state", event_state.c.event_type, event_state.c.state
 Index("ix_event_state_lease", event_state.c.state, event_state.c.lease_expires_at_us)
 Index("ix_event_state_detected", event_state.c.state, event_state.c.detected_at_us)
 Index("ix_event_state_attempts", event_state.c.attempt_count)
+# Health (SPEC 6, diagnostics/health.py) reads the oldest unresolved event, the most retried one and the
+# retries due with one ordered lookup or range per (type, state), so its cost stays independent of the
+# resolved history. event_id ends each key so ties come in index order on PostgreSQL too.
+Index("ix_event_state_type_detected", event_state.c.event_type, event_state.c.state,
+      event_state.c.detected_at_us, event_state.c.event_id)
+Index("ix_event_state_type_attempts", event_state.c.event_type, event_state.c.state,
+      event_state.c.attempt_count, event_state.c.event_id)
+Index("ix_event_state_type_retry", event_state.c.event_type, event_state.c.state,
+      event_state.c.next_retry_at_us, event_state.c.event_id)
 
 # Counts of events per (type, state), maintained with every transition so `health` does not count history.
 state_count = Table(

@@ -1,0 +1,95 @@
+"""``failure-aware demo``: run the demo workload and show what the ledger saw."""
+
+from __future__ import annotations
+
+import time
+
+import click
+from rich.console import Console
+from rich.rule import Rule
+
+from ..demo import OUTAGE, SPAN, open_demo, simulate
+from ..ledger import Ledger
+from ..states import State
+from . import output
+from .app import cli
+from .context import app
+from .events import render_detail
+
+
+@cli.command()
+def demo() -> None:
+    """Run a small realistic workload (simulated two hours) and show retries, a dead letter, a burst."""
+    out = output.console()
+    started = time.perf_counter()
+    ledger, clock, world = open_demo(app().db_url)
+    with ledger:
+        out.print(Rule("failure-aware demo"))
+        out.print(f"database: [bold]{ledger.url}[/]")
+        out.print(
+            f"simulating {int(SPAN.total_seconds() // 60)} minutes of deliveries: payment.webhook, crm.sync "
+            f"(flaky), email.send (some addresses invalid), report.build; the payments provider is down "
+            f"from minute {int(OUTAGE[0].total_seconds() // 60)} to {int(OUTAGE[1].total_seconds() // 60)}."
+        )
+        run = simulate(ledger, clock, world)
+        out.print(f"{run.detected} events detected; attempts run by `retry_due` once a simulated minute:")
+        for outcome, count in sorted(run.outcomes.items()):
+            out.print(f"  {count:4d}  {outcome}")
+        _show_states(out, ledger)
+        _show_retry_run(out, ledger, world.handle)
+        _show_dead_letter(out, ledger)
+        _show_clusters(out, ledger)
+        _show_health(out, ledger)
+    out.print(Rule())
+    out.print(f"done in {time.perf_counter() - started:.1f}s. Try: failure-aware events --state FAILED; "
+              "failure-aware show ID; failure-aware clusters; failure-aware health")
+
+
+def _show_states(out: Console, ledger: Ledger) -> None:
+    out.print(Rule("where every event stands now", style="dim"))
+    counts = ledger.state_counts() if hasattr(ledger, "state_counts") else None
+    if counts is None:
+        return
+    rows = [(t, *(counts[t].get(s, 0) for s in State)) for t in sorted(counts)]
+    out.print(output.table(None, ["type", *[s.value for s in State]], rows))
+
+
+def _show_retry_run(out: Console, ledger: Ledger, handler: object) -> None:
+    out.print(Rule("retries are scheduled, and run only when invoked", style="dim"))
+    waiting = ledger.events(state=State.FAILED, limit=5)
+    for event in waiting:
+        out.print(f"  event {event.id} {event.event_type}: {event.attempt_count} attempt(s), last error "
+                  f"{output.short(event.last_error, 50)!r}; next retry {output.when(event.next_retry_at)}")
+    due = ledger.due(limit=1000)
+    out.print(f"{len(due)} event(s) due now; running `retry --due` once:")
+    results = ledger.retry_due(handler, worker="demo-operator")  # type: ignore[arg-type]
+    for result in results[:10]:
+        out.print(f"  event {result.event_id}: attempt {result.attempt.number} {result.attempt.outcome} -> "
+                  f"{output.state_text(result.state)}")
+    if len(results) > 10:
+        out.print(f"  ... and {len(results) - 10} more")
+
+
+def _show_dead_letter(out: Console, ledger: Ledger) -> None:
+    out.print(Rule("a dead letter, annotated", style="dim"))
+    dead = ledger.events(state=State.DEAD, limit=1)
+    if not dead:
+        out.print("no event died in this run")
+        return
+    event = dead[0]
+    ledger.annotate(event.id, "customer address bounced; fix the record, then revive", author="demo")
+    out.print(render_detail(ledger.show(event.id)))
+
+
+def _show_clusters(out: Console, ledger: Ledger) -> None:
+    out.print(Rule("is it failing repeatedly? correlate", style="dim"))
+    report = ledger.correlate()
+    out.print(f"correlate ({report.mode}): {report.as_dict()}")
+    for cluster in ledger.clusters():
+        out.print(cluster.as_dict())
+
+
+def _show_health(out: Console, ledger: Ledger) -> None:
+    out.print(Rule("health", style="dim"))
+    report = ledger.health()
+    out.print(report.as_dict())

@@ -1,0 +1,36 @@
+"""Failure correlation (SPEC 7): bursts of failures of one event type, as derived ``failure_cluster`` rows.
+
+- ``rule``: the pure rule (``Rule``, ``find_clusters``, ``cluster_id``, ``clean_cut``);
+- ``engine``: ``correlate`` / ``rebuild``, the only writer of ``failure_cluster``;
+- ``queries``: read-only listings, one cluster in detail, the clusters of an event, a timeline;
+- ``check``: ``clusters_match_rebuild``, the cluster check ``verify`` runs.
+"""
+
+from __future__ import annotations
+
+from .check import clusters_match_rebuild
+from .models import (
+    Cluster,
+    ClusterDetail,
+    ClusterEvent,
+    CorrelateReport,
+    FingerprintCount,
+    Timeline,
+    TimelineRow,
+)
+from .rule import Rule, Span, cluster_id, find_clusters
+
+__all__ = [
+    "Cluster",
+    "ClusterDetail",
+    "ClusterEvent",
+    "CorrelateReport",
+    "FingerprintCount",
+    "Rule",
+    "Span",
+    "Timeline",
+    "TimelineRow",
+    "cluster_id",
+    "clusters_match_rebuild",
+    "find_clusters",
+]

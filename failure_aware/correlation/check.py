@@ -1,0 +1,89 @@
+"""``clusters_match_rebuild``: the cluster check of ``verify`` (SPEC 9). Reads only.
+
+It recomputes what ``correlate --rebuild`` would store, type by type, streaming as the rebuild does, and
+compares it with ``failure_cluster``. Event types with failures recorded after the last ``correlate`` are
+skipped: their clusters are stale by design until the next explicit run (SPEC 7), not inconsistent.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Connection, select
+
+from ..storage.tables import attempt, failure_cluster
+from ..timeutil import format_time, from_us
+from . import failures, stored
+from .rule import ClusterScanner, Rule
+from .sql import Sql
+
+_FIX = "run: failure-aware correlate --rebuild"
+
+
+def clusters_match_rebuild(conn: Connection) -> list[str]:
+    """Differences between the stored clusters and a rebuild with the remembered rule (empty: they match)."""
+    state = stored.load_state(conn)
+    if state is None:
+        total = stored.count(conn)
+        return [f"failure_cluster holds {total} clusters but correlate never ran; {_FIX}"] if total else []
+    problems = _wrong_rule(conn, state.rule)
+    pending = set(
+        conn.execute(
+            select(attempt.c.event_type).distinct()
+            .where(attempt.c.id > state.last_attempt_id, attempt.c.outcome.in_(("failed", "abandoned")))
+        ).scalars()
+    )
+    checked = set(pending)
+    sql = Sql(conn)
+    for event_type in list(failures.failing_types(sql)):
+        checked.add(event_type)
+        if event_type not in pending:
+            problems.extend(_compare_type(sql, event_type, state.rule))
+    sql.close()
+    for event_type in sorted(set(stored.stored_types(conn)) - checked):
+        problems.append(f"failure_cluster has clusters of {event_type!r}, which has no failures; {_FIX}")
+    return problems
+
+
+def _wrong_rule(conn: Connection, rule: Rule) -> list[str]:
+    c = failure_cluster.c
+    wrong = conn.execute(
+        select(c.id).where(
+            (c.window_seconds != rule.window_seconds) | (c.min_failures != rule.min_failures)
+            | (c.min_events != rule.min_events)
+        ).limit(20)
+    ).scalars().all()
+    return [f"cluster {cid} was found with another rule than the remembered {rule.describe()}; {_FIX}"
+            for cid in wrong]
+
+
+def _compare_type(sql: Sql, event_type: str, rule: Rule) -> list[str]:
+    scanner = ClusterScanner(rule)
+    spans = []
+    for times, events in failures.stream(sql, event_type):
+        spans.extend(scanner.feed(times, events))
+    spans.extend(scanner.finish())
+    tops = failures.top_fingerprints(sql, event_type, [(s.start_us, s.end_us) for s in spans])
+    expected: dict[str, dict[str, Any]] = {
+        built[0]: dict(zip(stored.COLUMNS, built, strict=True))
+        for built in stored.cluster_rows(event_type, rule, spans, tops)
+    }
+    problems = []
+    c = failure_cluster.c
+    rows = sql.conn.execute(
+        select(failure_cluster).where(c.event_type == event_type).order_by(c.window_start_us)
+    )
+    for row in rows:
+        want = expected.pop(row.id, None)
+        where = f"cluster {row.id} ({event_type}, from {format_time(from_us(row.window_start_us))})"
+        if want is None:
+            problems.append(f"{where} is stored but a rebuild does not find it; {_FIX}")
+            continue
+        for name in ("window_start_us", "window_end_us", "failure_count", "event_count", "top_fingerprints"):
+            have = getattr(row, name)
+            if have != want[name]:
+                problems.append(f"{where}: stored {name} {have!r}, a rebuild gives {want[name]!r}; {_FIX}")
+    for cid, missing in expected.items():
+        start = format_time(from_us(missing["window_start_us"]))
+        problems.append(f"cluster {cid} ({event_type}, from {start}) is missing; {_FIX}")
+    return problems

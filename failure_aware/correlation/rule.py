@@ -1,0 +1,237 @@
+"""The correlation rule of SPEC section 7, as pure functions over one event type's sorted failures.
+
+For one event type, sort the failures by time ``t_1 <= ... <= t_m``. Window ``[i, i+N-1]`` *qualifies* when
+``t_(i+N-1) - t_i <= W``. Qualifying windows are taken in order of ``i``; one joins the current cluster when
+its first time is at or before the last time of the previous qualifying window, else it starts a new one. A
+cluster covers its windows' failures; clusters with fewer than ``E`` distinct events are dropped.
+
+Why the result depends only on the set of ``(time, event)`` facts, never on the order of equal times: a
+cluster never splits a group of equal times. If ``t_(b+1) = t_b`` for a cluster's last index ``b`` (last
+window ``[b-N+1, b]``), the window one further has ``t_(b+1) - t_(b-N+2) <= t_b - t_(b-N+1) <= W``, so it
+qualifies and joins; symmetrically at the first index. So a cluster is exactly *all* failures with times
+in ``[window_start, window_end]``, whichever order ties arrive in, and its counts follow.
+
+``ClusterScanner`` runs the rule over chunks of a sorted stream in O(m) time and O(N + chunk + distinct
+events of the open cluster) memory; the per-failure work is a C-level pass over each chunk (``map`` over
+``operator.sub``), and Python-level work happens only for qualifying windows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from itertools import compress, count, islice, repeat
+from operator import ge, gt, lt, sub
+
+from ..durations import parse_duration
+from ..errors import ValidationError
+
+DEFAULT_WINDOW_SECONDS = 600
+DEFAULT_MIN_FAILURES = 3
+DEFAULT_MIN_EVENTS = 2
+MAX_WINDOW_SECONDS = 10 * 366 * 86400  # ten years: anything longer is a typo
+US_PER_SECOND = 1_000_000
+DEFAULT_CHUNK = 4096
+
+
+@dataclass(frozen=True)
+class Rule:
+    """W, N and E of SPEC 7: ``min_failures`` failures within ``window_seconds``, among ``min_events`` events.
+
+    ``window_seconds`` is a whole number of seconds (``failure_cluster.window_seconds`` is an integer column,
+    and cluster ids derive from it). Invalid values raise ``ValidationError``.
+    """
+
+    window_seconds: int = DEFAULT_WINDOW_SECONDS
+    min_failures: int = DEFAULT_MIN_FAILURES
+    min_events: int = DEFAULT_MIN_EVENTS
+
+    def __post_init__(self) -> None:
+        """Check W > 0 (whole seconds), N >= 2, E >= 1."""
+        w, n, e = self.window_seconds, self.min_failures, self.min_events
+        if isinstance(w, bool) or not isinstance(w, int) or not 0 < w <= MAX_WINDOW_SECONDS:
+            raise ValidationError(
+                f"window must be a whole number of seconds between 1 and {MAX_WINDOW_SECONDS}, got {w!r}"
+            )
+        if isinstance(n, bool) or not isinstance(n, int) or not 2 <= n <= 1_000_000:
+            raise ValidationError(f"min_failures must be an integer >= 2 (at most 1000000), got {n!r}")
+        if isinstance(e, bool) or not isinstance(e, int) or not 1 <= e <= 1_000_000:
+            raise ValidationError(f"min_events must be an integer >= 1 (at most 1000000), got {e!r}")
+
+    @property
+    def window_us(self) -> int:
+        """W in microseconds (the unit of the ``*_us`` columns)."""
+        return self.window_seconds * US_PER_SECOND
+
+    def describe(self) -> str:
+        """``window=600s, min_failures=3, min_events=2``: how messages and ``--rebuild`` hints name it."""
+        w, n, e = self.window_seconds, self.min_failures, self.min_events
+        return f"window={w}s, min_failures={n}, min_events={e}"
+
+
+def parse_window(value: str | int | float) -> int:
+    """A window given as seconds or a duration string (``"10m"``), in whole seconds (``ValidationError``
+    otherwise)."""
+    seconds = parse_duration(value)
+    if seconds <= 0 or not seconds.is_integer():
+        raise ValidationError(
+            f"window must be a positive whole number of seconds (e.g. 600 or '10m'), got {value!r}"
+        )
+    return int(seconds)
+
+
+def resolve_rule(
+    remembered: Rule | None,
+    window: str | int | float | None = None,
+    min_failures: int | None = None,
+    min_events: int | None = None,
+) -> Rule:
+    """The rule a ``correlate`` call asks for: each parameter given, else the remembered one, else the
+    default."""
+    base = remembered if remembered is not None else Rule()
+    return Rule(
+        base.window_seconds if window is None else parse_window(window),
+        base.min_failures if min_failures is None else min_failures,
+        base.min_events if min_events is None else min_events,
+    )
+
+
+@dataclass(frozen=True)
+class Span:
+    """One cluster of one event type before it is stored: its time span and counts."""
+
+    start_us: int
+    end_us: int
+    failure_count: int
+    event_count: int
+
+
+def cluster_id(event_type: str, window_start_us: int, rule: Rule) -> str:
+    """The deterministic id of a cluster: ``c_`` + 16 hex digits of a BLAKE2b of (type, start, W, N, E)."""
+    parts = (event_type, window_start_us, rule.window_seconds, rule.min_failures, rule.min_events)
+    key = "\x1f".join(str(p) for p in parts)
+    return "c_" + hashlib.blake2b(key.encode("utf-8"), digest_size=8).hexdigest()
+
+
+class ClusterScanner:
+    """Streams one event type's failures, sorted by time, and yields its clusters as they close.
+
+    Feed chunks with ``feed(times, events)`` (equal-length sequences, continuing the sort) and call
+    ``finish()`` at the end; both return the spans that closed. ``keep_dropped`` also returns clusters with
+    fewer than ``min_events`` events (they chain like any other; incremental correlation needs them only in
+    tests). Out-of-order input raises ``ValueError``.
+    """
+
+    def __init__(self, rule: Rule, *, keep_dropped: bool = False) -> None:
+        self.n = rule.min_failures
+        self.window_us = rule.window_us
+        self.min_events = 1 if keep_dropped else rule.min_events
+        # The last N-1 failures seen: windows starting there need the next chunk to be judged.
+        self._carry_t: list[int] = []
+        self._carry_e: list[int] = []
+        self._offset = 0  # global index of the first element of the current (carry + chunk)
+        self._open = False
+        self._start_us = 0  # the open cluster: its first time, first index, last index, last time, events
+        self._first = 0
+        self._last = -1
+        self._end_us = 0
+        self._events: set[int] = set()
+
+    def feed(self, times: Sequence[int], events: Sequence[int]) -> list[Span]:
+        """Consume the next sorted chunk; return the clusters that closed in it."""
+        if not times:
+            return []
+        if len(times) != len(events):
+            raise ValueError("times and events must have the same length")
+        t = self._carry_t + list(times)
+        e = self._carry_e + list(events)
+        if any(map(gt, t, islice(t, 1, None))):
+            raise ValueError("failures must be fed in time order")
+        n, closed = self.n, []
+        # Window starting at local a qualifies when t[a+n-1] - t[a] <= W: one C-level pass per chunk.
+        spreads = map(sub, islice(t, n - 1, None), t)
+        starts = list(compress(count(), map(ge, repeat(self.window_us), spreads)))
+        # Qualifying windows less than n apart overlap, so they surely chain: handle each such run at once
+        # (a run starts where the distance to the previous qualifying window is n or more).
+        gaps = map(sub, islice(starts, 1, None), starts)
+        heads = [0, *(p + 1 for p in compress(count(), map(lt, repeat(n - 1), gaps)))]
+        for head, stop in zip(heads, [*heads[1:], len(starts)], strict=True):
+            if head == stop:
+                continue  # no qualifying window in this chunk
+            a, end = starts[head], starts[stop - 1] + n - 1
+            if self._open and t[a] <= self._end_us:
+                # Joins: the new members are those after the cluster's last index.
+                self._events.update(e[self._last - self._offset + 1 : end + 1])
+            else:
+                if self._open:
+                    closed.extend(self._close())
+                self._open, self._start_us, self._first = True, t[a], self._offset + a
+                self._events = set(e[a : end + 1])
+            self._last, self._end_us = self._offset + end, t[end]
+        keep = min(n - 1, len(t))
+        self._offset += len(t) - keep
+        self._carry_t, self._carry_e = t[len(t) - keep :], e[len(e) - keep :]
+        return closed
+
+    def finish(self) -> list[Span]:
+        """End of the stream: return the last cluster, if one is open and kept."""
+        return self._close() if self._open else []
+
+    def _close(self) -> list[Span]:
+        self._open = False
+        events, self._events = len(self._events), set()
+        if events < self.min_events:
+            return []
+        return [Span(self._start_us, self._end_us, self._last - self._first + 1, events)]
+
+
+def find_clusters(
+    times_and_events: Iterable[tuple[int, int]], rule: Rule, *, chunk: int = DEFAULT_CHUNK
+) -> Iterator[Span]:
+    """The clusters of ONE event type's failures ``(at_us, event_id)``, sorted by time (ties in any order).
+
+    Streaming: reads ``chunk`` failures at a time and yields each cluster once it can no longer grow.
+    """
+    scanner = ClusterScanner(rule)
+    iterator = iter(times_and_events)
+    while batch := list(islice(iterator, chunk)):
+        yield from scanner.feed([f[0] for f in batch], [f[1] for f in batch])
+    yield from scanner.finish()
+
+
+def clean_cut(behind: Sequence[int], ahead: Iterable[int], rule: Rule) -> int | None:
+    """Walk from a changed time away from it and find the nearest *clean cut*: a gap no cluster can cross.
+
+    ``behind`` holds the (up to) N-1 failure times nearest the start on the side walked away from, in walk
+    order, ending with the start time itself; ``ahead`` the further times in walk order (descending when
+    walking left, ascending when walking right). A gap between consecutive failures ``x`` (nearer the start)
+    and ``y`` is clean when ``x != y`` and no qualifying window holds both: then neither a window nor the
+    chaining rule connects the two sides (a window joins only a window it overlaps, or one ending at its own
+    first time, which a gap between different times rules out), and clusters on each side are computed
+    independently of the other. Returns ``x``, the time nearest the start beyond which nothing can change,
+    or ``None`` when the data ends first (the affected range is then unbounded on that side).
+    """
+    n, w = rule.min_failures, rule.window_us
+    recent: list[int] = []  # the last n times of the walk
+    first_candidate = len(behind)  # gaps inside `behind` lie on the other side of the start
+    furthest_covered = -1  # the furthest index any qualifying window seen so far reaches
+    for index, value in enumerate(_chain(behind, ahead)):
+        recent.append(value)
+        if len(recent) > n:
+            del recent[0]
+        start = index - n + 1  # the window ending here starts at `start`
+        if start < 0:
+            continue
+        if abs(value - recent[0]) <= w:
+            furthest_covered = index
+        # Every window starting at or before `start` is known now, so the gap after `start` is decided.
+        gap = start + 1
+        if gap >= first_candidate and furthest_covered < gap and recent[0] != recent[1]:
+            return recent[0]
+    return None
+
+
+def _chain(first: Sequence[int], rest: Iterable[int]) -> Iterator[int]:
+    yield from first
+    yield from rest

@@ -1,0 +1,93 @@
+"""Plain SQL on the DB-API connection under a SQLAlchemy ``Connection``, inside its transaction.
+
+Correlation's hot paths run thousands of tiny statements (incremental) or stream millions of rows
+(rebuild); SQLAlchemy's per-statement compilation and per-row objects cost more than the database work
+there (profiled: 3x on a rebuild, 10x on an incremental run). So these few statements are written once,
+with ``?`` placeholders (turned into ``%s`` for psycopg), and run on the driver's cursor. The drivers cache
+the prepared statements (sqlite3's statement cache, psycopg's automatic prepare). Driver errors become
+``StorageError`` like everywhere else; nothing here imports a driver.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import Connection
+
+from ..errors import StorageError
+
+STREAM_CHUNK = 10_000
+_cursor_names = itertools.count()
+
+
+class Sql:
+    """The DB-API side of one SQLAlchemy connection (same transaction)."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self.postgres = conn.dialect.name == "postgresql"
+        self._raw: Any = conn.connection.dbapi_connection
+        self._error: type[Exception] = conn.dialect.loaded_dbapi.Error
+        self._cursor: Any = None
+
+    def _native(self, sql: str) -> str:
+        return sql.replace("?", "%s") if self.postgres else sql
+
+    @contextmanager
+    def _wrapped(self) -> Iterator[None]:
+        try:
+            yield
+        except self._error as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise StorageError(f"correlation: {first}") from exc
+
+    @property
+    def cursor(self) -> Any:
+        """A reusable client-side cursor."""
+        if self._cursor is None:
+            self._cursor = self._raw.cursor()
+        return self._cursor
+
+    def all(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        """Every row of a (small) query."""
+        with self._wrapped():
+            self.cursor.execute(self._native(sql), tuple(params))
+            return list(self.cursor.fetchall())
+
+    def run(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """Execute a statement; returns its row count."""
+        with self._wrapped():
+            self.cursor.execute(self._native(sql), tuple(params))
+            return int(self.cursor.rowcount)
+
+    def many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        """Execute a statement once per row of parameters."""
+        if rows:
+            with self._wrapped():
+                self.cursor.executemany(self._native(sql), [tuple(r) for r in rows])
+
+    def stream(
+        self, sql: str, params: Sequence[Any] = (), *, chunk: int = STREAM_CHUNK
+    ) -> Iterator[list[Any]]:
+        """The rows of a large query in chunks; a server-side cursor on PostgreSQL (constant memory)."""
+        with self._wrapped():
+            if self.postgres:
+                cursor = self._raw.cursor(name=f"fa_correlation_{next(_cursor_names)}")
+                cursor.itersize = chunk
+            else:
+                cursor = self._raw.cursor()  # sqlite3 steps through the result as rows are fetched
+            try:
+                cursor.execute(self._native(sql), tuple(params))
+                while batch := cursor.fetchmany(chunk):
+                    yield batch
+            finally:
+                cursor.close()
+
+    def close(self) -> None:
+        """Close the reusable cursor (the connection stays the caller's)."""
+        if self._cursor is not None:
+            self._cursor.close()
+            self._cursor = None

@@ -1,0 +1,330 @@
+"""The foreground worker: claim due events, call the handler, record each outcome, until told to stop.
+
+Nothing here runs on its own: a ``Worker`` works only inside ``run()``, which the caller (``retry --due``,
+``worker``, ``Ledger.retry_due``) invokes and which returns when the work is done (``once``), the
+``limit`` is reached, or ``stop()`` is called.
+
+Batches and stopping. Each loop claims a batch of due events in one short transaction, then runs them one
+by one, recording each outcome in its own transaction. Claimed events are IN_FLIGHT, and the state machine
+has no way back to PENDING, so a claim that is never run is closed by ``recover`` as an ``abandoned``
+attempt: a failure that did not happen. The worker therefore never leaves claims behind on a graceful
+stop: after ``stop()`` it claims nothing more, and runs the claims already in hand. To keep that short,
+the batch is sized from the measured time per attempt so that a batch is about ``batch_seconds`` of work:
+one claim at a time for slow handlers (the "attempt in hand"), up to ``batch_size`` for fast ones. A claim
+whose lease has already expired when its turn comes is not started (``skipped``); ``recover`` closes it.
+
+Concurrency N runs N loops in threads of this process, each claiming for itself (worker id
+``host:pid/i``). Handlers run in those threads; callbacks are called one at a time. SQLAlchemy engines are
+thread-safe, and every transaction takes its own connection (SQLite's writers queue on the database
+lock), so threads are safe on both backends; they pay off when handlers wait on I/O. For CPU-bound
+handlers, or more throughput on PostgreSQL, start several worker processes instead.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from .core import claims, validation
+from .errors import StaleClaim, ValidationError
+from .models import AttemptResult, Claim
+from .states import State
+from .timeutil import format_time
+
+if TYPE_CHECKING:
+    from .ledger import Handler, Ledger
+
+DEFAULT_BATCH_SIZE = 50
+DEFAULT_BATCH_SECONDS = 0.5
+MAX_CONCURRENCY = 64
+
+
+@dataclass(frozen=True)
+class AttemptReport:
+    """What happened to one claim: its recorded result, or why there is none.
+
+    ``outcome`` is the attempt's outcome (``succeeded``, ``failed``), or ``lost`` (the handler ran but the
+    claim no longer held the event when its outcome was recorded: ``StaleClaim``, nothing written), or
+    ``skipped`` (the lease had expired before the handler was started; ``recover`` closes the claim).
+    """
+
+    claim: Claim
+    result: AttemptResult | None
+    seconds: float = 0.0  # handler and recording
+    problem: str | None = None  # why there is no result
+    skipped: bool = False  # not started (lease expired first)
+
+    @property
+    def outcome(self) -> str:
+        """``succeeded``, ``failed``, ``lost`` or ``skipped``."""
+        if self.result is not None:
+            return str(self.result.attempt.outcome)
+        return "skipped" if self.skipped else "lost"
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict: one line of ``worker --json``."""
+        result, event = self.result, self.claim.event
+        return {
+            "kind": "attempt",
+            "event_id": event.id,
+            "event_type": event.event_type,
+            "attempt": self.claim.attempt_number,
+            "outcome": self.outcome,
+            "state": str(result.state) if result else None,
+            "next_retry_at": format_time(result.next_retry_at) if result else None,
+            "error_type": result.attempt.error_type if result else None,
+            "error": result.attempt.error if result else self.problem,
+            "worker": self.claim.worker,
+            "seconds": round(self.seconds, 6),
+        }
+
+
+@dataclass
+class WorkerSummary:
+    """Counts of what a worker run did, by outcome."""
+
+    succeeded: int = 0  # attempts that succeeded
+    failed: int = 0  # attempts that failed; the event is FAILED and will be due again
+    dead: int = 0  # attempts that failed and left the event DEAD
+    lost: int = 0  # handler ran, but the claim had been lost (StaleClaim): not recorded
+    skipped: int = 0  # lease expired before the handler started: not run
+    elapsed_seconds: float = 0.0
+    stopped: bool = False  # ended by stop() (Ctrl-C) rather than by running out of work or the limit
+    by_type: dict[str, int] = field(default_factory=dict)  # attempts recorded per event type
+
+    @property
+    def attempts(self) -> int:
+        """Attempts recorded (succeeded, failed, dead)."""
+        return self.succeeded + self.failed + self.dead
+
+    @property
+    def attempts_per_second(self) -> float:
+        """Recorded attempts per second of the run."""
+        return self.attempts / self.elapsed_seconds if self.elapsed_seconds > 0 else 0.0
+
+    def add(self, report: AttemptReport) -> None:
+        """Count one report."""
+        result = report.result
+        if result is None:
+            if report.skipped:
+                self.skipped += 1
+            else:
+                self.lost += 1
+            return
+        if result.state is State.SUCCEEDED:
+            self.succeeded += 1
+        elif result.state is State.DEAD:
+            self.dead += 1
+        else:
+            self.failed += 1
+        event_type = report.claim.event.event_type
+        self.by_type[event_type] = self.by_type.get(event_type, 0) + 1
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (the last line of ``worker --json``)."""
+        return {
+            "kind": "summary", "attempts": self.attempts, "succeeded": self.succeeded, "failed": self.failed,
+            "dead": self.dead, "lost": self.lost, "skipped": self.skipped,
+            "elapsed_seconds": round(self.elapsed_seconds, 3),
+            "attempts_per_second": round(self.attempts_per_second, 1), "stopped": self.stopped,
+            "by_type": dict(sorted(self.by_type.items())),
+        }
+
+
+def exception_text(exc: BaseException) -> str:
+    """The error message recorded for a handler's exception (its text, else its repr), within limits."""
+    text = str(exc) or repr(exc)
+    return text[: validation.MAX_ERROR_CHARS]
+
+
+def next_batch_size(current: int, seconds_per_attempt: float, *, cap: int, target_seconds: float) -> int:
+    """The next claim size: about ``target_seconds`` of work at the measured rate, growing at most 2x."""
+    wanted = cap if seconds_per_attempt <= 0 else int(target_seconds / seconds_per_attempt)
+    return max(1, min(cap, 2 * current, wanted))
+
+
+class Worker:
+    """Runs due events through ``handler`` with ``concurrency`` loops; see the module docstring.
+
+    ``limit`` caps the claims of the whole run. ``lease_seconds`` is each claim's lease: an attempt not
+    recorded by then is stuck, and ``recover`` closes it. ``idle_sleep_seconds`` is the polling interval
+    when nothing is due (not with ``once``). Invalid arguments raise ``ValidationError``.
+    """
+
+    def __init__(
+        self,
+        ledger: Ledger,
+        handler: Handler,
+        *,
+        event_type: str | None = None,
+        concurrency: int = 1,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        batch_seconds: float = DEFAULT_BATCH_SECONDS,
+        lease_seconds: float = claims.DEFAULT_LEASE_SECONDS,
+        idle_sleep_seconds: float = 1.0,
+        worker_id: str | None = None,
+        limit: int | None = None,
+    ) -> None:
+        if not callable(handler):
+            raise ValidationError("handler must be callable: handler(event)")
+        if event_type is not None:
+            validation.event_type(event_type)
+        validation.positive_int("concurrency", concurrency, allow_none=False)
+        if concurrency > MAX_CONCURRENCY:
+            raise ValidationError(f"concurrency must be at most {MAX_CONCURRENCY}, got {concurrency}")
+        validation.positive_int("batch_size", batch_size, allow_none=False)
+        validation.positive_int("limit", limit)
+        for name, value in (("batch_seconds", batch_seconds), ("lease_seconds", lease_seconds),
+                            ("idle_sleep_seconds", idle_sleep_seconds)):
+            if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < float("inf"):
+                raise ValidationError(f"{name} must be a positive number of seconds, got {value!r}")
+        self.ledger = ledger
+        self.handler = handler
+        self.event_type = event_type
+        self.concurrency = concurrency
+        self.batch_size = batch_size
+        # A batch must be finished well within its lease, whatever the configured target.
+        self.batch_seconds = min(float(batch_seconds), lease_seconds / 4)
+        self.lease_seconds = float(lease_seconds)
+        self.idle_sleep_seconds = float(idle_sleep_seconds)
+        self.worker_id = validation.name("worker_id", worker_id or claims.default_worker_id())
+        self.limit = limit
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._claimed = 0  # claims taken or reserved, against ``limit``
+        self._idle = False
+        self._summary = WorkerSummary()
+        self._error: BaseException | None = None
+
+    # -- control -------------------------------------------------------------------------------------
+    def stop(self) -> None:
+        """Ask the loops to finish the claims in hand and return; safe from any thread or signal handler."""
+        self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        """Whether ``stop()`` has been called."""
+        return self._stop.is_set()
+
+    def run(
+        self,
+        once: bool = False,
+        on_result: Callable[[AttemptReport], None] | None = None,
+        on_idle: Callable[[], None] | None = None,
+    ) -> WorkerSummary:
+        """Work until stopped (or, with ``once``, until nothing is due); returns the counts.
+
+        ``on_result`` is called after each claim is dealt with, ``on_idle`` when the worker runs out of due
+        events (once per idle spell). Both are called one at a time, from the loop threads. An error from
+        the database (or a handler's ``BaseException``) stops every loop and is raised here.
+        """
+        self._summary = WorkerSummary()
+        self._error = None
+        self._claimed, self._idle = 0, False
+        started = time.monotonic()
+        try:
+            if self.concurrency == 1:
+                self._loop(self.worker_id, once, on_result, on_idle)
+            else:
+                self._run_threads(once, on_result, on_idle)
+        finally:
+            self._summary.elapsed_seconds = time.monotonic() - started
+            self._summary.stopped = self.stopping
+        if self._error is not None:
+            raise self._error
+        return self._summary
+
+    def _run_threads(self, once: bool, on_result: Any, on_idle: Any) -> None:
+        threads = [
+            threading.Thread(
+                target=self._guarded_loop, args=(f"{self.worker_id}/{i}", once, on_result, on_idle),
+                name=f"failure-aware-worker-{i}", daemon=True,  # a second Ctrl-C must not wait for them
+            )
+            for i in range(1, self.concurrency + 1)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            while thread.is_alive():
+                thread.join(0.2)  # short joins keep the main thread responsive to signals
+
+    def _guarded_loop(self, name: str, once: bool, on_result: Any, on_idle: Any) -> None:
+        try:
+            self._loop(name, once, on_result, on_idle)
+        except BaseException as exc:  # hand it to run(); the other loops finish what they hold and stop
+            with self._lock:
+                if self._error is None:
+                    self._error = exc
+            self._stop.set()
+
+    # -- the loop ------------------------------------------------------------------------------------
+    def _loop(self, name: str, once: bool, on_result: Any, on_idle: Any) -> None:
+        size = 1  # start small: the first batch measures how long an attempt takes
+        while not self._stop.is_set():
+            want = self._reserve(size)
+            if want == 0:
+                return
+            taken = self.ledger.claim_due(
+                limit=want, event_type=self.event_type, worker=name, lease_seconds=self.lease_seconds
+            )
+            self._release(want - len(taken))
+            if not taken:
+                if once:
+                    return
+                self._notify_idle(on_idle)
+                self._stop.wait(self.idle_sleep_seconds)
+                continue
+            began = time.monotonic()
+            for claim in taken:  # all of them, even after stop(): they are the attempts in hand
+                self._deliver(self._attempt(claim), on_result)
+            size = next_batch_size(size, (time.monotonic() - began) / len(taken), cap=self.batch_size,
+                                   target_seconds=self.batch_seconds)
+
+    def _attempt(self, claim: Claim) -> AttemptReport:
+        if self.ledger.clock() >= claim.lease_expires_at:
+            expired = format_time(claim.lease_expires_at)
+            return AttemptReport(claim, None, skipped=True,
+                                 problem=f"not started: its lease expired at {expired}; `recover` closes it")
+        began = time.monotonic()
+        ok, error_type, error = True, None, None
+        try:
+            self.handler(claim.event)
+        except Exception as exc:  # the handler's failure is data: record it, never raise it
+            ok, error_type, error = False, type(exc).__name__, exception_text(exc)
+        try:
+            result = self.ledger.finish(claim, ok, error_type=error_type, error=error)
+        except StaleClaim as exc:
+            return AttemptReport(claim, None, time.monotonic() - began, problem=str(exc))
+        return AttemptReport(claim, result, time.monotonic() - began)
+
+    def _reserve(self, size: int) -> int:
+        with self._lock:
+            want = size if self.limit is None else min(size, self.limit - self._claimed)
+            self._claimed += want
+            return want
+
+    def _release(self, unused: int) -> None:
+        if unused:
+            with self._lock:
+                self._claimed -= unused
+
+    def _deliver(self, report: AttemptReport, on_result: Any) -> None:
+        with self._lock:
+            self._idle = False
+            self._summary.add(report)
+            if on_result is not None:
+                on_result(report)
+
+    def _notify_idle(self, on_idle: Any) -> None:
+        with self._lock:
+            if self._idle:
+                return
+            self._idle = True
+            if on_idle is not None:
+                on_idle()
+
+
+__all__ = ["AttemptReport", "Worker", "WorkerSummary", "exception_text", "next_batch_size"]

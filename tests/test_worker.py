@@ -1,0 +1,288 @@
+"""The foreground worker (``failure_aware.worker``) and handler loading, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from failure_aware import Event, Ledger, Outcome, State, ValidationError
+from failure_aware.config import Config
+from failure_aware.handlers import load_handler
+from failure_aware.policy import PolicySet, RetryPolicy
+from failure_aware.worker import AttemptReport, Worker, next_batch_size
+
+from conftest import FakeClock
+
+
+def detect_many(ledger: Ledger, n: int, event_type: str = "job.run", **payload: object) -> list[int]:
+    return [ledger.detect(event_type, dict(payload)).id for _ in range(n)]
+
+
+def attempts_of(ledger: Ledger, event_id: int) -> list[tuple[int, Outcome]]:
+    return [(a.number, a.outcome) for a in ledger.show(event_id).attempts]
+
+
+def test_once_drains_what_is_due_and_counts_outcomes(ledger: Ledger, clock: FakeClock) -> None:
+    good = detect_many(ledger, 5, "a.ok")
+    bad = detect_many(ledger, 2, "b.flaky", fail=True)
+    seen: list[AttemptReport] = []
+
+    def handler(event: Event) -> None:
+        if event.payload.get("fail"):
+            raise ConnectionError(f"refused [{event.id}]")
+
+    summary = Worker(ledger, handler).run(once=True, on_result=seen.append)
+
+    assert (summary.succeeded, summary.failed, summary.dead, summary.lost, summary.skipped) == (5, 2, 0, 0, 0)
+    assert summary.attempts == 7 and summary.by_type == {"a.ok": 5, "b.flaky": 2} and not summary.stopped
+    assert sorted(r.claim.event.id for r in seen) == sorted(good + bad)
+    assert all(ledger.get(i).state is State.SUCCEEDED and attempts_of(ledger, i) == [(1, Outcome.SUCCEEDED)]
+               for i in good)
+    for i in bad:
+        event = ledger.get(i)
+        assert event.state is State.FAILED and event.last_error_type == "ConnectionError"
+        assert event.last_error == f"refused [{i}]"
+    # The failed ones are not due before their next_retry_at: a second pass runs nothing ...
+    assert Worker(ledger, handler).run(once=True).attempts == 0
+    # ... and runs exactly them once it is.
+    clock.advance(11)
+    again = Worker(ledger, handler).run(once=True, on_result=seen.append)
+    assert again.failed == 2 and {r.claim.event.id for r in seen[-2:]} == set(bad)
+    assert all(attempts_of(ledger, i) == [(1, Outcome.FAILED), (2, Outcome.FAILED)] for i in bad)
+
+
+def test_handler_exceptions_are_recorded_never_raised(ledger: Ledger) -> None:
+    ledger.config = Config(policies=PolicySet(default=RetryPolicy(non_retryable=frozenset({"KeyError"}))))
+    retryable, fatal = detect_many(ledger, 1, "x.retry")[0], detect_many(ledger, 1, "x.fatal")[0]
+
+    def handler(event: Event) -> None:
+        raise (KeyError("no such account") if event.event_type == "x.fatal" else ValueError())
+
+    reports: list[AttemptReport] = []
+    summary = Worker(ledger, handler, event_type=None).run(once=True, on_result=reports.append)
+
+    assert (summary.failed, summary.dead, summary.succeeded) == (1, 1, 0)
+    outcomes = {r.claim.event.id: (r.outcome, r.result.state if r.result else None) for r in reports}
+    assert outcomes == {retryable: ("failed", State.FAILED), fatal: ("failed", State.DEAD)}
+    failed = ledger.show(retryable).attempts[0]
+    assert failed.error_type == "ValueError" and failed.error == "ValueError()"  # no message: its repr
+    assert ledger.show(fatal).attempts[0].error == "'no such account'"
+
+
+def test_event_type_and_limit_restrict_the_run(ledger: Ledger) -> None:
+    typed = detect_many(ledger, 4, "only.this")
+    other = detect_many(ledger, 3, "not.that")
+    ran: list[int] = []
+    summary = Worker(ledger, lambda e: ran.append(e.id), event_type="only.this", limit=3).run(once=True)
+    assert summary.attempts == 3 and len(ran) == 3 and set(ran) <= set(typed)
+    assert all(ledger.get(i).state is State.PENDING for i in other)
+    assert [ledger.get(i).state for i in typed].count(State.PENDING) == 1
+
+
+def test_stop_finishes_the_attempt_in_hand_and_leaves_no_claim(ledger: Ledger) -> None:
+    ids = detect_many(ledger, 6)
+    calls: list[int] = []
+    worker: Worker
+
+    def handler(event: Event) -> None:
+        calls.append(event.id)
+        worker.stop()  # as Ctrl-C would, while this attempt is running
+
+    worker = Worker(ledger, handler)
+    summary = worker.run(once=True)
+
+    assert calls == [ids[0]] and summary.succeeded == 1 and summary.stopped
+    assert ledger.get(ids[0]).state is State.SUCCEEDED
+    assert all(ledger.get(i).state is State.PENDING for i in ids[1:])  # not claimed, not left IN_FLIGHT
+
+
+def test_claims_in_hand_are_run_after_stop(ledger: Ledger) -> None:
+    ids = detect_many(ledger, 8)
+    calls: list[int] = []
+    worker: Worker
+
+    def handler(event: Event) -> None:
+        calls.append(event.id)
+        if len(calls) == 2:  # the first of the second batch, which holds two claims
+            worker.stop()
+
+    worker = Worker(ledger, handler, batch_seconds=60)  # batches 1, 2, 4, ...: independent of speed
+    summary = worker.run(once=True)
+
+    assert calls == ids[:3] and summary.succeeded == 3  # the claim already in hand ran; nothing more
+    assert [ledger.get(i).state for i in ids] == [State.SUCCEEDED] * 3 + [State.PENDING] * 5
+
+
+def test_a_claim_whose_lease_expired_is_skipped_then_recovered(ledger: Ledger, clock: FakeClock) -> None:
+    ids = detect_many(ledger, 3)
+
+    def handler(event: Event) -> None:
+        if event.id == ids[1]:  # first of a batch of two: the next claim's lease runs out meanwhile
+            clock.advance(61)
+
+    summary = Worker(ledger, handler, batch_seconds=60, lease_seconds=60).run(once=True)
+
+    assert (summary.succeeded, summary.skipped) == (2, 1)
+    assert ledger.get(ids[2]).state is State.IN_FLIGHT and ledger.show(ids[2]).attempts == ()
+    [recovered] = ledger.recover()
+    assert recovered.event_id == ids[2] and recovered.attempt.outcome is Outcome.ABANDONED
+
+
+def test_a_lost_claim_is_reported_not_recorded(ledger: Ledger, clock: FakeClock) -> None:
+    [event_id] = detect_many(ledger, 1)
+
+    def handler(event: Event) -> None:
+        clock.advance(301)  # the attempt outlives its lease and someone runs `recover`
+        ledger.recover()
+
+    reports: list[AttemptReport] = []
+    summary = Worker(ledger, handler).run(once=True, on_result=reports.append)
+
+    assert summary.lost == 1 and summary.attempts == 0
+    assert reports[0].outcome == "lost" and "no longer holds it" in (reports[0].problem or "")
+    assert attempts_of(ledger, event_id) == [(1, Outcome.ABANDONED)]  # the late success wrote nothing
+    assert ledger.get(event_id).state is State.FAILED
+
+
+def test_threads_share_the_work_without_running_anything_twice(ledger: Ledger) -> None:
+    ids = detect_many(ledger, 40)
+    lock = threading.Lock()
+    ran: list[int] = []
+
+    def handler(event: Event) -> None:
+        with lock:
+            ran.append(event.id)
+        time.sleep(0.002)
+
+    summary = Worker(ledger, handler, concurrency=4, worker_id="pool").run(once=True)
+
+    assert summary.succeeded == 40 and sorted(ran) == ids
+    actors = {a.actor for i in ids for a in ledger.show(i).attempts}
+    assert actors <= {f"pool/{n}" for n in range(1, 5)} and all(len(ledger.show(i).attempts) == 1 for i in ids)
+
+
+def test_a_foreground_loop_waits_for_work_until_stopped(ledger: Ledger) -> None:
+    ran: list[int] = []
+    idle = threading.Event()
+    worker = Worker(ledger, lambda e: ran.append(e.id), idle_sleep_seconds=0.05)
+    summaries = []
+    thread = threading.Thread(target=lambda: summaries.append(worker.run(on_idle=idle.set)))
+    thread.start()
+    try:
+        assert idle.wait(10), "the loop never reported being idle"
+        ids = detect_many(ledger, 3)
+        deadline = time.monotonic() + 10
+        while len(ran) < 3 and time.monotonic() < deadline:
+            time.sleep(0.02)
+    finally:
+        worker.stop()
+        thread.join(10)
+    assert not thread.is_alive() and sorted(ran) == ids
+    assert summaries[0].succeeded == 3 and summaries[0].stopped
+
+
+def test_a_database_or_fatal_error_stops_every_thread_and_is_raised(ledger: Ledger) -> None:
+    detect_many(ledger, 6)
+
+    class Fatal(BaseException):
+        pass
+
+    def handler(event: Event) -> None:
+        raise Fatal("the process must stop")
+
+    with pytest.raises(Fatal):
+        Worker(ledger, handler, concurrency=2).run(once=True)
+
+
+def test_retry_due_should_stop_leaves_no_claim_behind(ledger: Ledger) -> None:
+    ids = detect_many(ledger, 5)
+    results = ledger.retry_due(lambda e: None, should_stop=lambda: True)
+    assert results == [] and all(ledger.get(i).state is State.PENDING for i in ids)
+    done: list[int] = []
+    results = ledger.retry_due(lambda e: None, on_result=lambda r: done.append(r.event_id),
+                               should_stop=lambda: len(done) >= 1)
+    assert [r.event_id for r in results] == done == ids[:1]  # the first claim is always a batch of one
+    assert [ledger.get(i).state for i in ids] == [State.SUCCEEDED] + [State.PENDING] * 4
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"concurrency": 0}, "concurrency"),
+    ({"concurrency": 65}, "concurrency"),
+    ({"batch_size": 0}, "batch_size"),
+    ({"lease_seconds": 0}, "lease_seconds"),
+    ({"idle_sleep_seconds": -1}, "idle_sleep_seconds"),
+    ({"limit": 0}, "limit"),
+    ({"event_type": "bad type!"}, "event_type"),
+])
+def test_worker_refuses_bad_arguments(ledger: Ledger, kwargs: dict[str, object], message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        Worker(ledger, lambda e: None, **kwargs)  # type: ignore[arg-type]
+
+
+def test_worker_refuses_a_handler_that_is_not_callable(ledger: Ledger) -> None:
+    with pytest.raises(ValidationError, match="callable"):
+        Worker(ledger, 42)  # type: ignore[arg-type]
+
+
+def test_next_batch_size_grows_gently_and_stays_small_for_slow_handlers() -> None:
+    assert next_batch_size(1, 0.001, cap=50, target_seconds=0.5) == 2
+    assert next_batch_size(32, 0.001, cap=50, target_seconds=0.5) == 50
+    assert next_batch_size(8, 0.1, cap=50, target_seconds=0.5) == 5
+    assert next_batch_size(8, 3.0, cap=50, target_seconds=0.5) == 1
+    assert next_batch_size(4, 0.0, cap=50, target_seconds=0.5) == 8
+
+
+# -- load_handler --------------------------------------------------------------------------------------------
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, str]:
+    """A working directory holding a package with a unique name (imports are cached per name)."""
+    name = f"proj_{uuid.uuid4().hex[:10]}"
+    package = tmp_path / name
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "jobs.py").write_text(
+        "class Sender:\n"
+        "    def send(self, event):\n        return ('sent', event)\n"
+        "sender = Sender()\n"
+        "def deliver(event):\n    return event\n"
+        "LIMIT = 3\n"
+    )
+    (package / "broken.py").write_text("raise RuntimeError('config file missing')\n")
+    (package / "needs.py").write_text(f"import {name}_absent_dependency\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(tmp_path))])
+    return tmp_path, name
+
+
+def test_load_handler_finds_functions_and_attributes_in_the_working_directory(project: tuple[Path, str]) -> None:
+    _, name = project
+    deliver = load_handler(f"{name}.jobs:deliver")
+    assert deliver("x") == "x"
+    assert load_handler(f"{name}.jobs:sender.send")("y") == ("sent", "y")
+
+
+@pytest.mark.parametrize("spec", ["", "jobs", "jobs:", ":deliver", "a b:c", "jobs:deliver:x", "jobs.:f", "1x:f"])
+def test_load_handler_refuses_a_malformed_spec(spec: str) -> None:
+    with pytest.raises(ValidationError, match="must be written module:function"):
+        load_handler(spec)
+
+
+def test_load_handler_names_what_is_missing_or_wrong(project: tuple[Path, str]) -> None:
+    _, name = project
+    with pytest.raises(ValidationError, match=f"no module named '{name}.nothere'"):
+        load_handler(f"{name}.nothere:deliver")
+    with pytest.raises(ValidationError, match=f"'{name}.jobs' has no attribute 'missing'"):
+        load_handler(f"{name}.jobs:missing")
+    with pytest.raises(ValidationError, match="has no attribute 'nope'"):
+        load_handler(f"{name}.jobs:sender.nope")
+    with pytest.raises(ValidationError, match="is a int, not a callable"):
+        load_handler(f"{name}.jobs:LIMIT")
+    with pytest.raises(ValidationError, match="RuntimeError: config file missing"):
+        load_handler(f"{name}.broken:run")
+    with pytest.raises(ValidationError, match=f"needs module '{name}_absent_dependency'"):
+        load_handler(f"{name}.needs:run")
