@@ -1,4 +1,4 @@
-"""Shared harness of the benchmark scripts: repeated timing, medians and ratios, throwaway databases, peak RSS.
+"""Shared harness of the benchmark scripts: timing, medians and ratios, throwaway databases, peak RSS.
 
 Nothing here is part of the product. The rules every script follows (issue 5): both sides of a comparison run
 in the same process run, on the same data, on the same machine, interleaved (ours, theirs, ours, theirs ...)
@@ -10,10 +10,10 @@ Throwaway databases: SQLite files in a temporary directory removed at exit; Post
 local server's ``postgres`` database) and dropped at exit.
 
 Peak RSS: ``peak_rss(script, function, kwargs)`` runs ``function(**kwargs)`` of a bench script in a fresh
-Python process. That function prepares (imports, input) and returns the step to measure; the child resets its
-high-water mark (``/proc/self/clear_refs``) just before the step and reads ``VmHWM`` from ``/proc/self/status``
-right after it, so the number is the peak of the step alone (plus the interpreter and what was already
-resident, reported separately as ``rss_before``).
+Python process. That function prepares (imports, input) and returns the step to measure; the child resets
+its high-water mark (``/proc/self/clear_refs``) just before the step and reads ``VmHWM`` from
+``/proc/self/status`` right after it, so the number is the peak of the step alone (plus the interpreter and
+what was already resident, reported separately as ``rss_before``).
 """
 
 from __future__ import annotations
@@ -79,6 +79,7 @@ class Series:
     name: str
     work: int  # units of work per run (events, attempts), for throughput
     times: list[float] = field(default_factory=list)
+    cpu_times: list[float] = field(default_factory=list)  # this process's CPU time (user + system) per run
 
     @property
     def median(self) -> float:
@@ -90,6 +91,11 @@ class Series:
         """Units of work per second at the median time."""
         return self.work / self.median if self.median > 0 else float("inf")
 
+    @property
+    def cpu_median(self) -> float:
+        """The median CPU time of this process over the runs (0 when not recorded)."""
+        return statistics.median(self.cpu_times) if self.cpu_times else 0.0
+
     def spread(self) -> str:
         """``min-max`` of the runs, to show the noise next to the median."""
         return f"{min(self.times):.2f}-{max(self.times):.2f}"
@@ -97,15 +103,25 @@ class Series:
     def as_dict(self) -> dict[str, Any]:
         """For ``--json``."""
         return {"name": self.name, "work": self.work, "times_s": self.times, "median_s": self.median,
-                "per_s": self.rate}
+                "per_s": self.rate, "cpu_s": self.cpu_times}
 
 
 def timed(step: Callable[[], object]) -> float:
-    """Wall time of ``step()`` in seconds (garbage collected first, so one run's garbage is not the next's)."""
-    gc.collect()
-    start = time.perf_counter()
+    """Wall time of ``step()`` in seconds (see ``timed_cpu``)."""
+    return timed_cpu(step)[0]
+
+
+def timed_cpu(step: Callable[[], object]) -> tuple[float, float]:
+    """Wall time and this process's CPU time (user + system) of ``step()``, in seconds.
+
+    On a busy shared machine the CPU time moves far less than the wall time; it leaves out work done by
+    other processes (a PostgreSQL server, worker processes), so it is shown next to the wall time, never
+    instead of it.
+    """
+    gc.collect()  # so one run's garbage is not collected in the next one's time
+    start, cpu = time.perf_counter(), time.process_time()
     step()
-    return time.perf_counter() - start
+    return time.perf_counter() - start, time.process_time() - cpu
 
 
 def interleave(k: int, sides: Sequence[tuple[Series, Callable[[], Callable[[], object]]]]) -> None:
@@ -117,7 +133,9 @@ def interleave(k: int, sides: Sequence[tuple[Series, Callable[[], Callable[[], o
     for _ in range(k):
         for series, prepare in sides:
             step = prepare()
-            series.times.append(timed(step))
+            wall, cpu = timed_cpu(step)
+            series.times.append(wall)
+            series.cpu_times.append(cpu)
 
 
 def ratio(ours: Series, theirs: Series) -> float:
@@ -155,8 +173,9 @@ def machine() -> dict[str, Any]:
             if line.startswith("MemTotal:"):
                 mem_kb = int(line.split()[1])
     return {
-        "cpus": os.cpu_count(), "memory_gib": round(mem_kb / 1024 / 1024, 1), "python": platform.python_version(),
-        "sqlite": sqlite3.sqlite_version, "platform": platform.platform(),
+        "cpus": os.cpu_count(), "memory_gib": round(mem_kb / 1024 / 1024, 1),
+        "python": platform.python_version(), "sqlite": sqlite3.sqlite_version,
+        "platform": platform.platform(),
     }
 
 
@@ -297,10 +316,10 @@ def _rss_child(script: str, function: str, kwargs_json: str) -> None:
     step = getattr(load_script(script), function)(**json.loads(kwargs_json))
     gc.collect()
     before = _status_kib("VmRSS")
-    try:  # reset the high-water mark to the current RSS (Linux >= 4.0), so the peak is the step's own
+    # Reset the high-water mark to the current RSS (Linux >= 4.0), so the peak is the step's own. Where that
+    # is refused, the peak also covers the preparation; before_kib still says how much that was.
+    with contextlib.suppress(OSError):
         Path("/proc/self/clear_refs").write_text("5")
-    except OSError:
-        pass  # then the peak also covers the preparation; before_kib still says how much that was
     step()
     print(json.dumps({"peak_kib": _status_kib("VmHWM"), "before_kib": before}))
 

@@ -37,11 +37,11 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import (  # noqa: E402
+from common import (
     Databases,
     Series,
-    base_parser,
     backends,
+    base_parser,
     interleave,
     markdown_table,
     peak_rss,
@@ -51,10 +51,10 @@ from common import (  # noqa: E402
     write_json,
 )
 
-from failure_aware import Ledger  # noqa: E402
-from failure_aware.core.recording import failure_fingerprint  # noqa: E402
-from failure_aware.policy import PolicySet, decide_after_failure  # noqa: E402
-from failure_aware.timeutil import format_time, from_us, to_us  # noqa: E402
+from failure_aware import Ledger
+from failure_aware.core.recording import failure_fingerprint
+from failure_aware.policy import PolicySet, decide_after_failure
+from failure_aware.timeutil import format_time, from_us, to_us
 
 BASE_US = 1_767_225_600_000_000  # 2026-01-01T00:00:00Z
 EVENT_TYPES = ("payment.webhook", "crm.sync", "email.send", "report.render", "search.index")
@@ -112,11 +112,12 @@ class RawRows:
             next_us = to_us(decision.next_retry_at)
             payload = json.dumps(rec["payload"], separators=(",", ":"), ensure_ascii=False)
             self.events.append((event_id, etype, rec["key"], payload, detected_us, now_us))
-            self.states.append((event_id, etype, "FAILED", detected_us, 1, 1, next_us, next_us, None, None, None,
-                                None, False, error_type, error, at_us, now_us))
+            self.states.append((event_id, etype, "FAILED", detected_us, 1, 1, next_us, next_us,
+                                None, None, None, None, False, error_type, error, at_us, now_us))
             self.attempts.append((event_id, etype, 1, None, at_us, "failed", error_type, error,
                                   failure_fingerprint(error_type, error), False, IMPORT_ACTOR))
-            self.transitions.append((event_id, detected_us, None, "PENDING", IMPORT_ACTOR, "imported: detected", None))
+            self.transitions.append((event_id, detected_us, None, "PENDING", IMPORT_ACTOR,
+                                     "imported: detected", None))
             self.transitions.append((event_id, at_us, "PENDING", "FAILED", IMPORT_ACTOR,
                                      "imported: attempt 1 failed", 1))
             totals[etype] += 1
@@ -138,8 +139,8 @@ STATE_COLUMNS = ("event_id", "event_type", "state", "detected_at_us", "attempt_c
                  "next_retry_at_us", "due_at_us", "claim_token", "claimed_by", "claimed_at_us",
                  "lease_expires_at_us", "claim_forced", "last_error_type", "last_error", "last_attempt_at_us",
                  "updated_at_us")
-ATTEMPT_COLUMNS = ("event_id", "event_type", "number", "started_at_us", "at_us", "outcome", "error_type", "error",
-                   "fingerprint", "forced", "actor")
+ATTEMPT_COLUMNS = ("event_id", "event_type", "number", "started_at_us", "at_us", "outcome", "error_type",
+                   "error", "fingerprint", "forced", "actor")
 TRANSITION_COLUMNS = ("event_id", "at_us", "from_state", "to_state", "actor", "reason", "attempt_number")
 
 
@@ -179,7 +180,8 @@ def raw_write_postgres(url: str, rows: RawRows) -> Callable[[], object]:
                 with cur.copy(f'COPY "{table}" ({", ".join(columns)}) FROM STDIN') as copy:
                     for row in data:
                         copy.write_row(row)
-            cur.execute("SELECT setval(pg_get_serial_sequence('event_detected', 'id'), %s)", (len(rows.events),))
+            cur.execute("SELECT setval(pg_get_serial_sequence('event_detected', 'id'), %s)",
+                        (len(rows.events),))
         conn.close()
 
     return step
@@ -231,7 +233,8 @@ def table_contents(url: str) -> dict[str, list[tuple[Any, ...]]]:
     out = {}
     with engine.connect() as conn:
         for table in (event_detected, event_state, attempt, transition, state_count):
-            cols = [c for c in table.c if c.name not in IMPORT_TIME_COLUMNS and not (
+            # Counter shards depend on the writing process: compare totals per (type, state).
+            cols = [c for c in table.c if c.name not in IMPORT_TIME_COLUMNS | {"shard"} and not (
                 c.name == "id" and table.name in ("attempt", "transition"))]
             out[table.name] = sorted(tuple(r) for r in conn.execute(select(*cols)))
     engine.dispose()
@@ -244,8 +247,8 @@ def check_equivalent(ours_url: str, raw_url: str) -> list[str]:
     ours, raw = table_contents(ours_url), table_contents(raw_url)
     for table in ours:
         if ours[table] != raw[table]:
-            diff = next((a, b) for a, b in zip(ours[table], raw[table] + [None] * len(ours[table]), strict=False)
-                        if a != b)
+            padded = raw[table] + [None] * len(ours[table])
+            diff = next((a, b) for a, b in zip(ours[table], padded, strict=False) if a != b)
             problems.append(f"{table}: {len(ours[table])} vs {len(raw[table])} rows; first difference:\n"
                             f"    ours {diff[0]}\n    raw  {diff[1]}")
     with Ledger(raw_url, readonly=True) as ledger:
@@ -256,6 +259,67 @@ def check_equivalent(ours_url: str, raw_url: str) -> list[str]:
 
 
 # -- driver -------------------------------------------------------------------------------------------------
+HEADERS = ("backend", "N", "runs", "ours s (median)", "raw s (median)", "ours ev/s", "raw ev/s",
+           "ours/raw throughput", "ours min-max s", "raw min-max s", "ours client CPU s", "raw client CPU s",
+           "ours/raw (client CPU)", "raw: build rows s", "ours/(raw + build) throughput")
+
+
+class Report:
+    """What one invocation measured: table rows, JSON results, and equivalence problems."""
+
+    def __init__(self) -> None:
+        self.rows: list[tuple[object, ...]] = []
+        self.results: list[dict[str, Any]] = []
+        self.failures: list[str] = []
+
+
+def measure_backend(dbs: Databases, backend: str, records: list[dict[str, Any]], raw_rows: RawRows, *, k: int,
+                    check: bool, report: Report) -> None:
+    """``k`` interleaved runs of both sides on ``backend``; optionally compare the databases of the last.
+
+    Building the raw rows is a third side of the same rounds, so "raw + build" can be compared with ours.
+    """
+    n = len(records)
+    ours, raw = Series(f"ours {backend}", n), Series(f"raw {backend}", n)
+    build = Series("raw: build rows", n)
+    made: list[str] = []
+
+    def fresh() -> str:
+        url = dbs.new(backend, "ingest")
+        Ledger(url).close()  # the schema, untimed, for both sides
+        made.append(url)
+        return url
+
+    def prep_raw() -> Callable[[], object]:
+        writer = raw_write_sqlite if backend == "sqlite" else raw_write_postgres
+        return writer(fresh(), raw_rows)
+
+    interleave(k, [(ours, lambda: ours_step(fresh(), records)), (raw, prep_raw),
+                   (build, lambda: lambda: RawRows(records, now_us=BASE_US))])
+    if check:
+        report.failures += [f"{backend} n={n}: {p}" for p in check_equivalent(made[-2], made[-1])]
+    for url in made:
+        dbs.drop(url)
+    cpu_ratio = raw.cpu_median / ours.cpu_median if ours.cpu_median else float("nan")
+    both = raw.median + build.median
+    report.rows.append((backend, n, k, ours.median, raw.median, ours.rate, raw.rate,
+                        f"**{ratio(ours, raw):.2f}**", ours.spread(), raw.spread(),
+                        ours.cpu_median, raw.cpu_median, f"{cpu_ratio:.2f}", build.median,
+                        f"{both / ours.median:.2f}"))
+    report.results.append({"backend": backend, "n": n, "ours": ours.as_dict(), "raw": raw.as_dict(),
+                           "raw_build_rows": build.as_dict(), "ratio": ratio(ours, raw)})
+    print(f"  {backend} n={n}: ours {ours.median:.2f}s raw {raw.median:.2f}s ratio {ratio(ours, raw):.2f}",
+          file=sys.stderr, flush=True)
+
+
+def measure_size(dbs: Databases, n: int, *, k: int, chosen: list[str], check: bool, report: Report) -> None:
+    """Every backend at size ``n``."""
+    records = list(iter_records(n))
+    raw_rows = RawRows(records, now_us=BASE_US)
+    for backend in chosen:
+        measure_backend(dbs, backend, records, raw_rows, k=k, check=check, report=report)
+
+
 def main() -> int:
     parser = base_parser(__doc__.splitlines()[0])
     parser.add_argument("--n", default="100000,1000000", help="comma-separated event counts")
@@ -264,78 +328,28 @@ def main() -> int:
     args = parser.parse_args()
     sizes = [500] if args.smoke else [int(x) for x in args.n.split(",")]
     chosen = backends(args)
-    results: list[dict[str, Any]] = []
-    rows_out = []
-    failures: list[str] = []
+    report = Report()
     with Databases(args.pg) as dbs:
         for n in sizes:
             k = args.repeat or (1 if args.smoke else 5 if n <= 200_000 else 3)
-            records = list(iter_records(n))
-            build = Series("raw: build rows", n)
-            raw_rows = RawRows(records, now_us=to_us(from_us(BASE_US)))
-            for backend in chosen:
-                ours, raw = Series(f"ours {backend}", n), Series(f"raw {backend}", n)
-                made: list[str] = []
-
-                def fresh(backend: str = backend, made: list[str] = made) -> str:
-                    url = dbs.new(backend, "ingest")
-                    Ledger(url).close()  # the schema, untimed, for both sides
-                    made.append(url)
-                    return url
-
-                def prep_ours(fresh: Callable[[], str] = fresh) -> Callable[[], object]:
-                    return ours_step(fresh(), records)
-
-                def prep_raw(fresh: Callable[[], str] = fresh, backend: str = backend) -> Callable[[], object]:
-                    writer = raw_write_sqlite if backend == "sqlite" else raw_write_postgres
-                    return writer(fresh(), raw_rows)
-
-                interleave(k, [(ours, prep_ours), (raw, prep_raw)])
-                if args.check or args.smoke:
-                    problems = check_equivalent(made[-2], made[-1])
-                    failures += [f"{backend} n={n}: {p}" for p in problems]
-                for url in made:
-                    dbs.drop(url)
-                rows_out.append((backend, n, k, ours.median, raw.median, ours.rate, raw.rate,
-                                 f"**{ratio(ours, raw):.2f}**", ours.spread(), raw.spread()))
-                results.append({"backend": backend, "n": n, "ours": ours.as_dict(), "raw": raw.as_dict(),
-                                "ratio": ratio(ours, raw)})
-                print(f"  {backend} n={n}: ours {ours.median:.2f}s raw {raw.median:.2f}s "
-                      f"ratio {ratio(ours, raw):.2f}", file=sys.stderr, flush=True)
-            # The build time of the raw rows, measured once per size (it does not depend on the backend).
-            for _ in range(1 if args.smoke else min(k, 3)):
-                build.times.append(_time(lambda records=records: RawRows(records, now_us=BASE_US)))
-            results.append({"n": n, "raw_build_rows": build.as_dict()})
-            rows_out.append(("(raw: build rows)", n, len(build.times), build.median, "", build.rate, "", "",
-                             build.spread(), ""))
-            del records, raw_rows
+            measure_size(dbs, n, k=k, chosen=chosen, check=args.check or args.smoke, report=report)
     print("\n### Bulk ingest: import_events vs raw driver (one failed attempt per event)\n")
-    print(markdown_table(
-        ("backend", "N", "runs", "ours s (median)", "raw s (median)", "ours ev/s", "raw ev/s",
-         "ours/raw throughput", "ours min-max s", "raw min-max s"),
-        rows_out,
-    ))
+    print(markdown_table(HEADERS, report.rows))
     if args.rss:
         n = 2_000 if args.smoke else max(sizes)
         rss_rows = []
         for backend in chosen:
             rss = peak_rss("ingest_bench.py", "rss_import", {"backend": backend, "n": n, "pg": args.pg})
             rss_rows.append((backend, n, rss.peak_mib, rss.before_mib, rss.step_mib))
-            results.append({"rss": {"backend": backend, "n": n, "peak_mib": rss.peak_mib,
-                                    "before_mib": rss.before_mib}})
+            report.results.append({"rss": {"backend": backend, "n": n, "peak_mib": rss.peak_mib,
+                                           "before_mib": rss.before_mib}})
         print("\n### Peak RSS of one import (fresh process, records generated lazily)\n")
         print(markdown_table(("backend", "N", "peak RSS MiB", "RSS before MiB", "added by the import MiB"),
                              rss_rows))
-    write_json(args.json, {"bench": "ingest", "results": results})
-    for problem in failures:
+    write_json(args.json, {"bench": "ingest", "results": report.results})
+    for problem in report.failures:
         print(f"NOT EQUIVALENT: {problem}", file=sys.stderr)
-    return 1 if failures else 0
-
-
-def _time(step: Callable[[], object]) -> float:
-    from common import timed
-
-    return timed(step)
+    return 1 if report.failures else 0
 
 
 if __name__ == "__main__":

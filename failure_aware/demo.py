@@ -64,7 +64,11 @@ def demo_config() -> Config:
     return Config(
         policies=PolicySet(
             default=quick,
-            overrides={"email.send": RetryPolicy(base_seconds=60, max_attempts=3, non_retryable={"ValueError"})},
+            overrides={
+                "email.send": RetryPolicy(
+                    base_seconds=60, max_attempts=3, non_retryable=frozenset({"ValueError"})
+                )
+            },
         )
     )
 

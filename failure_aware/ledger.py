@@ -98,7 +98,7 @@ class Ledger:
         at: datetime | None = None,
         actor: str = "system",
     ) -> Event:
-        """Record an event as PENDING; with an existing ``(event_type, key)`` return that one, writing nothing."""
+        """Record an event as PENDING; an existing ``(event_type, key)`` is returned as it is, unwritten."""
         validation.event_type(event_type)
         if key is not None:
             validation.key(key)
@@ -298,7 +298,8 @@ class Ledger:
         now_us = self.store.now_us()
         if dry_run:
             with self.store.read() as conn:
-                return [recording.load_event(conn, r.event_id) for r in claims.expired_claims(conn, now_us)]
+                return [recording.load_event(conn, r.event_id)
+                        for r in claims.expired_claims(conn, now_us, lock=False)]
         with self.store.write() as conn:
             results = []
             for row in claims.expired_claims(conn, now_us):
@@ -377,9 +378,9 @@ class Ledger:
         transitions the import derives. All of it is one transaction. ``records`` is read once; the
         checked records are spooled to a temporary file while large, so memory stays bounded.
         """
-        from .interchange import importer
+        from .interchange import inputs
 
-        return self._import(importer.number_records(records), skip_invalid=skip_invalid, actor=actor,
+        return self._import(inputs.number_records(records), skip_invalid=skip_invalid, actor=actor,
                             label="record")
 
     def import_file(
@@ -390,13 +391,14 @@ class Ledger:
         Like ``import_events``; problems are reported by line number, blank lines are ignored and a line
         that is not JSON is an invalid line. The input is read once (a stream need not be seekable).
         """
-        from .interchange import importer
+        from .interchange import inputs
 
         if not isinstance(source, str | Path):
-            return self._import(importer.read_lines(source), skip_invalid=skip_invalid, actor=actor, label="line")
+            return self._import(inputs.read_lines(source), skip_invalid=skip_invalid, actor=actor,
+                                label="line")
         try:
             with open(source, "rb") as stream:
-                return self._import(importer.read_lines(stream), skip_invalid=skip_invalid, actor=actor,
+                return self._import(inputs.read_lines(stream), skip_invalid=skip_invalid, actor=actor,
                                     label="line")
         except OSError as exc:
             raise ValidationError(f"cannot read {source}: {exc.strerror or exc}") from None
@@ -449,7 +451,7 @@ class Ledger:
         return stream()
 
     def export_file(self, target: str | Path | IO[str], *, event_type: str | None = None) -> int:
-        """Write ``export_events`` as JSON Lines (UTF-8) to a path or an open text stream; returns the count."""
+        """Write ``export_events`` as JSON Lines (UTF-8) to a path or an open text stream; returns a count."""
         from .interchange import exporter
 
         if not isinstance(target, str | Path):
@@ -471,7 +473,9 @@ class Ledger:
             operator.bury(conn, event_id, actor=actor, reason=reason, now_us=self.store.now_us())
             return recording.load_event(conn, event_id)
 
-    def revive(self, event_id: int, *, actor: str | None = None, reason: str = "revived by operator") -> Event:
+    def revive(
+        self, event_id: int, *, actor: str | None = None, reason: str = "revived by operator"
+    ) -> Event:
         """Bring a DEAD event back to PENDING; attempt numbers continue, the retry budget restarts."""
         validation.event_id(event_id)
         actor = validation.name("actor", actor or operator_name())
@@ -675,7 +679,9 @@ def _lease_us(lease_seconds: float) -> int:
     if isinstance(lease_seconds, bool) or not isinstance(lease_seconds, int | float) or not (
         0 < lease_seconds <= 7 * 86400
     ):
-        raise ValidationError(f"lease_seconds must be a number of seconds in (0, 604800], got {lease_seconds!r}")
+        raise ValidationError(
+            f"lease_seconds must be a number of seconds in (0, 604800], got {lease_seconds!r}"
+        )
     return int(lease_seconds * 1_000_000)
 
 

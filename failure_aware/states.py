@@ -40,12 +40,12 @@ class Step(StrEnum):
     REVIVE = "revive"
 
 
-P, F, S, D, I = State.PENDING, State.FAILED, State.SUCCEEDED, State.DEAD, State.IN_FLIGHT
+P, F, S, D, FLIGHT = State.PENDING, State.FAILED, State.SUCCEEDED, State.DEAD, State.IN_FLIGHT
 
 LEGAL: dict[Step, dict[State, frozenset[State]]] = {
-    Step.CLAIM: {P: frozenset({I}), F: frozenset({I})},
-    Step.FINISH: {I: frozenset({S, F, D})},
-    Step.RECOVER: {I: frozenset({F, D})},
+    Step.CLAIM: {P: frozenset({FLIGHT}), F: frozenset({FLIGHT})},
+    Step.FINISH: {FLIGHT: frozenset({S, F, D})},
+    Step.RECOVER: {FLIGHT: frozenset({F, D})},
     Step.REPORT: {P: frozenset({S, F, D}), F: frozenset({S, F, D})},
     Step.BURY: {F: frozenset({D})},
     Step.REVIVE: {D: frozenset({P})},
@@ -76,4 +76,4 @@ def require(step: Step, current: State, target: State, event_id: int) -> None:
 
 def is_unresolved(state: State) -> bool:
     """Whether the event still needs work (not SUCCEEDED, not DEAD)."""
-    return state in (P, I, F)
+    return state in (P, FLIGHT, F)

@@ -24,7 +24,9 @@ def utc_now() -> datetime:
 def to_us(moment: datetime) -> int:
     """Microseconds since the epoch of an aware datetime (naive ones are refused)."""
     if moment.tzinfo is None or moment.utcoffset() is None:
-        raise ValidationError(f"time {moment.isoformat()} has no time zone; give an explicit offset such as Z")
+        raise ValidationError(
+            f"time {moment.isoformat()} has no time zone; give an explicit offset such as Z"
+        )
     return (moment - EPOCH) // _ONE_US
 
 
@@ -41,12 +43,16 @@ def opt_from_us(micros: int | None) -> datetime | None:
 def parse_time(text: str, *, field: str = "time") -> datetime:
     """Parse an RFC 3339 / ISO 8601 time with an explicit zone (``Z`` or ``+hh:mm``) into UTC."""
     if not isinstance(text, str) or not text.strip():
-        raise ValidationError(f"{field}: expected an RFC 3339 time such as 2026-01-02T04:45:54Z, got {text!r}")
+        raise ValidationError(
+            f"{field}: expected an RFC 3339 time such as 2026-01-02T04:45:54Z, got {text!r}"
+        )
     raw = text.strip()
     try:
         moment = datetime.fromisoformat(raw[:-1] + "+00:00" if raw[-1:] in "zZ" else raw)
     except ValueError:
-        raise ValidationError(f"{field}: {text!r} is not an RFC 3339 time (e.g. 2026-01-02T04:45:54Z)") from None
+        raise ValidationError(
+            f"{field}: {text!r} is not an RFC 3339 time (e.g. 2026-01-02T04:45:54Z)"
+        ) from None
     if moment.tzinfo is None:
         raise ValidationError(f"{field}: {text!r} has no time zone; add Z or an offset such as +00:00")
     return moment.astimezone(UTC)

@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 DEFAULT_BATCH_SIZE = 50
 DEFAULT_BATCH_SECONDS = 0.5
 MAX_CONCURRENCY = 64
+MAX_LEASE_SECONDS = 7 * 86400  # as Ledger.claim accepts
 
 
 @dataclass(frozen=True)
@@ -181,6 +182,9 @@ class Worker:
                             ("idle_sleep_seconds", idle_sleep_seconds)):
             if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < float("inf"):
                 raise ValidationError(f"{name} must be a positive number of seconds, got {value!r}")
+        if lease_seconds > MAX_LEASE_SECONDS:
+            raise ValidationError(f"lease_seconds must be at most {MAX_LEASE_SECONDS} (7 days), "
+                                  f"got {lease_seconds}")
         self.ledger = ledger
         self.handler = handler
         self.event_type = event_type
@@ -201,7 +205,10 @@ class Worker:
 
     # -- control -------------------------------------------------------------------------------------
     def stop(self) -> None:
-        """Ask the loops to finish the claims in hand and return; safe from any thread or signal handler."""
+        """Ask the loops to finish the claims in hand and return; safe from any thread or signal handler.
+
+        Stopping is final: a stopped worker's ``run()`` returns at once (make a new ``Worker`` to go on).
+        """
         self._stop.set()
 
     @property

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -87,3 +88,11 @@ def sqlite_file(db_url: str) -> Path | None:
     """The file of a SQLite URL, None for PostgreSQL."""
     url = sa.engine.make_url(db_url)
     return Path(url.database) if url.get_backend_name() == "sqlite" and url.database else None
+
+
+def table_names(path: Path) -> set[str]:
+    """The tables of a SQLite file, read directly."""
+    with sqlite3.connect(path) as conn:
+        names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    conn.close()
+    return names

@@ -8,7 +8,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from cli_support import dump, run_main, sqlite_file
+from cli_support import dump, run_main, sqlite_file, table_names
 
 from failure_aware import Ledger
 from failure_aware.config import Config
@@ -118,8 +118,9 @@ def test_an_unrelated_sqlite_file_is_not_written_by_inspection(
     with sqlite3.connect(path) as conn:
         conn.execute("CREATE TABLE invoices (id INTEGER PRIMARY KEY)")
     conn.close()
-    for args in (["events"], ["show", "1"], ["export"], ["verify"]):
-        expect_error(capsys, f"sqlite:///{path}", args, code=1, mentions=("SchemaError", "no failure-aware"))
+    for args in (["events"], ["show", "1"], ["export"], ["verify"], ["detect", "x"], ["db", "upgrade"]):
+        expect_error(capsys, f"sqlite:///{path}", args, code=1, mentions=("SchemaError", "not a failure-aware"))
+    assert table_names(path) == {"invoices"}
 
 
 @pytest.mark.parametrize("url", [

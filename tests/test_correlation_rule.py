@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from failure_aware.correlation.engine import range_in_page
 from failure_aware.correlation.rule import (
     ClusterScanner,
     Rule,
@@ -250,3 +251,29 @@ def test_windows_parse_from_durations_and_defaults_resolve() -> None:
     assert resolve_rule(remembered) == remembered
     assert resolve_rule(remembered, window="2m") == Rule(120, 4, 1)
     assert resolve_rule(remembered, min_events=3) == Rule(60, 4, 3)
+
+
+@settings(max_examples=400)
+@given(failure_sets(), rules, st.data())
+def test_a_page_around_a_change_gives_the_cuts_of_the_whole_history_or_nothing(
+    failures: list[Failure], rule: Rule, data: st.DataObject
+) -> None:
+    """``engine.range_in_page`` either decides both cuts exactly as walks over everything would, with every
+    failure between them, or says the page is too short."""
+    if not failures:
+        return
+    ordered = sorted(failures)
+    times = [t for t, _ in ordered]
+    changed = data.draw(st.sampled_from(times))
+    page = data.draw(st.integers(rule.min_failures - 1, 12).filter(lambda p: p > 0))
+    below = sorted((f for f in ordered if f[0] < changed), reverse=True)[:page]
+    above = [f for f in ordered if f[0] >= changed][:page]
+    found = range_in_page(below, above, changed, rule, page)
+    lo = clean_cut(*walk_inputs(times, changed, left=True, n=rule.min_failures), rule)
+    hi = clean_cut(*walk_inputs(times, changed, left=False, n=rule.min_failures), rule)
+    if found is None:
+        assert len(below) == page or len(above) == page  # only a full page can be too short
+        return
+    assert found[:2] == (lo, hi)
+    inside = [f for f in ordered if (lo is None or f[0] >= lo) and (hi is None or f[0] <= hi)]
+    assert sorted(found[2]) == inside

@@ -23,22 +23,28 @@ from hypothesis import strategies as st
 from failure_aware import FailureAwareError, Ledger, State, ValidationError
 from failure_aware.config import Config
 from failure_aware.core import counters
-from failure_aware.policy import PolicySet, RetryPolicy
+from failure_aware.policy import PolicySet
 from failure_aware.storage.tables import HISTORY_TABLES, event_state, state_count
 
 BASE = datetime(2026, 1, 2, 4, 0, tzinfo=UTC)
 # Small budgets so histories reach DEAD quickly; full jitter on one type, so a retry time depends on the
 # event id (which an import may change): the export must carry next_retry_at for the round trip to hold.
-POLICIES = PolicySet.from_mapping({
-    "max_attempts": 3,
-    "non_retryable": ["FatalError"],
-    "types": {"jit.ter": {"jitter": "full", "max_attempts": 4}},
-})
+POLICIES = PolicySet.from_mapping(
+    {
+        "max_attempts": 3,
+        "non_retryable": ["FatalError"],
+        "types": {"jit.ter": {"jitter": "full", "max_attempts": 4}},
+    }
+)
 CONFIG = Config(policies=POLICIES)
 TYPES = ("pay.hook", "jit.ter")
 FILLER = "filler"
-ERRORS = (("TimeoutError", "upstream timed out after 30s"), ("FatalError", "bad request 400"),
-          (None, "connection reset by peer 10.0.0.7"), ("TimeoutError", None))
+ERRORS = (
+    ("TimeoutError", "upstream timed out after 30s"),
+    ("FatalError", "bad request 400"),
+    (None, "connection reset by peer 10.0.0.7"),
+    ("TimeoutError", None),
+)
 
 
 def t(seconds: float) -> str:
@@ -87,13 +93,36 @@ def lines(*records: dict[str, Any]) -> str:
 
 
 # -- round trip ------------------------------------------------------------------------------------------
-KINDS = ("report", "report", "report", "claim", "claim", "finish", "recover", "recover", "bury", "bury",
-         "revive", "revive", "annotate", "wait", "wait", "wait", "detect")
+KINDS = (
+    "report",
+    "report",
+    "report",
+    "claim",
+    "claim",
+    "finish",
+    "recover",
+    "recover",
+    "bury",
+    "bury",
+    "revive",
+    "revive",
+    "annotate",
+    "wait",
+    "wait",
+    "wait",
+    "detect",
+)
 operations = st.tuples(
     st.lists(st.tuples(st.sampled_from(TYPES), st.booleans()), min_size=1, max_size=4),  # the events
     st.lists(  # then what happens to them: (kind, which event, ok, which error, force, seconds to wait)
-        st.tuples(st.sampled_from(KINDS), st.integers(0, 5), st.booleans(), st.integers(0, 3), st.booleans(),
-                  st.sampled_from([0.5, 5, 40, 400, 4000])),
+        st.tuples(
+            st.sampled_from(KINDS),
+            st.integers(0, 5),
+            st.booleans(),
+            st.integers(0, 3),
+            st.booleans(),
+            st.sampled_from([0.5, 5, 40, 400, 4000]),
+        ),
         min_size=8,
         max_size=40,
     ),
@@ -144,17 +173,23 @@ def test_export_import_round_trip(backend: str, tmp_path_factory: pytest.TempPat
     if backend == "postgresql":
         require_postgres()
 
-    @settings(max_examples=30 if backend == "sqlite" else 10, deadline=None,
-              suppress_health_check=[HealthCheck.too_slow])
+    @settings(
+        max_examples=30 if backend == "sqlite" else 10,
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow],
+    )
     @given(ops=operations, fillers=st.integers(0, 3))
     def round_trip(ops: tuple[list[Any], list[Any]], fillers: int) -> None:
         (source_url, source_token), (target_url, target_token) = (
-            make_database(backend, tmp_path_factory), make_database(backend, tmp_path_factory)
+            make_database(backend, tmp_path_factory),
+            make_database(backend, tmp_path_factory),
         )
         clock = FakeClock(BASE)
         try:
-            with Ledger(source_url, config=CONFIG, clock=clock) as source, \
-                    Ledger(target_url, config=CONFIG, clock=clock) as target:
+            with (
+                Ledger(source_url, config=CONFIG, clock=clock) as source,
+                Ledger(target_url, config=CONFIG, clock=clock) as target,
+            ):
                 # Events that stay behind, so the imported events get other ids than they had: retry times
                 # drawn with jitter from (event id, failure) must come over as they were, not be redrawn.
                 for n in range(fillers):
@@ -182,10 +217,18 @@ def test_export_import_round_trip(backend: str, tmp_path_factory: pytest.TempPat
 
 def test_imported_in_flight_event_is_recovered(ledger: Ledger, clock: FakeClock) -> None:
     record = {
-        "event_type": "pay.hook", "key": "busy", "detected_at": t(0),
+        "event_type": "pay.hook",
+        "key": "busy",
+        "detected_at": t(0),
         "transitions": [
             {"at": t(0), "from_state": None, "to_state": "PENDING", "actor": "system", "reason": "detected"},
-            {"at": t(5), "from_state": "PENDING", "to_state": "IN_FLIGHT", "actor": "host:1", "reason": "claimed"},
+            {
+                "at": t(5),
+                "from_state": "PENDING",
+                "to_state": "IN_FLIGHT",
+                "actor": "host:1",
+                "reason": "claimed",
+            },
         ],
     }
     clock.now = BASE + timedelta(seconds=10)
@@ -199,19 +242,32 @@ def test_imported_in_flight_event_is_recovered(ledger: Ledger, clock: FakeClock)
 
 # -- states follow the policy ----------------------------------------------------------------------------
 def failures(count: int, error_type: str = "TimeoutError", start: float = 10) -> list[dict[str, Any]]:
-    return [{"at": t(start + 100 * i), "outcome": "failed", "error_type": error_type, "error": f"try {i}"}
-            for i in range(count)]
+    return [
+        {"at": t(start + 100 * i), "outcome": "failed", "error_type": error_type, "error": f"try {i}"}
+        for i in range(count)
+    ]
 
 
 def test_states_follow_the_retry_policy(ledger: Ledger) -> None:
-    report = ledger.import_events([
-        {"event_type": "pay.hook", "key": "dead", "detected_at": t(0), "attempts": failures(3)},
-        {"event_type": "pay.hook", "key": "failed", "detected_at": t(0), "attempts": failures(2)},
-        {"event_type": "pay.hook", "key": "fatal", "detected_at": t(0), "attempts": failures(1, "FatalError")},
-        {"event_type": "pay.hook", "key": "ok", "detected_at": t(0),
-         "attempts": [*failures(1), {"at": t(500), "outcome": "succeeded"}]},
-        {"event_type": "pay.hook", "key": "new", "detected_at": t(0)},
-    ])
+    report = ledger.import_events(
+        [
+            {"event_type": "pay.hook", "key": "dead", "detected_at": t(0), "attempts": failures(3)},
+            {"event_type": "pay.hook", "key": "failed", "detected_at": t(0), "attempts": failures(2)},
+            {
+                "event_type": "pay.hook",
+                "key": "fatal",
+                "detected_at": t(0),
+                "attempts": failures(1, "FatalError"),
+            },
+            {
+                "event_type": "pay.hook",
+                "key": "ok",
+                "detected_at": t(0),
+                "attempts": [*failures(1), {"at": t(500), "outcome": "succeeded"}],
+            },
+            {"event_type": "pay.hook", "key": "new", "detected_at": t(0)},
+        ]
+    )
     assert (report.imported, report.attempts) == (5, 8)
     by_key = {e.key: e for e in ledger.events()}
     assert by_key["dead"].state is State.DEAD  # the 3rd failure reaches max_attempts = 3
@@ -224,8 +280,10 @@ def test_states_follow_the_retry_policy(ledger: Ledger) -> None:
     assert (failed.last_error_type, failed.last_error, failed.attempt_count) == ("TimeoutError", "try 1", 2)
     detail = ledger.show(by_key["dead"].id)
     assert [(x.from_state, x.to_state, x.actor) for x in detail.transitions] == [
-        (None, State.PENDING, "import"), (State.PENDING, State.FAILED, "import"),
-        (State.FAILED, State.FAILED, "import"), (State.FAILED, State.DEAD, "import"),
+        (None, State.PENDING, "import"),
+        (State.PENDING, State.FAILED, "import"),
+        (State.FAILED, State.FAILED, "import"),
+        (State.FAILED, State.DEAD, "import"),
     ]
     assert detail.transitions[2].reason == "imported: attempt 2 failed"
     assert all(a.fingerprint for a in detail.attempts)
@@ -240,15 +298,62 @@ def test_detect_report_and_import_give_the_same_state(ledger: Ledger, clock: Fak
         clock.advance(1000)
         ledger.report(event.id, False, error_type="TimeoutError", error=f"try {i}")
     live = ledger.get(event.id)
-    ledger.import_events([{"event_type": "jit.ter", "key": "copy", "detected_at": t(0),
-                           "attempts": [
-                               {"at": t(1000), "outcome": "failed", "error_type": "TimeoutError", "error": "try 0"},
-                               {"at": t(2000), "outcome": "failed", "error_type": "TimeoutError", "error": "try 1"},
-                           ]}])
+    ledger.import_events(
+        [
+            {
+                "event_type": "jit.ter",
+                "key": "copy",
+                "detected_at": t(0),
+                "attempts": [
+                    {"at": t(1000), "outcome": "failed", "error_type": "TimeoutError", "error": "try 0"},
+                    {"at": t(2000), "outcome": "failed", "error_type": "TimeoutError", "error": "try 1"},
+                ],
+            }
+        ]
+    )
     copy = next(e for e in ledger.events() if e.key == "copy")
-    assert (copy.state, copy.attempt_count, copy.last_error) == (live.state, live.attempt_count, live.last_error)
+    assert (copy.state, copy.attempt_count, copy.last_error) == (
+        live.state,
+        live.attempt_count,
+        live.last_error,
+    )
     # full jitter: the retry time is drawn from (event id, failure number), within [failed at, + delay]
     assert BASE + timedelta(seconds=2000) <= copy.next_retry_at <= BASE + timedelta(seconds=2030)
+
+
+def test_abandoned_attempt_implies_its_claim(ledger: Ledger) -> None:
+    ledger.import_events([{"event_type": "pay.hook", "key": "lost", "detected_at": t(0), "attempts": [
+        {"at": t(70), "started_at": t(10), "outcome": "abandoned", "error_type": "Lease", "actor": "w1"},
+    ]}])  # fmt: skip
+    detail = ledger.show(ledger.events()[0].id)
+    assert [(x.from_state, x.to_state, x.actor, x.at) for x in detail.transitions[1:]] == [
+        (State.PENDING, State.IN_FLIGHT, "w1", BASE + timedelta(seconds=10)),
+        (State.IN_FLIGHT, State.FAILED, "import", BASE + timedelta(seconds=70)),
+    ]
+    assert detail.event.next_retry_at == BASE + timedelta(seconds=80)
+    assert ledger.verify().ok
+
+
+def test_given_transitions_are_replayed_with_a_fresh_budget_after_revive(ledger: Ledger) -> None:
+    record = {
+        "event_type": "pay.hook", "key": "revived", "detected_at": t(0), "state": "FAILED",
+        "attempts": [*failures(1), *failures(1, start=1000)],
+        "transitions": [
+            {"at": t(0), "from_state": None, "to_state": "PENDING"},
+            {"at": t(10), "from_state": "PENDING", "to_state": "FAILED", "attempt_number": 1},
+            {"at": t(50), "from_state": "FAILED", "to_state": "DEAD", "actor": "ops", "reason": "buried: no"},
+            {"at": t(60), "from_state": "DEAD", "to_state": "PENDING", "actor": "ops", "reason": "revived"},
+            {"at": t(1000), "from_state": "PENDING", "to_state": "FAILED", "attempt_number": 2},
+        ],
+    }  # fmt: skip
+    ledger.import_events([record])
+    event = ledger.events()[0]
+    # after the revive the budget restarts: this is failure 1 again, retried 10 s later
+    assert event.state is State.FAILED and event.next_retry_at == BASE + timedelta(seconds=1010)
+    detail = ledger.show(event.id)
+    reasons = [x.reason for x in detail.transitions]
+    assert reasons == ["imported", "imported", "buried: no", "revived", "imported"]
+    assert ledger.verify().ok
 
 
 def test_defaults_generated_key_and_import_time(ledger: Ledger, clock: FakeClock) -> None:
@@ -288,8 +393,10 @@ def test_ids_continue_after_an_import(ledger: Ledger) -> None:
 
 
 def test_many_events_in_several_chunks(ledger: Ledger) -> None:
-    records = [{"event_type": TYPES[n % 2], "key": f"n{n}", "detected_at": t(n), "attempts": failures(1, start=n)}
-               for n in range(12_000)]
+    records = [
+        {"event_type": TYPES[n % 2], "key": f"n{n}", "detected_at": t(n), "attempts": failures(1, start=n)}
+        for n in range(12_000)
+    ]
     report = ledger.import_events(records)
     assert (report.imported, report.attempts) == (12_000, 12_000)
     with ledger.store.read() as conn:
@@ -303,28 +410,46 @@ INVALID = {
     "malformed JSON": ('{"event_type": "pay.hook", ', "malformed JSON"),
     "naive timestamp": ({"event_type": "pay.hook", "detected_at": "2026-01-02T04:45:54"}, "time zone"),
     "unknown outcome": ({**GOOD, "attempts": [{"at": t(5), "outcome": "maybe"}]}, "attempts[0].outcome"),
-    "attempts out of order": ({**GOOD, "attempts": [*failures(1, start=50), *failures(1, start=20)]},
-                              "attempts[1].at is before attempts[0].at"),
+    "attempts out of order": (
+        {**GOOD, "attempts": [*failures(1, start=50), *failures(1, start=20)]},
+        "attempts[1].at is before attempts[0].at",
+    ),
     "attempt before detection": ({**GOOD, "detected_at": t(100)}, "attempts[0].at is before detected_at"),
     "oversized payload": ({"event_type": "pay.hook", "payload": {"blob": "x" * (1024 * 1024)}}, "payload is"),
     "bad event_type": ({"event_type": "no spaces allowed"}, "event_type"),
     "missing event_type": ({"key": "k"}, "event_type is required"),
     "unknown field": ({**GOOD, "colour": "red"}, "colour: unknown field"),
-    "unknown attempt field": ({**GOOD, "attempts": [{"at": t(5), "outcome": "failed", "why": 1}]},
-                              "attempts[0].why: unknown field"),
-    "attempt after success": ({**GOOD, "attempts": [{"at": t(5), "outcome": "succeeded"}, *failures(1)]},
-                              "nothing follows SUCCEEDED"),
+    "unknown attempt field": (
+        {**GOOD, "attempts": [{"at": t(5), "outcome": "failed", "why": 1}]},
+        "attempts[0].why: unknown field",
+    ),
+    "attempt after success": (
+        {**GOOD, "attempts": [{"at": t(5), "outcome": "succeeded"}, *failures(1)]},
+        "nothing follows SUCCEEDED",
+    ),
     "attempt after death": ({**GOOD, "attempts": failures(4)}, "nothing follows DEAD"),
-    "succeeded with error": ({**GOOD, "attempts": [{"at": t(5), "outcome": "succeeded", "error": "x"}]},
-                             "takes no error_type or error"),
+    "succeeded with error": (
+        {**GOOD, "attempts": [{"at": t(5), "outcome": "succeeded", "error": "x"}]},
+        "takes no error_type or error",
+    ),
     "not an object": ("[1, 2]", "must be a JSON object"),
     "state contradicts policy": ({**GOOD, "state": "DEAD"}, "does not follow from the attempts"),
     "next_retry_at on a success": ({"event_type": "pay.hook", "next_retry_at": t(9)}, "only FAILED events"),
-    "illegal transition": ({"event_type": "pay.hook", "detected_at": t(0), "transitions": [
-        {"at": t(0), "from_state": None, "to_state": "PENDING"},
-        {"at": t(1), "from_state": "PENDING", "to_state": "SUCCEEDED"}]}, "transitions[1]"),
-    "transition without its attempt": ({**GOOD, "transitions": [
-        {"at": t(0), "from_state": None, "to_state": "PENDING"}]}, "has no transition recording it"),
+    "illegal transition": (
+        {
+            "event_type": "pay.hook",
+            "detected_at": t(0),
+            "transitions": [
+                {"at": t(0), "from_state": None, "to_state": "PENDING"},
+                {"at": t(1), "from_state": "PENDING", "to_state": "SUCCEEDED"},
+            ],
+        },
+        "transitions[1]",
+    ),
+    "transition without its attempt": (
+        {**GOOD, "transitions": [{"at": t(0), "from_state": None, "to_state": "PENDING"}]},
+        "has no transition recording it",
+    ),
 }
 
 
@@ -332,7 +457,12 @@ INVALID = {
 def test_invalid_line_refuses_the_whole_file(ledger: Ledger, case: str) -> None:
     bad, words = INVALID[case]
     bad_line = bad if isinstance(bad, str) else json.dumps(bad)
-    text = lines({**GOOD, "key": "one"}, {**GOOD, "key": "two"}) + bad_line + "\n\n" + lines({**GOOD, "key": "four"})
+    text = (
+        lines({**GOOD, "key": "one"}, {**GOOD, "key": "two"})
+        + bad_line
+        + "\n\n"
+        + lines({**GOOD, "key": "four"})
+    )
     before = table_counts(ledger)
     with pytest.raises(ValidationError) as refused:
         import_text(ledger, text)
@@ -370,8 +500,11 @@ def test_bad_arguments(ledger: Ledger, tmp_path: Path) -> None:
 def test_files_by_path_with_blank_lines_and_a_byte_order_mark(ledger: Ledger, tmp_path: Path) -> None:
     source = tmp_path / "in.jsonl"
     source.write_bytes(
-        b"\xef\xbb\xbf" + lines({**GOOD, "key": "x", "payload": {"name": "Z\u00fcrich"}}).encode() + b"\n  \n"
-        + lines({"event_type": "jit.ter", "key": "y"}).encode() + b"\xff\xfe\n"
+        b"\xef\xbb\xbf"
+        + lines({**GOOD, "key": "x", "payload": {"name": "Z\u00fcrich"}}).encode()
+        + b"\n  \n"
+        + lines({"event_type": "jit.ter", "key": "y"}).encode()
+        + b"\xff\xfe\n"
     )
     report = ledger.import_file(source, skip_invalid=True)
     assert report.imported == 2 and report.invalid == ((5, "not valid UTF-8 (byte 1)"),)
@@ -380,8 +513,13 @@ def test_files_by_path_with_blank_lines_and_a_byte_order_mark(ledger: Ledger, tm
     exported = [json.loads(line) for line in target.read_text(encoding="utf-8").splitlines()]
     assert [r["key"] for r in exported] == ["x", "y"]
     assert exported[0]["payload"] == {"name": "Z\u00fcrich"}
-    assert exported[0]["attempts"][0] == {"at": t(10), "outcome": "failed", "error_type": "TimeoutError",
-                                          "error": "try 0", "actor": "import"}
+    assert exported[0]["attempts"][0] == {
+        "at": t(10),
+        "outcome": "failed",
+        "error_type": "TimeoutError",
+        "error": "try 0",
+        "actor": "import",
+    }
     assert exported[0]["state"] == "FAILED" and exported[0]["next_retry_at"] == t(20)
     assert [r["key"] for r in ledger.export_events(event_type="jit.ter")] == ["y"]
 

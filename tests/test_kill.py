@@ -35,7 +35,7 @@ def wait_for(path: Path, proc: subprocess.Popen[bytes], timeout: float = 60) -> 
     deadline = time.monotonic() + timeout
     while not path.exists():
         if proc.poll() is not None:
-            out, err = proc.communicate()
+            _, err = proc.communicate()
             pytest.fail(f"the worker exited ({proc.returncode}) before its handler started: {err.decode()}")
         if time.monotonic() > deadline:
             proc.kill()
@@ -53,11 +53,13 @@ def test_killed_worker_leaves_a_stuck_claim_that_recover_closes(db_url: str, tmp
             cwd=REPO, env={**os.environ, "FA_TEST_MARKER": str(marker)},
             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         )
-        wait_for(marker, proc)
-        with ledger.store.read() as conn:
-            held = conn.execute(sa.select(event_state).where(event_state.c.event_id == event.id)).one()
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(30)
+        try:
+            wait_for(marker, proc)
+            with ledger.store.read() as conn:
+                held = conn.execute(sa.select(event_state).where(event_state.c.event_id == event.id)).one()
+        finally:
+            proc.send_signal(signal.SIGKILL)  # mid-attempt: the handler is sleeping in its claim
+            proc.wait(30)
         assert proc.returncode == -signal.SIGKILL
 
         assert held.state == State.IN_FLIGHT and held.claim_token

@@ -177,18 +177,24 @@ def test_a_newer_schema_is_refused(ledger: Ledger, db_url: str, clock: FakeClock
             Ledger(db_url, upgrade=upgrade, config=Config(), clock=clock)
 
 
-def test_a_foreign_database_is_refused_and_left_alone(db_url: str, clock: FakeClock) -> None:
+FOREIGN_TABLES = {
+    # the seed's v0.x layout: one of our table names, not our schema, no version table
+    "event_detected": "CREATE TABLE event_detected (id INTEGER PRIMARY KEY, event_type TEXT,"
+                      " sync_status TEXT, retry_count INTEGER, last_error TEXT, next_retry_at TEXT)",
+    # somebody else's database altogether
+    "invoices": "CREATE TABLE invoices (id INTEGER PRIMARY KEY, total INTEGER)",
+}
+
+
+@pytest.mark.parametrize("table", sorted(FOREIGN_TABLES))
+def test_a_foreign_database_is_refused_and_left_alone(db_url: str, clock: FakeClock, table: str) -> None:
     engine = engine_for(db_url)
-    with engine.begin() as conn:  # the seed's v0.x layout: our table name, not our schema, no version table
-        conn.execute(sa.text(
-            "CREATE TABLE event_detected (id INTEGER PRIMARY KEY, event_type TEXT, sync_status TEXT, "
-            "retry_count INTEGER, last_error TEXT, next_retry_at TEXT)"
-        ))
-    before = set(sa.inspect(engine).get_table_names())
+    with engine.begin() as conn:
+        conn.execute(sa.text(FOREIGN_TABLES[table]))
     for upgrade in (False, True):
         with pytest.raises(SchemaError, match="not a failure-aware database"):
             Ledger(db_url, upgrade=upgrade, config=Config(), clock=clock)
-    assert set(sa.inspect(engine).get_table_names()) == before == {"event_detected"}
+    assert sa.inspect(engine).get_table_names() == [table]  # nothing of ours was added next to it
     engine.dispose()
 
 

@@ -8,6 +8,7 @@ itself something ``verify`` reports.
 from __future__ import annotations
 
 import sqlite3
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -16,6 +17,7 @@ from conftest import FakeClock
 
 from failure_aware import Ledger
 from failure_aware.config import Config
+from failure_aware.diagnostics.replay import replay
 from failure_aware.diagnostics.verify import verify
 from failure_aware.policy import PolicySet, RetryPolicy
 
@@ -229,3 +231,55 @@ def test_damaged_clusters_are_named(ledger: Ledger, clock: FakeClock) -> None:
     execute(ledger, "UPDATE failure_cluster SET failure_count = failure_count + 1")
     problems = problems_of(ledger)
     assert any("failure_count" in p and "correlate --rebuild" in p for p in problems), problems
+
+
+# -- the replay itself, on hand-made histories (no database) ------------------------------------------
+def _row(**fields: Any) -> SimpleNamespace:
+    return SimpleNamespace(**fields)
+
+
+EVENT = _row(id=1, event_type="t", detected_at_us=100)
+DETECTED = _row(id=1, at_us=100, from_state=None, to_state="PENDING", actor="system", attempt_number=None)
+
+
+def _attempt(number: int, at_us: int, outcome: str) -> SimpleNamespace:
+    error = None if outcome == "succeeded" else "boom"
+    return _row(number=number, at_us=at_us, outcome=outcome, error_type=error, error=error, event_type="t")
+
+
+def _step(tid: int, at_us: int, source: str, target: str, number: int | None) -> SimpleNamespace:
+    return _row(id=tid, at_us=at_us, from_state=source, to_state=target, actor="w", attempt_number=number)
+
+
+def test_replay_of_a_legal_history() -> None:
+    history = [DETECTED, _step(2, 200, "PENDING", "IN_FLIGHT", None), _step(3, 300, "IN_FLIGHT", "FAILED", 1),
+               _step(4, 400, "FAILED", "DEAD", None), _step(5, 500, "DEAD", "PENDING", None)]
+    replayed = replay(EVENT, history, [_attempt(1, 300, "abandoned")])
+    assert replayed.ok and replayed.problems == []
+    assert (replayed.state, replayed.entered_at_us, replayed.budget_failures) == ("PENDING", 500, 0)
+
+
+@pytest.mark.parametrize(
+    ("history", "attempts", "expected"),
+    [
+        ([], [], "no transitions"),
+        ([_step(1, 100, "PENDING", "IN_FLIGHT", None)], [], "expected (new) -> PENDING"),
+        ([DETECTED, _step(2, 300, "PENDING", "FAILED", 1)], [_attempt(1, 300, "abandoned")],
+         "abandoned attempt of an event that was not claimed"),
+        ([DETECTED, _step(2, 300, "PENDING", "SUCCEEDED", 1)], [_attempt(1, 300, "failed")],
+         "does not match the attempt's outcome"),
+        ([DETECTED, _step(2, 300, "PENDING", "FAILED", 1)], [_attempt(1, 299, "failed")],
+         "its attempt is at"),
+        ([DETECTED, _step(2, 300, "PENDING", "FAILED", 2)], [_attempt(1, 300, "failed")],
+         "expected attempt 1"),
+        ([DETECTED, _step(2, 300, "PENDING", "DEAD", None)], [], "not a legal claim, bury or revive"),
+        ([DETECTED, _step(2, 300, "PENDING", "IN_FLIGHT", 1)], [_attempt(1, 300, "failed")],
+         "not a legal outcome"),
+        ([DETECTED, _step(2, 300, "PENDING", "LOST", None)], [], "unknown state"),
+        ([DETECTED], [_attempt(1, 300, "failed")], "1 attempts but 0 transitions"),
+    ],
+)
+def test_replay_names_an_illegal_history(history: list[Any], attempts: list[Any], expected: str) -> None:
+    replayed = replay(EVENT, history, attempts)
+    assert not replayed.ok
+    assert any(expected in p for p in replayed.problems), replayed.problems

@@ -9,14 +9,13 @@ import uuid
 from pathlib import Path
 
 import pytest
+from conftest import FakeClock
 
 from failure_aware import Event, Ledger, Outcome, State, ValidationError
 from failure_aware.config import Config
 from failure_aware.handlers import load_handler
 from failure_aware.policy import PolicySet, RetryPolicy
 from failure_aware.worker import AttemptReport, Worker, next_batch_size
-
-from conftest import FakeClock
 
 
 def detect_many(ledger: Ledger, n: int, event_type: str = "job.run", **payload: object) -> list[int]:
@@ -163,7 +162,8 @@ def test_threads_share_the_work_without_running_anything_twice(ledger: Ledger) -
 
     assert summary.succeeded == 40 and sorted(ran) == ids
     actors = {a.actor for i in ids for a in ledger.show(i).attempts}
-    assert actors <= {f"pool/{n}" for n in range(1, 5)} and all(len(ledger.show(i).attempts) == 1 for i in ids)
+    assert actors <= {f"pool/{n}" for n in range(1, 5)}
+    assert all(len(ledger.show(i).attempts) == 1 for i in ids)
 
 
 def test_a_foreground_loop_waits_for_work_until_stopped(ledger: Ledger) -> None:
@@ -215,6 +215,7 @@ def test_retry_due_should_stop_leaves_no_claim_behind(ledger: Ledger) -> None:
     ({"concurrency": 65}, "concurrency"),
     ({"batch_size": 0}, "batch_size"),
     ({"lease_seconds": 0}, "lease_seconds"),
+    ({"lease_seconds": 8 * 86400}, "lease_seconds"),
     ({"idle_sleep_seconds": -1}, "idle_sleep_seconds"),
     ({"limit": 0}, "limit"),
     ({"event_type": "bad type!"}, "event_type"),
@@ -259,14 +260,14 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, str]
     return tmp_path, name
 
 
-def test_load_handler_finds_functions_and_attributes_in_the_working_directory(project: tuple[Path, str]) -> None:
+def test_load_handler_finds_functions_and_attributes_in_the_cwd(project: tuple[Path, str]) -> None:
     _, name = project
     deliver = load_handler(f"{name}.jobs:deliver")
     assert deliver("x") == "x"
     assert load_handler(f"{name}.jobs:sender.send")("y") == ("sent", "y")
 
 
-@pytest.mark.parametrize("spec", ["", "jobs", "jobs:", ":deliver", "a b:c", "jobs:deliver:x", "jobs.:f", "1x:f"])
+@pytest.mark.parametrize("spec", ["", "jobs", "jobs:", ":deliver", "a b:c", "jobs:run:x", "jobs.:f", "1x:f"])
 def test_load_handler_refuses_a_malformed_spec(spec: str) -> None:
     with pytest.raises(ValidationError, match="must be written module:function"):
         load_handler(spec)

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import time
 
-import click
 from rich.console import Console
 from rich.rule import Rule
 
-from ..demo import OUTAGE, SPAN, open_demo, simulate
+from ..demo import OUTAGE, SPAN, TYPES, open_demo, simulate
 from ..ledger import Ledger
 from ..states import State
 from . import output
 from .app import cli
+from .clusters import render_cluster, render_timeline
 from .context import app
 from .events import render_detail
+from .health import render_health
 
 
 @cli.command()
@@ -47,10 +48,10 @@ def demo() -> None:
 
 def _show_states(out: Console, ledger: Ledger) -> None:
     out.print(Rule("where every event stands now", style="dim"))
-    counts = ledger.state_counts() if hasattr(ledger, "state_counts") else None
-    if counts is None:
-        return
-    rows = [(t, *(counts[t].get(s, 0) for s in State)) for t in sorted(counts)]
+    rows = []
+    for event_type in TYPES:
+        counts = ledger.state_counts(event_type=event_type)
+        rows.append((event_type, *(counts.get(s, 0) for s in State)))
     out.print(output.table(None, ["type", *[s.value for s in State]], rows))
 
 
@@ -82,14 +83,20 @@ def _show_dead_letter(out: Console, ledger: Ledger) -> None:
 
 
 def _show_clusters(out: Console, ledger: Ledger) -> None:
-    out.print(Rule("is it failing repeatedly? correlate", style="dim"))
+    out.print(Rule("is it failing repeatedly? correlate, then clusters", style="dim"))
     report = ledger.correlate()
-    out.print(f"correlate ({report.mode}): {report.as_dict()}")
-    for cluster in ledger.clusters():
-        out.print(cluster.as_dict())
+    out.print(f"correlate ({report.mode}): {report.failures_read} failures read, {report.clusters_total} "
+              f"cluster(s) stored (+{report.added} this run)")
+    outage = [c for c in ledger.clusters(event_type="payment.webhook") if c.event_count >= 2]
+    if not outage:
+        out.print("no cluster found")
+        return
+    biggest = max(outage, key=lambda c: c.failure_count)
+    ledger.annotate_cluster(biggest.id, "payments provider outage; retries recovered it", author="demo")
+    out.print(render_cluster(ledger.cluster(biggest.id), max_attempts=6))
+    out.print(render_timeline(ledger.timeline(buckets=60)))
 
 
 def _show_health(out: Console, ledger: Ledger) -> None:
     out.print(Rule("health", style="dim"))
-    report = ledger.health()
-    out.print(report.as_dict())
+    out.print(render_health(ledger.health()))

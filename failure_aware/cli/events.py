@@ -130,14 +130,25 @@ def render_detail(detail: EventDetail) -> Group:
 
 
 @cli.command()
-@click.argument("event_id", type=int)
-@click.argument("text")
+@click.argument("target", nargs=-1, required=True, metavar="[EVENT_ID] TEXT")
+@click.option("--cluster", "cluster_id", metavar="CLUSTER_ID",
+              help="Annotate this cluster (kept against its type and time span) instead of an event.")
 @click.option("--author", help="Who writes the note (default: the OS user).")
 @output.json_option
-def annotate(event_id: int, text: str, author: str | None, as_json: bool) -> None:
-    """Add a note to an event (notes are only ever added, never changed)."""
-    note = app().ledger().annotate(event_id, text, author=author)
+def annotate(target: tuple[str, ...], cluster_id: str | None, author: str | None, as_json: bool) -> None:
+    """Add a note to an event (EVENT_ID TEXT) or a cluster (--cluster ID TEXT); notes are only added."""
+    ledger = app().ledger()
+    if cluster_id is not None:
+        if len(target) != 1:
+            raise click.UsageError("with --cluster give only the note: annotate --cluster ID TEXT")
+        note = ledger.annotate_cluster(cluster_id, target[0], author=author)
+        where = f"cluster {cluster_id}"
+    else:
+        if len(target) != 2 or not target[0].isdigit():
+            raise click.UsageError("give an event id and the note: annotate EVENT_ID TEXT")
+        note = ledger.annotate(int(target[0]), target[1], author=author)
+        where = f"event {target[0]}"
     if as_json:
         output.print_json(note.as_dict())
     else:
-        output.say(f"note {note.id} added to event {event_id} by {note.author}")
+        output.say(f"note {note.id} added to {where} by {note.author}")

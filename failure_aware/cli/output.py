@@ -31,7 +31,8 @@ STATE_STYLES = {
 
 def json_option(func: F) -> F:
     """Add ``--json`` to a command."""
-    return click.option("--json", "as_json", is_flag=True, help="Print JSON on stdout instead of a table.")(func)
+    flag = click.option("--json", "as_json", is_flag=True, help="Print JSON on stdout instead of a table.")
+    return flag(func)
 
 
 def console(*, err: bool = False) -> Console:

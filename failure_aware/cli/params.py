@@ -13,7 +13,7 @@ from ..errors import ValidationError
 from ..timeutil import parse_time, utc_now
 
 
-class TimeParam(click.ParamType):
+class TimeParam(click.ParamType[datetime]):
     """An RFC 3339 time with a zone (``2026-01-02T04:45:54Z``); with ``relative``, also ``1h`` = 1 h ago."""
 
     name = "TIME"
@@ -35,7 +35,7 @@ class TimeParam(click.ParamType):
             self.fail(str(error) + (" or a duration ago such as 1h" if self.relative else ""), param, ctx)
 
 
-class DurationParam(click.ParamType):
+class DurationParam(click.ParamType[float]):
     """A duration: ``600``, ``10m``, ``1h30m``; converted to seconds."""
 
     name = "DURATION"
@@ -47,7 +47,7 @@ class DurationParam(click.ParamType):
             self.fail(str(error), param, ctx)
 
 
-class JsonObjectParam(click.ParamType):
+class JsonObjectParam(click.ParamType[dict[str, Any]]):
     """A JSON object given on the command line."""
 
     name = "JSON"
@@ -60,7 +60,8 @@ class JsonObjectParam(click.ParamType):
         except json.JSONDecodeError as error:
             self.fail(f"not valid JSON ({error.msg} at position {error.pos})", param, ctx)
         if not isinstance(parsed, dict):
-            self.fail(f"must be a JSON object like '{{\"amount\": 12}}', got {type(parsed).__name__}", param, ctx)
+            kind = type(parsed).__name__
+            self.fail(f"must be a JSON object like '{{\"amount\": 12}}', got {kind}", param, ctx)
         return parsed
 
 

@@ -29,7 +29,7 @@ from ..states import State, Step
 from ..storage.tables import event_state, transition
 from ..timeutil import format_time, from_us
 from . import counters
-from .recording import check_retry_time, lock_state
+from .recording import check_retry_time
 from .rows import event_from_row, event_select
 
 DEFAULT_LEASE_SECONDS = 300.0
@@ -159,9 +159,20 @@ def _take(
     ]
 
 
+_LOCK_ROW = {
+    False: select(event_state).where(event_state.c.event_id == bindparam("b_event_id")),
+    True: select(event_state).where(event_state.c.event_id == bindparam("b_event_id")).with_for_update(),
+}
+
+
 def lock_claimed(conn: Connection, event_id: int, token: str) -> Row[Any]:
-    """The projection row of an event this token still holds; ``StaleClaim`` otherwise."""
-    row = lock_state(conn, event_id)
+    """The projection row of an event this token still holds (locked); ``StaleClaim`` otherwise.
+
+    Every finish starts here, so the statement is built once (``recording.lock_state`` does the same).
+    """
+    row = conn.execute(_LOCK_ROW[conn.dialect.name == "postgresql"], {"b_event_id": event_id}).first()
+    if row is None:
+        raise NotFound(f"no event with id {event_id}")
     if row.state != State.IN_FLIGHT or row.claim_token != token:
         holder = f"claimed by {row.claimed_by}" if row.state == State.IN_FLIGHT else f"now {row.state}"
         raise StaleClaim(
@@ -170,8 +181,11 @@ def lock_claimed(conn: Connection, event_id: int, token: str) -> Row[Any]:
     return row
 
 
-def expired_claims(conn: Connection, now_us: int, limit: int | None = None) -> list[Row[Any]]:
-    """IN_FLIGHT rows whose lease has expired, oldest first."""
+def expired_claims(
+    conn: Connection, now_us: int, limit: int | None = None, *, lock: bool = True
+) -> list[Row[Any]]:
+    """IN_FLIGHT rows whose lease has expired, oldest first; locked (skipping rows others hold) unless
+    ``lock`` is false, as a read-only transaction (a dry run) needs."""
     query = (
         select(event_state)
         .where(event_state.c.state == State.IN_FLIGHT, event_state.c.lease_expires_at_us < now_us)
@@ -179,7 +193,7 @@ def expired_claims(conn: Connection, now_us: int, limit: int | None = None) -> l
     )
     if limit is not None:
         query = query.limit(limit)
-    if conn.dialect.name == "postgresql":
+    if lock and conn.dialect.name == "postgresql":
         query = query.with_for_update(skip_locked=True)
     return list(conn.execute(query))
 

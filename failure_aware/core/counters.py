@@ -1,18 +1,21 @@
 """The ``state_count`` counters: events per (type, state), changed in the same transaction as the states.
 
-Deltas are applied in sorted key order so that concurrent transactions lock counter rows in one order
-and cannot deadlock on each other (PostgreSQL).
+A transaction adds its deltas to one shard row per (type, state), chosen by its process and thread, so
+workers on PostgreSQL rarely queue on the same row lock; deltas are applied in sorted key order, in one
+statement, so concurrent transactions lock rows in one order and cannot deadlock on each other.
 """
 
 from __future__ import annotations
 
+import os
+import threading
 from collections import Counter
 from collections.abc import Iterable
 
 from sqlalchemy import Connection, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 
-from ..storage.tables import event_state, state_count
+from ..storage.tables import COUNTER_SHARDS, event_state, state_count
 
 Key = tuple[str, str]
 
@@ -28,28 +31,36 @@ def moved(event_type: str, old: str | None, new: str) -> Counter[Key]:
 
 def apply(conn: Connection, delta: Counter[Key] | Iterable[tuple[Key, int]]) -> None:
     """Add ``delta`` to the counters (rows are created on first use)."""
-    items = sorted((k, n) for k, n in dict(delta).items() if n) if isinstance(delta, Counter) else sorted(
-        (k, n) for k, n in delta if n
-    )
+    pairs = delta.items() if isinstance(delta, Counter) else delta
+    items = sorted((k, n) for k, n in pairs if n)
     if not items:
         return
+    shard = _shard()
     ins = postgresql.insert(state_count) if conn.dialect.name == "postgresql" else sqlite.insert(state_count)
-    stmt = ins.on_conflict_do_update(
-        index_elements=[state_count.c.event_type, state_count.c.state],
+    stmt = ins.values(
+        [{"event_type": t, "state": s, "shard": shard, "n": n} for (t, s), n in items]
+    ).on_conflict_do_update(
+        index_elements=[state_count.c.event_type, state_count.c.state, state_count.c.shard],
         set_={"n": state_count.c.n + ins.excluded.n},
     )
-    for (event_type, state), n in items:
-        conn.execute(stmt, {"event_type": event_type, "state": state, "n": n})
+    conn.execute(stmt)
+
+
+def _shard() -> int:
+    return (os.getpid() * 1_000_003 + threading.get_ident()) % COUNTER_SHARDS
 
 
 def recount(conn: Connection) -> dict[Key, int]:
     """The counts as the projection has them now (what the counters must equal)."""
     es = event_state
-    rows = conn.execute(select(es.c.event_type, es.c.state, func.count()).group_by(es.c.event_type, es.c.state))
+    counts = select(es.c.event_type, es.c.state, func.count()).group_by(es.c.event_type, es.c.state)
+    rows = conn.execute(counts)
     return {(t, s): int(n) for t, s, n in rows}
 
 
 def stored(conn: Connection) -> dict[Key, int]:
-    """The counters as stored, without zero rows."""
-    rows = conn.execute(select(state_count.c.event_type, state_count.c.state, state_count.c.n))
+    """The counters as stored (shards summed), without zero totals."""
+    sc = state_count
+    totals = select(sc.c.event_type, sc.c.state, func.sum(sc.c.n)).group_by(sc.c.event_type, sc.c.state)
+    rows = conn.execute(totals)
     return {(t, s): int(n) for t, s, n in rows if n}

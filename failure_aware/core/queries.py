@@ -6,10 +6,9 @@ from collections.abc import Iterator
 
 from sqlalchemy import Connection, select
 
-from ..models import EventDetail
+from ..models import Event, EventDetail
 from ..states import State
 from ..storage.tables import annotation, attempt, event_detected, event_state, transition
-from ..models import Event
 from .recording import load_event
 from .rows import annotation_from_row, attempt_from_row, event_from_row, event_select, transition_from_row
 
@@ -41,9 +40,8 @@ def iter_events(conn: Connection, *, batch: int = 1000) -> Iterator[Event]:
     """Every event in id order, read in pages (constant memory)."""
     after = 0
     while True:
-        rows = list(
-            conn.execute(event_select().where(event_detected.c.id > after).order_by(event_detected.c.id).limit(batch))
-        )
+        page = event_select().where(event_detected.c.id > after).order_by(event_detected.c.id).limit(batch)
+        rows = list(conn.execute(page))
         if not rows:
             return
         for row in rows:

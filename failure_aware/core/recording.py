@@ -11,7 +11,6 @@ from __future__ import annotations
 import uuid
 from collections import Counter
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, Row, insert, select, update
@@ -61,7 +60,8 @@ def detect(
     """Record a new event as PENDING, or return the existing one of (type, key); ``(event, created)``."""
     if key is None:
         key = uuid.uuid4().hex
-    ins = postgresql.insert(event_detected) if conn.dialect.name == "postgresql" else sqlite.insert(event_detected)
+    dialect_insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+    ins = dialect_insert(event_detected)
     stmt = ins.values(
         event_type=event_type, key=key, payload=payload_json,
         detected_at_us=detected_at_us, recorded_at_us=now_us,
@@ -111,7 +111,8 @@ class Reported:
 
 def check_retry_time(row: Row[Any], at_us: int, *, force: bool) -> None:
     """Refuse to try a FAILED event before its ``next_retry_at`` unless forced (SPEC section 4)."""
-    if row.state == State.FAILED and row.next_retry_at_us is not None and at_us < row.next_retry_at_us and not force:
+    early = row.next_retry_at_us is not None and at_us < row.next_retry_at_us
+    if row.state == State.FAILED and early and not force:
         when = from_us(row.next_retry_at_us)
         raise RetryTooEarly(
             f"event {row.event_id} may be retried from {format_time(when)} "

@@ -13,7 +13,7 @@ from sqlalchemy import Connection, select
 
 from ..storage.tables import attempt, failure_cluster
 from ..timeutil import format_time, from_us
-from . import failures, stored
+from . import engine, failures, stored
 from .rule import ClusterScanner, Rule
 from .sql import Sql
 
@@ -34,6 +34,7 @@ def clusters_match_rebuild(conn: Connection) -> list[str]:
         ).scalars()
     )
     checked = set(pending)
+    engine.tune(conn)
     sql = Sql(conn)
     for event_type in list(failures.failing_types(sql)):
         checked.add(event_type)

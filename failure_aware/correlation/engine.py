@@ -72,6 +72,14 @@ def begin(conn: Connection) -> None:
         conn.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"))
         # LOCK takes no snapshot: the snapshot comes with the first query, after the other run committed.
         conn.execute(text("LOCK TABLE correlation_state IN EXCLUSIVE MODE"))
+        tune(conn)
+
+
+def tune(conn: Connection) -> None:
+    """PostgreSQL: no JIT for this transaction. The fingerprint aggregates look expensive to the planner
+    (one index scan per span) and JIT compiling them costs more than running them."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SET LOCAL jit = off"))
 
 
 def stored_rule(conn: Connection) -> Rule | None:
@@ -151,42 +159,46 @@ def _around(
     Usually one statement reads a page of failures on both sides, which holds both cuts and everything
     between them; otherwise the walks stream as far as they must, and the range is read again.
     """
-    page = _page_size(rule)
-    below, above = failures.neighbourhood(sql, event_type, changed_us, page)
-    tally.failures_read += len(below) + len(above)
-    found = _cuts_in_page(below, above, changed_us, rule, page)
-    if found is not None:
-        lo, hi = found
-        members = [f for f in itertools.chain(reversed(below), above)
-                   if (lo is None or f[0] >= lo) and (hi is None or f[0] <= hi)]
-        scanner = ClusterScanner(rule)
-        spans = scanner.feed([f[0] for f in members], [f[1] for f in members]) + scanner.finish()
-        return lo, hi, iter([spans])
+    for page in _pages(rule):
+        below, above = failures.neighbourhood(sql, event_type, changed_us, page)
+        tally.failures_read += len(below) + len(above)
+        found = range_in_page(below, above, changed_us, rule, page)
+        if found is not None:
+            lo, hi, members = found
+            scanner = ClusterScanner(rule)
+            spans = scanner.feed([f[0] for f in members], [f[1] for f in members]) + scanner.finish()
+            return lo, hi, iter([spans])
     lo = _cut(sql, event_type, changed_us, rule, left=True)
     hi = _cut(sql, event_type, changed_us, rule, left=False)
     return lo, hi, _scanned(sql, event_type, lo, hi, rule=rule, tally=tally)
 
 
-def _page_size(rule: Rule) -> int:
-    return max(failures.WALK_PAGE, 4 * rule.min_failures)
+def _pages(rule: Rule) -> tuple[int, ...]:
+    """Page sizes to try around a changed time before streaming (each must be at least N - 1)."""
+    first = max(failures.WALK_PAGE, 4 * rule.min_failures)
+    return first, 8 * first
 
 
-def _cuts_in_page(
+def range_in_page(
     below: list[Failure], above: list[Failure], changed_us: int, rule: Rule, page: int
-) -> tuple[int | None, int | None] | None:
-    """Both clean cuts around ``changed_us`` if the page decides them (None: read further)."""
+) -> tuple[int | None, int | None, list[Failure]] | None:
+    """The clean cuts around ``changed_us`` and the failures between them, if a page decides them.
+
+    ``below``: up to ``page`` failures before ``changed_us``, nearest first; ``above``: up to ``page`` at or
+    after it, in time order (``failures.neighbourhood``). None when the page is too short to tell.
+    """
     n = rule.min_failures
     lo = clean_cut([t for t, _ in above[: n - 1]][::-1], [t for t, _ in below], rule)
     if lo is None and len(below) == page:  # undecided, and the data goes on
         return None
-    equal = sum(1 for t, _ in above if t == changed_us)
-    if equal == len(above) == page:
-        return None
+    equal = sum(1 for t, _ in above if t == changed_us)  # `above` starts with the changed time itself
     up_to_changed = [t for t, _ in reversed(below)] + [t for t, _ in above[:equal]]
     hi = clean_cut(up_to_changed[-(n - 1) :], [t for t, _ in above[equal:]], rule)
     if hi is None and len(above) == page:
         return None
-    return lo, hi
+    members = [f for f in itertools.chain(reversed(below), above)
+               if (lo is None or f[0] >= lo) and (hi is None or f[0] <= hi)]
+    return lo, hi, members
 
 
 def _cut(sql: Sql, event_type: str, start_us: int, rule: Rule, *, left: bool) -> int | None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from sqlalchemy import Connection, exists, func, select
+from sqlalchemy import Connection, func, select
 
 from ..core.rows import annotation_from_row, attempt_from_row
 from ..errors import NotFound
@@ -19,7 +19,7 @@ from ..storage.tables import annotation, attempt, event_detected, event_state, f
 from ..timeutil import from_us, to_us
 from .failures import FAILURE
 from .models import Cluster, ClusterDetail, ClusterEvent, Timeline, TimelineRow
-from .stored import cluster_from_row
+from .stored import cluster_from_row, load_state
 
 DEFAULT_ATTEMPTS_LIMIT = 500
 DEFAULT_BUCKETS = 60
@@ -36,7 +36,10 @@ def list_clusters(
     if event_type is not None:
         query = query.where(c.event_type == event_type)
     if active:
-        query = query.where(c.window_end_us >= now_us - c.window_seconds * 1_000_000)
+        state = load_state(conn)  # every stored cluster has the remembered rule: one indexable bound
+        if state is None:
+            return []
+        query = query.where(c.window_end_us >= now_us - state.rule.window_us)
     if since_us is not None:
         query = query.where(c.window_end_us >= since_us)
     query = query.order_by(c.window_start_us.desc(), c.event_type, c.id)
@@ -103,17 +106,25 @@ def span_annotations(conn: Connection, event_type: str, start_us: int, end_us: i
 
 
 def clusters_of_event(conn: Connection, event_id: int, *, now_us: int) -> list[Cluster]:
-    """The clusters holding one of the event's failures (for ``show EVENT_ID``), oldest first."""
+    """The clusters holding one of the event's failures (for ``show EVENT_ID``), oldest first.
+
+    Clusters of a type never overlap, so for each failure only the last cluster starting at or before it
+    can hold it: one index lookup per failure of the event.
+    """
     a, c = attempt.c, failure_cluster.c
-    holds = exists().where(
-        FAILURE, a.event_id == event_id, a.event_type == c.event_type,
-        a.at_us >= c.window_start_us, a.at_us <= c.window_end_us,
-    )
-    event_type = select(event_detected.c.event_type).where(event_detected.c.id == event_id).scalar_subquery()
-    rows = conn.execute(
-        select(failure_cluster).where(c.event_type == event_type, holds).order_by(c.window_start_us, c.id)
-    )
-    return [cluster_from_row(row, now_us) for row in rows]
+    failed = conn.execute(
+        select(a.event_type, a.at_us).where(a.event_id == event_id, a.outcome.in_(("failed", "abandoned")))
+    ).all()
+    found: dict[str, Cluster] = {}
+    for event_type, at_us in failed:
+        row = conn.execute(
+            select(failure_cluster)
+            .where(c.event_type == event_type, c.window_start_us <= at_us)
+            .order_by(c.window_start_us.desc()).limit(1)
+        ).first()
+        if row is not None and row.window_end_us >= at_us:
+            found[row.id] = cluster_from_row(row, now_us)
+    return sorted(found.values(), key=lambda cluster: (cluster.window_start, cluster.id))
 
 
 def timeline(

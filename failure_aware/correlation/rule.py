@@ -18,9 +18,9 @@ events of the open cluster) memory; the per-failure work is a C-level pass over 
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from hashlib import blake2b
 from itertools import compress, count, islice, repeat
 from operator import ge, gt, lt, sub
 
@@ -109,9 +109,9 @@ class Span:
 
 def cluster_id(event_type: str, window_start_us: int, rule: Rule) -> str:
     """The deterministic id of a cluster: ``c_`` + 16 hex digits of a BLAKE2b of (type, start, W, N, E)."""
-    parts = (event_type, window_start_us, rule.window_seconds, rule.min_failures, rule.min_events)
-    key = "\x1f".join(str(p) for p in parts)
-    return "c_" + hashlib.blake2b(key.encode("utf-8"), digest_size=8).hexdigest()
+    rule_part = f"{rule.window_seconds}\x1f{rule.min_failures}\x1f{rule.min_events}"
+    key = f"{event_type}\x1f{window_start_us}\x1f{rule_part}"
+    return "c_" + blake2b(key.encode(), digest_size=8).hexdigest()
 
 
 class ClusterScanner:
@@ -144,8 +144,8 @@ class ClusterScanner:
             return []
         if len(times) != len(events):
             raise ValueError("times and events must have the same length")
-        t = self._carry_t + list(times)
-        e = self._carry_e + list(events)
+        t = [*self._carry_t, *times]
+        e = [*self._carry_e, *events]
         if any(map(gt, t, islice(t, 1, None))):
             raise ValueError("failures must be fed in time order")
         n, closed = self.n, []

@@ -41,8 +41,7 @@ class Sql:
         try:
             yield
         except self._error as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise StorageError(f"correlation: {first}") from exc
+            raise _storage_error(exc) from exc
 
     @property
     def cursor(self) -> Any:
@@ -53,9 +52,12 @@ class Sql:
 
     def all(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         """Every row of a (small) query."""
-        with self._wrapped():
-            self.cursor.execute(self._native(sql), tuple(params))
-            return list(self.cursor.fetchall())
+        try:  # no context manager here: this runs once per cluster in a rebuild
+            cursor = self.cursor
+            cursor.execute(sql.replace("?", "%s") if self.postgres else sql, params)
+            return list(cursor.fetchall())
+        except self._error as exc:
+            raise _storage_error(exc) from exc
 
     def run(self, sql: str, params: Sequence[Any] = ()) -> int:
         """Execute a statement; returns its row count."""
@@ -91,3 +93,8 @@ class Sql:
         if self._cursor is not None:
             self._cursor.close()
             self._cursor = None
+
+
+def _storage_error(exc: Exception) -> StorageError:
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return StorageError(f"correlation: {first}")

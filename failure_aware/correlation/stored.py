@@ -65,10 +65,11 @@ Row_ = tuple[Any, ...]  # a failure_cluster row in COLUMNS order
 
 
 def signatures(sql: Sql, event_type: str, lo: int | None, hi: int | None) -> dict[str, Signature]:
-    """Stored clusters of a type overlapping ``[lo, hi]`` (None: unbounded): id -> content.
+    """Stored clusters of a type in ``[lo, hi]`` (None: unbounded), which are clean cuts: id -> content.
 
-    Read as a range of starts on ``(event_type, window_start_us)``, plus the one cluster that starts
-    before ``lo`` (clusters of a type never overlap, so only that one can reach into the range).
+    Read as a range of starts on ``(event_type, window_start_us)``: no stored cluster crosses a clean cut
+    of the new data (it is a clean cut of the stored clusters' data too, a subset; see ``engine``), so a
+    cluster that reaches into the range starts in it.
     """
     columns = "id, window_end_us, failure_count, event_count, top_fingerprints"
     query = f"SELECT {columns} FROM failure_cluster WHERE event_type = ?"
@@ -77,15 +78,7 @@ def signatures(sql: Sql, event_type: str, lo: int | None, hi: int | None) -> dic
         query, params = query + " AND window_start_us >= ?", [*params, lo]
     if hi is not None:
         query, params = query + " AND window_start_us <= ?", [*params, hi]
-    found = sql.all(query, params)
-    if lo is not None:
-        found += [
-            r for r in sql.all(
-                f"SELECT {columns} FROM failure_cluster WHERE event_type = ? AND window_start_us < ?"
-                " ORDER BY window_start_us DESC LIMIT 1", (event_type, lo),
-            ) if r[1] >= lo
-        ]
-    return {r[0]: (r[1], r[2], r[3], r[4]) for r in found}
+    return {r[0]: (r[1], r[2], r[3], r[4]) for r in sql.all(query, params)}
 
 
 def cluster_rows(

@@ -39,7 +39,7 @@ from ..storage.tables import (
     event_detected,
     event_state,
     failure_cluster,
-    state_count,
+    state_totals,
     transition,
 )
 from ..timeutil import from_us
@@ -96,8 +96,9 @@ def compute_health(
     """
     data: defaultdict[str, _Gathered] = defaultdict(_Gathered)
     for kind, state, n in conn.execute(_where_type(
-        select(state_count.c.event_type, state_count.c.state, state_count.c.n).where(state_count.c.n != 0),
-        state_count.c.event_type, event_type,
+        select(state_totals.c.event_type, state_totals.c.state, state_totals.c.n)
+        .where(state_totals.c.n != 0),
+        state_totals.c.event_type, event_type,
     )):
         data[kind].counts[state] = int(n)
 
@@ -187,11 +188,11 @@ def _read_due_retries(
 ) -> None:
     """Per type: FAILED events due now, those due since before ``overdue_before_us``, the most overdue."""
     es = event_state.alias("due")
-    due = (es.c.event_type == state_count.c.event_type, es.c.state == State.FAILED,
+    due = (es.c.event_type == state_totals.c.event_type, es.c.state == State.FAILED,
            es.c.next_retry_at_us <= now_us)
     late = (*due, es.c.next_retry_at_us < overdue_before_us)
     query = _per_counter(State.FAILED, event_type).with_only_columns(
-        state_count.c.event_type,
+        state_totals.c.event_type,
         select(func.count()).where(*due).scalar_subquery().label("due"),
         select(func.count()).where(*late).scalar_subquery().label("overdue"),
         select(es.c.event_id).where(*late).order_by(es.c.next_retry_at_us, es.c.event_id).limit(1)
@@ -251,7 +252,7 @@ def _read_unresolved_marks(
 ) -> None:
     """Per type, the oldest unresolved event and the unresolved event with the most attempts."""
     es = event_state.alias("unresolved")
-    same = (es.c.event_type == state_count.c.event_type, es.c.state == state_count.c.state)
+    same = (es.c.event_type == state_totals.c.event_type, es.c.state == state_totals.c.state)
     query = _per_counter(UNRESOLVED, event_type).with_only_columns(
         select(es.c.event_id).where(*same).order_by(es.c.detected_at_us, es.c.event_id).limit(1)
         .scalar_subquery().label("oldest"),
@@ -325,8 +326,8 @@ def _first(marks: Iterable[EventMark | None]) -> EventMark | None:
 def _per_counter(states: State | tuple[State, ...], event_type: str | None) -> Select[Any]:
     """The non-zero counter rows of ``states`` (of one type): they drive one index lookup each."""
     wanted = (states,) if isinstance(states, State) else states
-    query = select(state_count).where(state_count.c.n > 0, state_count.c.state.in_(wanted))
-    return _where_type(query, state_count.c.event_type, event_type)
+    query = select(state_totals).where(state_totals.c.n > 0, state_totals.c.state.in_(wanted))
+    return _where_type(query, state_totals.c.event_type, event_type)
 
 
 def _rows_by_id(conn: Connection, ids: Iterable[int]) -> list[Row[Any]]:

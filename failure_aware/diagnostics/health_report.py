@@ -177,7 +177,7 @@ def failure_rate_reason(figures: HealthFigures, rules: HealthRules) -> Reason | 
     return Reason(
         level, "failure_rate",
         f"{_scope(figures)}failure rate {rate:.1%} over the last {_span(rules.rate_window_seconds)} "
-        f"({figures.failures} of {figures.attempts} attempts failed) is at least {threshold:.0%}",
+        f"({figures.failures} of {figures.attempts} attempts failed) is at least {threshold * 100:g}%",
     )
 
 

@@ -14,14 +14,11 @@ Two passes, so a bad line anywhere means nothing is written (SPEC section 8):
 
 from __future__ import annotations
 
-import json
-import marshal
-import tempfile
 import uuid
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import IO, Any
+from typing import Any
 
 from sqlalchemy import Connection
 
@@ -32,129 +29,32 @@ from ..models import ImportReport
 from ..storage import bulk
 from ..storage.tables import annotation, attempt, event_detected, event_state, transition
 from . import history
-from .model import FAILED, IN_FLIGHT, OK, PENDING, EventIn, ImportContext, to_plain
+from .inputs import Malformed
+from .model import FAILED, IN_FLIGHT, OK, PENDING, ImportContext
 from .records import parse_record
+from .spool import Spool
 
-CHUNK_EVENTS = 5000
-SPOOL_MEMORY_BYTES = 64 * 1024 * 1024  # checked records beyond this go to a temporary file
 MAX_LISTED_PROBLEMS = 20
 
+# The columns each table's rows are built for, in order.
 EVENT_COLUMNS = ("id", "event_type", "key", "payload", "detected_at_us", "recorded_at_us")
 STATE_COLUMNS = (
-    "event_id",
-    "event_type",
-    "state",
-    "detected_at_us",
-    "attempt_count",
-    "budget_failures",
-    "next_retry_at_us",
-    "due_at_us",
-    "claim_token",
-    "claimed_by",
-    "claimed_at_us",
-    "lease_expires_at_us",
-    "claim_forced",
-    "last_error_type",
-    "last_error",
-    "last_attempt_at_us",
-    "updated_at_us",
-)
+    "event_id", "event_type", "state", "detected_at_us", "attempt_count", "budget_failures",
+    "next_retry_at_us", "due_at_us", "claim_token", "claimed_by", "claimed_at_us", "lease_expires_at_us",
+    "claim_forced", "last_error_type", "last_error", "last_attempt_at_us", "updated_at_us",
+)  # fmt: skip
 ATTEMPT_COLUMNS = (
-    "event_id",
-    "event_type",
-    "number",
-    "started_at_us",
-    "at_us",
-    "outcome",
-    "error_type",
-    "error",
-    "fingerprint",
-    "forced",
-    "actor",
-)
+    "event_id", "event_type", "number", "started_at_us", "at_us", "outcome", "error_type", "error",
+    "fingerprint", "forced", "actor",
+)  # fmt: skip
 TRANSITION_COLUMNS = ("event_id", "at_us", "from_state", "to_state", "actor", "reason", "attempt_number")
 ANNOTATION_COLUMNS = ("event_id", "author", "at_us", "text")
-
-
-@dataclass(frozen=True)
-class Malformed:
-    """An input item that is not a record at all (a line that is not JSON), with the reason."""
-
-    message: str
-
-
-Numbered = Iterable[tuple[int, Any]]  # (line or record number, a parsed record or a Malformed)
-
-
-def number_records(records: Iterable[Any]) -> Iterator[tuple[int, Any]]:
-    """Records of ``import_events``, numbered from 1."""
-    if isinstance(records, str | bytes) or not isinstance(records, Iterable):
-        raise ValidationError("records must be an iterable of mappings (one per event), e.g. a list of dicts")
-    return enumerate(records, 1)
-
-
-def read_lines(lines: Iterable[str | bytes]) -> Iterator[tuple[int, Any]]:
-    """JSON Lines parsed one by one, numbered by line; blank lines are skipped, bad ones are ``Malformed``."""
-    for number, raw in enumerate(lines, 1):
-        if isinstance(raw, bytes):
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                yield number, Malformed(f"not valid UTF-8 (byte {exc.start + 1})")
-                continue
-        else:
-            line = raw
-        if number == 1:
-            line = line.removeprefix("\ufeff")  # a byte-order mark some editors write
-        if not line.strip():
-            continue
-        try:
-            yield number, json.loads(line)
-        except json.JSONDecodeError as exc:
-            yield number, Malformed(f"malformed JSON: {exc.msg} (column {exc.colno})")
-        except RecursionError:
-            yield number, Malformed("malformed JSON: nested too deeply")
 
 
 # Positions in the plain tuples the spool holds (``model.to_plain``): EventIn.event_type, EventIn.key,
 # AttemptIn.at_us, TransitionIn.to_state.
 EVENT_TYPE, KEY, AT, TO_STATE = 1, 2, 0, 2
-
-
-class Spool:
-    """Checked records parked between the two passes: chunks serialized with ``marshal`` (fast, and only
-    ever read back by this process) into a temporary file that stays in memory while small."""
-
-    def __init__(self, chunk_size: int = CHUNK_EVENTS) -> None:
-        self._file: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY_BYTES)  # noqa: SIM115
-        self._pending: list[tuple[Any, ...]] = []
-        self._chunk_size = chunk_size
-        self.count = 0
-
-    def add(self, record: EventIn) -> None:
-        """Park one record."""
-        self._pending.append(to_plain(record))
-        self.count += 1
-        if len(self._pending) >= self._chunk_size:
-            self._flush()
-
-    def _flush(self) -> None:
-        if self._pending:
-            data = marshal.dumps(self._pending)
-            self._file.write(len(data).to_bytes(8, "big"))
-            self._file.write(data)
-            self._pending = []
-
-    def chunks(self) -> Iterator[list[tuple[Any, ...]]]:
-        """The parked records in their order as ``to_plain`` tuples, a chunk at a time (read once)."""
-        self._flush()
-        self._file.seek(0)
-        while size := int.from_bytes(self._file.read(8), "big"):
-            yield marshal.loads(self._file.read(size))
-
-    def close(self) -> None:
-        """Drop the parked records."""
-        self._file.close()
+Numbered = Iterable[tuple[int, Any]]  # (line or record number, a parsed record or a Malformed)
 
 
 @dataclass
@@ -261,27 +161,19 @@ class _Rows:
         """Add the rows of one event (``record`` as ``to_plain`` made it) under ``event_id``."""
         _, event_type, key, detected_at_us, payload_json, attempts, annotations, transitions, _, _ = record
         self.event_rows.append((event_id, event_type, key, payload_json, detected_at_us, self.ctx.now_us))
-        for number, (at_us, outcome, started_at_us, error_type, error, forced, actor) in enumerate(
-            attempts, 1
-        ):
+        for number, values in enumerate(attempts, 1):
+            at_us, outcome, started_at_us, error_type, error, forced, actor = values
             fingerprint = None if outcome == OK else self._fingerprint(error_type, error)
-            self.attempt_rows.append(
-                (
-                    event_id,
-                    event_type,
-                    number,
-                    started_at_us,
-                    at_us,
-                    outcome,
-                    error_type,
-                    error,
-                    fingerprint,
-                    forced,
-                    actor,
-                )
+            self.attempt_rows.append((
+                event_id, event_type, number, started_at_us, at_us, outcome, error_type, error, fingerprint,
+                forced, actor,
+            ))  # fmt: skip
+        for at_us, from_state, to_state, actor, reason, attempt_number in transitions:
+            self.transition_rows.append(
+                (event_id, at_us, from_state, to_state, actor, reason, attempt_number)
             )
-        self.transition_rows.extend((event_id, *t) for t in transitions)
-        self.annotation_rows.extend((event_id, author, at_us, text) for at_us, author, text in annotations)
+        for at_us, author, text in annotations:
+            self.annotation_rows.append((event_id, author, at_us, text))
         self.state_rows.append(self._projection(event_id, record))
         self.delta[(event_type, transitions[-1][TO_STATE])] += 1
         self.events += 1

@@ -32,7 +32,7 @@ from typing import Any
 
 from ..errors import ValidationError
 from ..timeutil import format_time, from_us, to_us
-from .importer import Malformed
+from .inputs import Malformed
 from .records import MAX_DELAY_US
 
 ACTOR = "legacy"

@@ -98,18 +98,10 @@ def parse_record(raw: Any, ctx: ImportContext, number: int) -> EventIn:
         next_retry_at_us = _next_retry(
             time_us(next_retry, "next_retry_at"), transitions[-1].to_state, attempts
         )
-    return EventIn(
-        number=number,
-        event_type=event_type,
-        key=key,
-        detected_at_us=detected_at_us,
-        payload_json=payload_json,
-        attempts=attempts,
-        annotations=annotations,
-        transitions=transitions,
-        next_retry_at_us=next_retry_at_us,
-        budget_failures=budget,
-    )
+    return EventIn(  # positional: this runs once per imported line
+        number, event_type, key, detected_at_us, payload_json, attempts, annotations, transitions,
+        next_retry_at_us, budget,
+    )  # fmt: skip
 
 
 def time_us(value: Any, field: str) -> int:
@@ -210,8 +202,10 @@ def _transition(item: Mapping[str, Any], default_actor: str) -> TransitionIn:
 
 def _list(value: Any, where: str, parse: Callable[[Mapping[str, Any]], T]) -> tuple[T, ...]:
     """Parse a list of objects; a problem in item i is reported as ``where[i].<its message>``."""
-    if value is None:
-        return ()
+    if not value:
+        if value is None or value == []:
+            return ()
+        raise ValidationError(f"{where} must be a list, got {_kind(value)}")
     if not isinstance(value, list):
         raise ValidationError(f"{where} must be a list, got {_kind(value)}")
     parsed = []

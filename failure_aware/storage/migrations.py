@@ -53,17 +53,23 @@ def _v2_derived(conn: Connection) -> None:
 
 
 MIGRATIONS: tuple[Migration, ...] = (
-    Migration(1, "core ledger: events, attempts, transitions, annotations, state projection", _v1_core_ledger),
+    Migration(
+        1, "core ledger: events, attempts, transitions, annotations, state projection", _v1_core_ledger
+    ),
     Migration(2, "derived data: state counters, failure clusters, correlation state", _v2_derived),
 )
 LATEST_VERSION = MIGRATIONS[-1].version
 
 
 def current_version(conn: Connection) -> int | None:
-    """The schema version of the database, ``0`` for an empty one, ``None`` for a foreign one."""
+    """The schema version of the database, ``0`` for an empty one, ``None`` for a foreign one.
+
+    A database (or PostgreSQL schema) holding any other tables counts as foreign: we never add our tables
+    next to someone else's. Point ``--db`` at an empty database, or a dedicated PostgreSQL schema.
+    """
     names = set(inspect(conn).get_table_names())
     if schema_version.name not in names:
-        return 0 if not names & {t.name for t in metadata.sorted_tables} else None
+        return 0 if not names else None
     version = conn.execute(select(func.max(schema_version.c.version))).scalar()
     return int(version or 0)
 
@@ -98,9 +104,9 @@ def describe_problem(version: int | None, where: str) -> str | None:
     """A message for a database we cannot use as it is, or ``None`` when it is at the latest version."""
     if version is None:
         return (
-            f"{where} holds tables that are not a failure-aware database (no version table). If it is a "
-            "database of the seed's v0.1-v0.3 schema, import it into a new one: "
-            "failure-aware --db NEW_URL import --legacy PATH"
+            f"{where} holds tables that are not a failure-aware database (no version table); use an "
+            "empty database. If it is a database of the seed's v0.1-v0.3 schema, import it into a new "
+            "one: failure-aware --db NEW_URL import --legacy PATH"
         )
     if version > LATEST_VERSION:
         return (

@@ -98,16 +98,16 @@ class Store:
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
-        """A read transaction (a consistent snapshot on PostgreSQL and in SQLite's WAL)."""
+        """A read transaction: a snapshot in SQLite's WAL; on PostgreSQL (READ COMMITTED) each statement
+        sees what was committed when it started (``verify`` asks for REPEATABLE READ itself)."""
         with self._transaction(write=False) as conn:
             yield conn
 
     @contextmanager
     def _transaction(self, *, write: bool) -> Iterator[Connection]:
         try:
-            with self.engine.connect() as conn:
-                if write:
-                    conn = conn.execution_options(**{WRITE_OPTION: True})
+            with self.engine.connect() as opened:
+                conn = opened.execution_options(**{WRITE_OPTION: True}) if write else opened
                 with conn.begin():
                     yield conn
         except FailureAwareError:

@@ -25,6 +25,8 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    func,
+    select,
     text,
 )
 
@@ -143,10 +145,7 @@ event_state = Table(
     ),
 )
 Index("ix_event_state_due", event_state.c.due_at_us)
-Index("ix_event_state_type_state", event_state.c.event_type, event_state.c.state)
 Index("ix_event_state_lease", event_state.c.state, event_state.c.lease_expires_at_us)
-Index("ix_event_state_detected", event_state.c.state, event_state.c.detected_at_us)
-Index("ix_event_state_attempts", event_state.c.attempt_count)
 # Health (SPEC 6, diagnostics/health.py) reads the oldest unresolved event, the most retried one and the
 # retries due with one ordered lookup or range per (type, state), so its cost stays independent of the
 # resolved history. event_id ends each key so ties come in index order on PostgreSQL too.
@@ -158,12 +157,22 @@ Index("ix_event_state_type_retry", event_state.c.event_type, event_state.c.state
       event_state.c.next_retry_at_us, event_state.c.event_id)
 
 # Counts of events per (type, state), maintained with every transition so `health` does not count history.
+# Each (type, state) is split over COUNTER_SHARDS rows: a writer adds to the shard of its process and
+# thread, so concurrent workers rarely wait on one row lock until commit (PostgreSQL); readers sum the
+# shards (`state_totals`).
+COUNTER_SHARDS = 16
 state_count = Table(
     "state_count",
     metadata,
     Column("event_type", String(200), primary_key=True),
     Column("state", String(16), primary_key=True),
+    Column("shard", Integer, primary_key=True, server_default=text("0")),
     Column("n", BigInteger, nullable=False),
+)
+state_totals = (
+    select(state_count.c.event_type, state_count.c.state, func.sum(state_count.c.n).label("n"))
+    .group_by(state_count.c.event_type, state_count.c.state)
+    .subquery("state_totals")
 )
 
 failure_cluster = Table(
