@@ -7,6 +7,7 @@ Every method validates its input before it writes, runs in one transaction, and 
 
 from __future__ import annotations
 
+import dataclasses
 import getpass
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime
@@ -356,8 +357,12 @@ class Ledger:
     def show(self, event_id: int) -> EventDetail:
         """An event with its attempts, transitions and annotations (``NotFound`` if unknown)."""
         validation.event_id(event_id)
+        from .correlation import queries as cluster_queries
+
         with self.store.read() as conn:
-            return queries.event_detail(conn, event_id)
+            detail = queries.event_detail(conn, event_id)
+            clusters = cluster_queries.clusters_of_event(conn, event_id, now_us=self.store.now_us())
+        return dataclasses.replace(detail, cluster_ids=tuple(c.id for c in clusters))
 
     def iter_events(self) -> Iterator[Event]:
         """Every event in id order, streamed in pages."""

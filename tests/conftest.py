@@ -7,6 +7,7 @@ gets its own schema there, dropped afterwards. Locally a missing server skips th
 
 from __future__ import annotations
 
+import functools
 import os
 import uuid
 from collections.abc import Iterator
@@ -23,21 +24,17 @@ PG_URL = os.environ.get("FAILURE_AWARE_TEST_PG", "postgresql+psycopg://postgres@
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 BACKENDS = ["sqlite", "postgresql"]
 
-_pg_checked: str | None = None  # None: not yet; "": reachable; otherwise why not
-
-
+@functools.cache
 def _pg_problem() -> str:
-    global _pg_checked
-    if _pg_checked is None:
-        try:
-            engine = sa.create_engine(PG_URL, connect_args={"connect_timeout": 5})
-            with engine.connect() as conn:
-                conn.execute(sa.text("SELECT 1"))
-            engine.dispose()
-            _pg_checked = ""
-        except Exception as exc:
-            _pg_checked = f"PostgreSQL at {PG_URL} unreachable: {str(exc).splitlines()[0]}"
-    return _pg_checked
+    """Why PostgreSQL cannot be used ("" when it can); asked once per test session."""
+    try:
+        engine = sa.create_engine(PG_URL, connect_args={"connect_timeout": 5})
+        with engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+        engine.dispose()
+    except Exception as exc:
+        return f"PostgreSQL at {PG_URL} unreachable: {str(exc).splitlines()[0]}"
+    return ""
 
 
 def require_postgres() -> None:

@@ -119,7 +119,9 @@ def test_an_unrelated_sqlite_file_is_not_written_by_inspection(
         conn.execute("CREATE TABLE invoices (id INTEGER PRIMARY KEY)")
     conn.close()
     for args in (["events"], ["show", "1"], ["export"], ["verify"], ["detect", "x"], ["db", "upgrade"]):
-        expect_error(capsys, f"sqlite:///{path}", args, code=1, mentions=("SchemaError", "not a failure-aware"))
+        expect_error(
+            capsys, f"sqlite:///{path}", args, code=1, mentions=("SchemaError", "not a failure-aware")
+        )
     assert table_names(path) == {"invoices"}
 
 

@@ -2,12 +2,15 @@
 
 Rebuild: for every event type with failures, stream its failure times in order from the partial index
 (constant memory), run ``ClusterScanner``, aggregate each kept cluster's fingerprints in SQL over its span,
-and insert the rows in batches.
+and write the rows in batches. Either way, stored rows that come out the same are left in place, and rows
+of another rule (another id) are replaced: the table ends exactly as if it had been emptied first.
 
 Incremental: the failures recorded since the last run (attempt ids above the remembered watermark,
 whatever their times: late imports included) are the *dirty* times. For each dirty time ``d`` of a type,
 walk left and right from ``d`` to the nearest clean cuts (``rule.clean_cut``: gaps no qualifying window
-crosses, found from the data, so chains of clusters dropped by ``min_events`` are respected too). Clusters
+crosses, found from the data, so chains of clusters dropped by ``min_events`` are respected too); one
+statement reading a page of failures on both sides usually holds both cuts and everything between them
+(``range_in_page``), otherwise the walks stream as far as needed. Clusters
 between two clean cuts depend only on the failures between them, and the cuts of the new data are clean
 in the old data as well (it has a subset of the failures, so windows across the gap only get longer). So
 deleting the stored clusters of that range and recomputing it from the failures in it gives exactly what a
@@ -89,7 +92,7 @@ def stored_rule(conn: Connection) -> Rule | None:
 
 
 def rebuild(conn: Connection, rule: Rule, now_us: int, *, watermark: int | None = None) -> CorrelateReport:
-    """Delete every cluster and compute them all again with ``rule``."""
+    """Compute every cluster again with ``rule`` (the result of emptying the table and recomputing)."""
     return correlate(conn, rule, now_us, rebuild=True, watermark=watermark)
 
 

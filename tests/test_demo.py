@@ -1,0 +1,31 @@
+"""`failure-aware demo` runs its workload end to end and leaves a consistent database."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from failure_aware import Ledger, State
+from failure_aware.cli import main
+
+
+def test_demo_runs_and_leaves_a_consistent_database(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)  # the embedded default: ./failure-aware.db
+    monkeypatch.delenv("FAILURE_AWARE_DB", raising=False)
+    monkeypatch.setenv("COLUMNS", "160")
+    with pytest.raises(SystemExit) as done:
+        main(["demo"])
+    assert done.value.code == 0
+    out = capsys.readouterr().out
+    for part in ("retries are scheduled", "a dead letter", "correlate", "health"):
+        assert part in out
+    with Ledger(f"sqlite:///{tmp_path / 'failure-aware.db'}", readonly=True) as ledger:
+        counts = ledger.state_counts()
+        assert counts[State.SUCCEEDED] > 50 and counts[State.DEAD] >= 1
+        assert any(c.event_type == "payment.webhook" for c in ledger.clusters())
+        assert ledger.verify().ok
+        dead = ledger.events(state=State.DEAD, limit=100)
+        assert any(ledger.show(e.id).annotations for e in dead)
