@@ -4,6 +4,8 @@ PostgreSQL: 8 processes over 20,000 due events (claims with ``FOR UPDATE SKIP LO
 over 20,000 (short ``BEGIN IMMEDIATE`` transactions). Each process is the real CLI,
 ``python -m failure_aware worker --once``, and its handler appends each event id to a file of its own, so
 the proof does not rely on the ledger's own records: the files must be disjoint and cover every id once.
+
+``FA_TEST_CONCURRENCY_EVENTS`` sets another number of events (for a quick local run); CI uses the default.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from failure_aware.storage.tables import attempt
 from failure_aware.timeutil import format_time, utc_now
 
 REPO = Path(__file__).resolve().parent.parent
-EVENTS = 20_000
+EVENTS = int(os.environ.get("FA_TEST_CONCURRENCY_EVENTS", "20000"))
 PROCESSES = {"postgresql": 8, "sqlite": 2}
 TIMEOUT_SECONDS = 900
 MILLISECOND = timedelta(milliseconds=1)

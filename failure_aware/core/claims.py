@@ -45,8 +45,9 @@ def _due_query(*, postgres: bool, typed: bool) -> Any:
     if typed:
         query = query.where(event_state.c.event_type == bindparam("b_type"))
     # Oldest due first, ties by id. SQLite's index on due_at_us holds the rowid (= event_id), so this order
-    # is free there; PostgreSQL sorts the due rows for the tie-break unless an index on
-    # (due_at_us, event_id) exists.
+    # is free there. PostgreSQL reads ix_event_state_due in order and sorts only rows sharing a due time
+    # (an incremental sort): cheap, unless thousands share one (a bulk import or revive at one instant:
+    # 25 ms per claim at 20,000), which an index on (due_at_us, event_id) would avoid.
     query = query.order_by(event_state.c.due_at_us, event_state.c.event_id).limit(bindparam("b_limit"))
     return query.with_for_update(skip_locked=True, of=event_state) if postgres else query
 

@@ -11,6 +11,7 @@ import os
 import threading
 from collections import Counter
 from collections.abc import Iterable
+from typing import Any
 
 from sqlalchemy import Connection, func, select
 from sqlalchemy.dialects import postgresql, sqlite
@@ -35,15 +36,20 @@ def apply(conn: Connection, delta: Counter[Key] | Iterable[tuple[Key, int]]) -> 
     items = sorted((k, n) for k, n in pairs if n)
     if not items:
         return
-    shard = _shard()
-    ins = postgresql.insert(state_count) if conn.dialect.name == "postgresql" else sqlite.insert(state_count)
-    stmt = ins.values(
-        [{"event_type": t, "state": s, "shard": shard, "n": n} for (t, s), n in items]
-    ).on_conflict_do_update(
+    rows = [{"event_type": t, "state": s, "shard": _shard(), "n": n} for (t, s), n in items]
+    conn.execute(_UPSERT[conn.dialect.name == "postgresql"], rows)
+
+
+def _upsert(dialect_insert: Any) -> Any:
+    ins = dialect_insert(state_count)
+    return ins.on_conflict_do_update(
         index_elements=[state_count.c.event_type, state_count.c.state, state_count.c.shard],
         set_={"n": state_count.c.n + ins.excluded.n},
     )
-    conn.execute(stmt)
+
+
+# Built once: the counters change in every transaction that moves an event (executemany of one statement).
+_UPSERT = {False: _upsert(sqlite.insert), True: _upsert(postgresql.insert)}
 
 
 def _shard() -> int:

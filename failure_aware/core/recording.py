@@ -13,7 +13,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Row, insert, select, update
+from sqlalchemy import Connection, Row, bindparam, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from .. import states
@@ -27,13 +27,14 @@ from ..timeutil import format_time, from_us, opt_from_us, to_us
 from . import counters
 from .rows import event_from_row, event_select
 
+_LOCK = {pg: (select(event_state).where(event_state.c.event_id == bindparam("b_id")).with_for_update()
+              if pg else select(event_state).where(event_state.c.event_id == bindparam("b_id")))
+         for pg in (False, True)}
+
 
 def lock_state(conn: Connection, event_id: int) -> Row[Any]:
     """The projection row of an event, locked for this transaction; ``NotFound`` if there is none."""
-    query = select(event_state).where(event_state.c.event_id == event_id)
-    if conn.dialect.name == "postgresql":
-        query = query.with_for_update()
-    row = conn.execute(query).first()
+    row = conn.execute(_LOCK[conn.dialect.name == "postgresql"], {"b_id": event_id}).first()
     if row is None:
         raise NotFound(f"no event with id {event_id}")
     return row
@@ -137,6 +138,26 @@ def check_attempt_time(row: Row[Any], at_us: int) -> None:
         )
 
 
+# settle's statements, built once: every attempt runs them, and building and keying Core statements per
+# call cost more client CPU than executing them (fenced: finish and recover also check the claim token).
+_SETTLE_GUARDED = {
+    fenced: update(event_state).where(
+        event_state.c.event_id == bindparam("b_event_id"), event_state.c.state == bindparam("b_state"),
+        *([event_state.c.claim_token == bindparam("b_token")] if fenced else []),
+    ).values(
+        state=bindparam("b_target"), attempt_count=bindparam("b_number"),
+        budget_failures=bindparam("b_budget"), next_retry_at_us=bindparam("b_next"),
+        due_at_us=bindparam("b_next"), claim_token=None, claimed_by=None, claimed_at_us=None,
+        lease_expires_at_us=None, claim_forced=False,
+        last_error_type=bindparam("b_error_type"), last_error=bindparam("b_error"),
+        last_attempt_at_us=bindparam("b_at"), updated_at_us=bindparam("b_now"),
+    )
+    for fenced in (False, True)
+}
+_INSERT_ATTEMPT = insert(attempt)
+_INSERT_TRANSITION = insert(transition)
+
+
 def settle(
     conn: Connection,
     row: Row[Any],
@@ -169,19 +190,16 @@ def settle(
             target = State.FAILED
             reason = f"attempt {number} {kind}; retry from {format_time(decision.next_retry_at)}"
     states.require(step, current, target, event_id)
-    guard = [event_state.c.event_id == event_id, event_state.c.state == current]
-    if step is Step.FINISH or step is Step.RECOVER:
-        guard.append(event_state.c.claim_token == row.claim_token)
-    changed = conn.execute(
-        update(event_state).where(*guard).values(
-            state=target, attempt_count=number, budget_failures=budget, next_retry_at_us=next_retry_us,
-            due_at_us=next_retry_us, claim_token=None, claimed_by=None, claimed_at_us=None,
-            lease_expires_at_us=None, claim_forced=False,
-            last_error_type=None if outcome.ok else outcome.error_type,
-            last_error=None if outcome.ok else outcome.error,
-            last_attempt_at_us=outcome.at_us, updated_at_us=now_us,
-        )
-    ).rowcount
+    fenced = step is Step.FINISH or step is Step.RECOVER
+    params = {
+        "b_event_id": event_id, "b_state": current, "b_target": target, "b_number": number,
+        "b_budget": budget, "b_next": next_retry_us, "b_at": outcome.at_us, "b_now": now_us,
+        "b_error_type": None if outcome.ok else outcome.error_type,
+        "b_error": None if outcome.ok else outcome.error,
+    }
+    if fenced:
+        params["b_token"] = row.claim_token
+    changed = conn.execute(_SETTLE_GUARDED[fenced], params).rowcount
     if changed != 1:
         raise InvalidTransition(f"event {event_id} changed while this attempt was being recorded; try again")
     attempt_row = {
@@ -192,13 +210,11 @@ def settle(
         "fingerprint": None if outcome.ok else failure_fingerprint(outcome.error_type, outcome.error),
         "forced": forced, "actor": actor,
     }
-    conn.execute(insert(attempt).values(**attempt_row))
-    conn.execute(
-        insert(transition).values(
-            event_id=event_id, at_us=outcome.at_us, from_state=current, to_state=target, actor=actor,
-            reason=reason + (" (forced)" if forced else ""), attempt_number=number,
-        )
-    )
+    conn.execute(_INSERT_ATTEMPT, attempt_row)
+    conn.execute(_INSERT_TRANSITION, {
+        "event_id": event_id, "at_us": outcome.at_us, "from_state": current, "to_state": target,
+        "actor": actor, "reason": reason + (" (forced)" if forced else ""), "attempt_number": number,
+    })
     counters.apply(conn, _moved(row.event_type, current, target))
     return AttemptResult(
         event_id=event_id,

@@ -144,7 +144,9 @@ event_state = Table(
         "state IN ('PENDING', 'IN_FLIGHT', 'SUCCEEDED', 'FAILED', 'DEAD')", name="ck_event_state_state"
     ),
 )
-Index("ix_event_state_due", event_state.c.due_at_us)
+# event_id breaks ties in the index itself: thousands of events due at one instant (a bulk import or
+# revive) are claimed in order without a sort per claim.
+Index("ix_event_state_due", event_state.c.due_at_us, event_state.c.event_id)
 Index("ix_event_state_lease", event_state.c.state, event_state.c.lease_expires_at_us)
 # Health (SPEC 6, diagnostics/health.py) reads the oldest unresolved event, the most retried one and the
 # retries due with one ordered lookup or range per (type, state), so its cost stays independent of the
