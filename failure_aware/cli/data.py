@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 from pathlib import Path
 
@@ -36,7 +37,7 @@ def import_cmd(file: str | None, legacy_path: str | None, skip_invalid: bool, as
     if legacy_path is not None:
         report = ledger.import_legacy(legacy_path)
     elif file == "-":
-        report = ledger.import_file(click.get_binary_stream("stdin"), skip_invalid=skip_invalid)
+        report = ledger.import_file(sys.stdin.buffer, skip_invalid=skip_invalid)
     else:
         report = ledger.import_file(Path(str(file)), skip_invalid=skip_invalid)
     _print_report(report, as_json)
