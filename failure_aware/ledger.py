@@ -471,22 +471,22 @@ class Ledger:
     # -- operator actions (revive, bury, annotate) ------------------------------------------------------
     def bury(self, event_id: int, *, actor: str | None = None, reason: str = "given up by operator") -> Event:
         """Give up on a FAILED event: it becomes DEAD (recorded with actor and reason)."""
-        validation.event_id(event_id)
-        actor = validation.name("actor", actor or operator_name())
-        validation.text("reason", reason, required=True)
-        with self.store.write() as conn:
-            operator.bury(conn, event_id, actor=actor, reason=reason, now_us=self.store.now_us())
-            return recording.load_event(conn, event_id)
+        return self._operator_step(operator.bury, event_id, actor, reason)
 
     def revive(
         self, event_id: int, *, actor: str | None = None, reason: str = "revived by operator"
     ) -> Event:
         """Bring a DEAD event back to PENDING; attempt numbers continue, the retry budget restarts."""
+        return self._operator_step(operator.revive, event_id, actor, reason)
+
+    def _operator_step(
+        self, step: Callable[..., None], event_id: int, actor: str | None, reason: str
+    ) -> Event:
         validation.event_id(event_id)
         actor = validation.name("actor", actor or operator_name())
         validation.text("reason", reason, required=True)
         with self.store.write() as conn:
-            operator.revive(conn, event_id, actor=actor, reason=reason, now_us=self.store.now_us())
+            step(conn, event_id, actor=actor, reason=reason, now_us=self.store.now_us())
             return recording.load_event(conn, event_id)
 
     def revive_dead(
