@@ -23,6 +23,10 @@ TYPES = ("payment.webhook", "crm.sync", "email.send", "report.build")
 STEP = timedelta(minutes=1)
 SPAN = timedelta(hours=2)
 OUTAGE = (timedelta(minutes=62), timedelta(minutes=80))  # offsets from the start: payments are down
+CRM_DOWN = (timedelta(minutes=110), timedelta(minutes=118))  # the CRM rejects everything: retries pile up
+# The simulation stops here; the demo then shows the retries it left scheduled, moves the clock to the
+# present (when they are due) and runs them with an explicit `retry --due`.
+SIMULATED = SPAN - timedelta(minutes=3)
 
 
 class SimulatedClock:
@@ -47,11 +51,17 @@ class Workload:
         offset = self.clock.now - self.start
         return OUTAGE[0] <= offset < OUTAGE[1]
 
+    def crm_down(self) -> bool:
+        offset = self.clock.now - self.start
+        return CRM_DOWN[0] <= offset < CRM_DOWN[1]
+
     def handle(self, event: Event) -> None:
         """The handler: a payments provider with an outage, a flaky CRM, strict e-mail validation."""
         if event.event_type == "payment.webhook" and self.in_outage():
             host = f"api-{self.rng.randint(1, 4)}.payments.example"
             raise ConnectionError(f"503 Service Unavailable from {host} after {self.rng.randint(20, 30)}s")
+        if event.event_type == "crm.sync" and self.crm_down():
+            raise ConnectionRefusedError("CRM at crm.example:443 refused the connection")
         if event.event_type == "crm.sync" and self.rng.random() < 0.3:
             raise TimeoutError(f"CRM did not answer within {self.rng.choice([5, 10])}s (record {event.key})")
         if event.event_type == "email.send" and event.payload.get("to", "").endswith("@invalid"):
@@ -85,15 +95,18 @@ class DemoRun:
 
 
 def simulate(ledger: Ledger, clock: SimulatedClock, world: Workload) -> DemoRun:
-    """Two simulated hours: new events every minute, and a `retry_due` pass every minute."""
+    """Two simulated hours (less the last three minutes): new events and a `retry_due` pass every minute."""
     run_id = world.start.strftime("%Y%m%dT%H%M%S")
     outcomes: Counter[str] = Counter()
     detected = 0
     minute = 0
-    while clock.now < world.start + SPAN:
+    while clock.now < world.start + SIMULATED:
         for _ in range(world.rng.choice([0, 1, 1, 2])):
             detected += 1
             ledger.detect(*_new_event(world.rng, detected), key=f"demo-{run_id}-{detected}")
+        if world.crm_down():  # contacts keep changing while the CRM is down: their syncs will wait
+            detected += 1
+            ledger.detect("crm.sync", {"contact": f"c_{detected}"}, key=f"demo-{run_id}-{detected}")
         for result in ledger.retry_due(world.handle, worker="demo-worker"):
             outcomes[_describe(result)] += 1
         minute += 1

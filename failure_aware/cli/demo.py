@@ -7,7 +7,7 @@ import time
 from rich.console import Console
 from rich.rule import Rule
 
-from ..demo import OUTAGE, SPAN, TYPES, open_demo, simulate
+from ..demo import CRM_DOWN, OUTAGE, SPAN, TYPES, SimulatedClock, Workload, open_demo, simulate
 from ..ledger import Ledger
 from ..states import State
 from . import output
@@ -37,7 +37,7 @@ def demo() -> None:
         for outcome, count in sorted(run.outcomes.items()):
             out.print(f"  {count:4d}  {outcome}")
         _show_states(out, ledger)
-        _show_retry_run(out, ledger, world.handle)
+        _show_retry_run(out, ledger, clock, world)
         _show_dead_letter(out, ledger)
         _show_clusters(out, ledger)
         _show_health(out, ledger)
@@ -55,20 +55,24 @@ def _show_states(out: Console, ledger: Ledger) -> None:
     out.print(output.table(None, ["type", *[s.value for s in State]], rows))
 
 
-def _show_retry_run(out: Console, ledger: Ledger, handler: object) -> None:
+def _show_retry_run(out: Console, ledger: Ledger, clock: SimulatedClock, world: Workload) -> None:
     out.print(Rule("retries are scheduled, and run only when invoked", style="dim"))
-    waiting = ledger.events(state=State.FAILED, limit=5)
-    for event in waiting:
+    waiting = ledger.events(state=State.FAILED, limit=100)
+    out.print(f"{len(waiting)} event(s) FAILED with a retry scheduled (the CRM went down at minute "
+              f"{int(CRM_DOWN[0].total_seconds() // 60)}); nothing retries them on its own:")
+    for event in waiting[:6]:
         out.print(f"  event {event.id} {event.event_type}: {event.attempt_count} attempt(s), last error "
-                  f"{output.short(event.last_error, 50)!r}; next retry {output.when(event.next_retry_at)}")
+                  f"{output.short(event.last_error, 45)!r}, next retry {output.when(event.next_retry_at)}")
+    clock.now = world.start + SPAN
     due = ledger.due(limit=1000)
-    out.print(f"{len(due)} event(s) due now; running `retry --due` once:")
-    results = ledger.retry_due(handler, worker="demo-operator")  # type: ignore[arg-type]
-    for result in results[:10]:
+    out.print(f"three minutes later (now) {len(due)} event(s) are due and the CRM is back; "
+              "running `retry --due` once:")
+    results = ledger.retry_due(world.handle, worker="demo-operator")
+    for result in results[:8]:
         out.print(f"  event {result.event_id}: attempt {result.attempt.number} {result.attempt.outcome} -> "
                   f"{output.state_text(result.state)}")
-    if len(results) > 10:
-        out.print(f"  ... and {len(results) - 10} more")
+    if len(results) > 8:
+        out.print(f"  ... and {len(results) - 8} more")
 
 
 def _show_dead_letter(out: Console, ledger: Ledger) -> None:
