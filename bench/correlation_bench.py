@@ -59,13 +59,13 @@ from failure_aware.config import Config  # noqa: E402
 from failure_aware.fingerprint import fingerprint  # noqa: E402
 from failure_aware.ledger import Ledger  # noqa: E402
 from failure_aware.storage.store import Store  # noqa: E402
+from failure_aware.storage.tables import FAILURE_SQL  # noqa: E402  (the condition the product and its index use)
 
 SCHEMA = "failure_aware_bench"
 TYPES = 50
 YEAR_US = 365 * 86_400 * 1_000_000
 S = 1_000_000
 W_US, N, E = 600 * S, 3, 2  # the default rule, used by every implementation
-FAILURE_SQL = "outcome IN ('failed', 'abandoned')"
 TEMPLATES = (
     ("TimeoutError", "upstream timed out after {a}ms"),
     ("ConnectionError", "connection refused by 10.0.{b}.{c}:5432"),

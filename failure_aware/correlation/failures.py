@@ -16,10 +16,9 @@ from typing import Any
 
 from sqlalchemy import text
 
-from ..storage.tables import _FAILURE_SQL
-from .sql import Sql
+from ..storage.tables import FAILURE_SQL
+from .sql import Sql, bounded
 
-FAILURE_SQL = _FAILURE_SQL
 FAILURE = text("attempt." + FAILURE_SQL)  # for SQLAlchemy Core queries (``queries``)
 TOP_FINGERPRINTS = 5
 EXAMPLE_CHARS = 300
@@ -47,12 +46,7 @@ def stream(
 ) -> Iterator[tuple[Sequence[int], Sequence[int]]]:
     """The failures of one type with ``lo <= at_us <= hi`` (None: unbounded), in time order, as chunks of
     ``(times, event ids)``."""
-    query = f"SELECT at_us, event_id {_OF_TYPE}"
-    params: list[Any] = [event_type]
-    if lo is not None:
-        query, params = query + " AND at_us >= ?", [*params, lo]
-    if hi is not None:
-        query, params = query + " AND at_us <= ?", [*params, hi]
+    query, params = bounded(f"SELECT at_us, event_id {_OF_TYPE}", [event_type], "at_us", lo, hi)
     for batch in sql.stream(query + " ORDER BY at_us", params):
         yield list(map(_FIRST, batch)), list(map(_SECOND, batch))
 

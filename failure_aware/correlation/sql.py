@@ -95,6 +95,17 @@ class Sql:
             self._cursor = None
 
 
+def bounded(
+    query: str, params: list[Any], column: str, lo: int | None, hi: int | None
+) -> tuple[str, list[Any]]:
+    """``query`` narrowed to ``lo <= column <= hi`` (a None bound leaves that side open)."""
+    if lo is not None:
+        query, params = f"{query} AND {column} >= ?", [*params, lo]
+    if hi is not None:
+        query, params = f"{query} AND {column} <= ?", [*params, hi]
+    return query, params
+
+
 def _storage_error(exc: Exception) -> StorageError:
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     return StorageError(f"correlation: {first}")

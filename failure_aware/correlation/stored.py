@@ -17,7 +17,7 @@ from ..timeutil import from_us
 from .failures import TopFingerprints, tops_json
 from .models import Cluster, FingerprintCount
 from .rule import US_PER_SECOND, Rule, Span, cluster_id
-from .sql import Sql
+from .sql import Sql, bounded
 
 # A stored cluster's content apart from its id (which already names type, start and rule).
 Signature = tuple[int, int, int, str]
@@ -72,12 +72,9 @@ def signatures(sql: Sql, event_type: str, lo: int | None, hi: int | None) -> dic
     cluster that reaches into the range starts in it.
     """
     columns = "id, window_end_us, failure_count, event_count, top_fingerprints"
-    query = f"SELECT {columns} FROM failure_cluster WHERE event_type = ?"
-    params: list[Any] = [event_type]
-    if lo is not None:
-        query, params = query + " AND window_start_us >= ?", [*params, lo]
-    if hi is not None:
-        query, params = query + " AND window_start_us <= ?", [*params, hi]
+    query, params = bounded(
+        f"SELECT {columns} FROM failure_cluster WHERE event_type = ?", [event_type], "window_start_us", lo, hi
+    )
     return {r[0]: (r[1], r[2], r[3], r[4]) for r in sql.all(query, params)}
 
 

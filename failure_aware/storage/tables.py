@@ -37,7 +37,9 @@ metadata = MetaData()
 
 STATES = ("PENDING", "IN_FLIGHT", "SUCCEEDED", "FAILED", "DEAD")
 OUTCOMES = ("succeeded", "failed", "abandoned")
-_FAILURE_SQL = "outcome IN ('failed', 'abandoned')"
+# The failure condition (SPEC 7), also the WHERE of ix_attempt_failures: correlation queries use this very
+# text so both backends pick the partial index.
+FAILURE_SQL = "outcome IN ('failed', 'abandoned')"
 
 event_detected = Table(
     "event_detected",
@@ -77,8 +79,8 @@ Index(
     attempt.c.event_type,
     attempt.c.at_us,
     attempt.c.event_id,
-    sqlite_where=text(_FAILURE_SQL),
-    postgresql_where=text(_FAILURE_SQL),
+    sqlite_where=text(FAILURE_SQL),
+    postgresql_where=text(FAILURE_SQL),
 )
 
 transition = Table(
