@@ -26,7 +26,7 @@ from test_correlation_rule import reference, walk_inputs
 
 from failure_aware import Ledger, NotFound, ValidationError, fingerprint
 from failure_aware.config import Config
-from failure_aware.correlation import Rule, cluster_id, clusters_match_rebuild, engine
+from failure_aware.correlation import Rule, cluster_id, clusters_match_rebuild, incremental
 from failure_aware.correlation import failures as reads
 from failure_aware.correlation.sql import Sql
 from failure_aware.policy import PolicySet, RetryPolicy
@@ -189,23 +189,25 @@ def test_correlate_matches_the_reference(
 
 @DB_SETTINGS
 @given(history=histories(), rule=rules, batches=st.integers(2, 5), seed=st.integers(0, 2**32),
-       pages=st.sampled_from(["default", "tiny", "stream"]))
+       pages=st.sampled_from(["default", "tiny", "stream"]), block=st.sampled_from([1, 3, 50_000]))
 def test_incremental_in_random_batches_equals_rebuild(
-    big_ledger: Ledger, history: list[Fail], rule: Rule, batches: int, seed: int, pages: str
+    big_ledger: Ledger, history: list[Fail], rule: Rule, batches: int, seed: int, pages: str, block: int
 ) -> None:
     """Also with pages around a change too small to hold the clean cuts (the walks then read on), and with
     no pages at all (every walk streams)."""
     big_ledger.correlate(rebuild=True, window=rule.window_seconds, min_failures=rule.min_failures,
                          min_events=rule.min_events)
-    sizes = {"default": engine._pages(rule), "tiny": (rule.min_failures,), "stream": ()}[pages]
+    sizes = {"default": incremental._pages(rule), "tiny": (rule.min_failures,), "stream": ()}[pages]
     for step in plan(history, batches, random.Random(seed)):
         record(big_ledger, step)
-        with mock.patch.object(engine, "_pages", lambda _rule: sizes):
+        # Dirty times in blocks of 1-3 as well: a type's times then span blocks.
+        with mock.patch.object(incremental, "_pages", lambda _rule: sizes), \
+                mock.patch.object(incremental, "DIRTY_BLOCK", block):
             big_ledger.correlate()
     types = {f.event_type for f in history}
-    incremental = stored_rows(big_ledger, types)
+    incrementally = stored_rows(big_ledger, types)
     rebuilt = big_ledger.correlate(rebuild=True)
-    assert stored_rows(big_ledger, types) == incremental
+    assert stored_rows(big_ledger, types) == incrementally
     assert (rebuilt.added, rebuilt.removed, rebuilt.changed) == (0, 0, 0)  # nothing anywhere was stale
     with big_ledger.store.read() as conn:
         assert clusters_match_rebuild(conn) == []
@@ -503,10 +505,17 @@ def test_the_walk_and_page_queries_return_what_the_algorithm_expects(
         for left in (True, False):
             behind, ahead = reads.walk(sql, event_type, changed, left=left, n=n)
             assert (behind, list(ahead)) == walk_inputs(mine, changed, left=left, n=n)
-        below, above = reads.neighbourhood(sql, event_type, changed, page)
-        assert [t for t, _ in below] == sorted((t for t in mine if t < changed), reverse=True)[:page]
-        assert [t for t, _ in above] == [t for t in mine if t >= changed][:page]
+        [(below, above)] = reads.neighbourhoods(sql, [(event_type, changed, page, page + 1)])
+        assert [f[0] for f in below] == sorted((t for t in mine if t < changed), reverse=True)[:page]
+        assert [f[0] for f in above] == [t for t in mine if t >= changed][: page + 1]
         lo, hi = data.draw(st.sampled_from([None, *mine])), data.draw(st.sampled_from([None, *mine]))
-        streamed = [t for times, _ in reads.stream(sql, event_type, lo, hi) for t in times]
-        assert streamed == [t for t in mine if (lo is None or t >= lo) and (hi is None or t <= hi)]
+        streamed = [(t, p) for times, _, prints in reads.stream(sql, event_type, lo, hi)
+                    for t, p in zip(times, prints, strict=True)]
+        inside = [t for t in mine if (lo is None or t >= lo) and (hi is None or t <= hi)]
+        assert [t for t, _ in streamed] == inside
+        # Each failure comes with its own fingerprint (the index holds it): compare as multisets per time.
+        assert Counter(streamed) == Counter(
+            (f.at_us, fingerprint(f.message)) for f in history
+            if f.event_type == event_type and (lo is None or f.at_us >= lo) and (hi is None or f.at_us <= hi)
+        )
         sql.close()

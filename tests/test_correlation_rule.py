@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import itertools
 import random
+from collections import Counter
 from collections.abc import Sequence
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from failure_aware.correlation.engine import range_in_page
+from failure_aware.correlation.incremental import range_in_page
 from failure_aware.correlation.rule import (
     ClusterScanner,
     Rule,
@@ -110,6 +111,30 @@ def test_scanner_in_any_chunking_matches_reference(
         position, k = position + size, k + 1
     found += scanner.finish()
     assert found == reference(ordered, rule, keep_dropped=True)
+
+
+@settings(max_examples=300)
+@given(failure_sets(), rules, st.integers(0, 2**32), st.lists(st.integers(1, 7), min_size=1))
+def test_scanner_counts_fingerprints_of_exactly_its_members(
+    failures: list[Failure], rule: Rule, seed: int, chunk_sizes: list[int]
+) -> None:
+    """Fed a label per failure, each span counts the labels of every failure in [start, end], ranked."""
+    ordered = shuffled_ties(failures, seed)
+    label = {f: None if f[1] == 1 else f"fp{(f[0] // S + f[1]) % 3}" for f in ordered}
+    scanner = ClusterScanner(rule, keep_dropped=True)
+    found: list[Span] = []
+    position, k = 0, 0
+    while position < len(ordered):
+        part = ordered[position : position + chunk_sizes[k % len(chunk_sizes)]]
+        found += scanner.feed([p[0] for p in part], [p[1] for p in part], [label[p] for p in part])
+        position, k = position + len(part), k + 1
+    found += scanner.finish()
+    expected = []
+    for span in reference(ordered, rule, keep_dropped=True):
+        counts = Counter(label[f] for f in ordered if span.start_us <= f[0] <= span.end_us)
+        ranked = tuple(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0] or "")))
+        expected.append(Span(span.start_us, span.end_us, span.failure_count, span.event_count, ranked))
+    assert found == expected
 
 
 @settings(max_examples=300)
@@ -268,7 +293,7 @@ def test_a_page_around_a_change_gives_the_cuts_of_the_whole_history_or_nothing(
     page = data.draw(st.integers(rule.min_failures - 1, 12).filter(lambda p: p > 0))
     below = sorted((f for f in ordered if f[0] < changed), reverse=True)[:page]
     above = [f for f in ordered if f[0] >= changed][:page]
-    found = range_in_page(below, above, changed, rule, page)
+    found = range_in_page(below, above, changed, rule, len(below) < page, len(above) < page)
     lo = clean_cut(*walk_inputs(times, changed, left=True, n=rule.min_failures), rule)
     hi = clean_cut(*walk_inputs(times, changed, left=False, n=rule.min_failures), rule)
     if found is None:

@@ -1,12 +1,14 @@
 """``clusters_match_rebuild``: the cluster check of ``verify`` (SPEC 9). Reads only.
 
-It recomputes what ``correlate --rebuild`` would store, type by type, streaming as the rebuild does, and
-compares it with ``failure_cluster``. Event types with failures recorded after the last ``correlate`` are
-skipped: their clusters are stale by design until the next explicit run (SPEC 7), not inconsistent.
+It recomputes what ``correlate --rebuild`` would store, type by type, streaming as the rebuild does but
+counting fingerprints in SQL, and compares it with ``failure_cluster``. Event types with failures
+recorded after the last ``correlate`` are skipped: their clusters are stale by design until the next
+explicit run (SPEC 7), not inconsistent.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from sqlalchemy import Connection, select
@@ -27,6 +29,10 @@ def clusters_match_rebuild(conn: Connection) -> list[str]:
         total = stored.count(conn)
         return [f"failure_cluster holds {total} clusters but correlate never ran; {_FIX}"] if total else []
     problems = _wrong_rule(conn, state.rule)
+    total = stored.count(conn)
+    if total != state.cluster_count:
+        problems.append(f"correlation_state counts {state.cluster_count} clusters, failure_cluster holds "
+                        f"{total}; {_FIX}")
     pending = set(
         conn.execute(
             select(attempt.c.event_type).distinct()
@@ -61,13 +67,15 @@ def _wrong_rule(conn: Connection, rule: Rule) -> list[str]:
 def _compare_type(sql: Sql, event_type: str, rule: Rule) -> list[str]:
     scanner = ClusterScanner(rule)
     spans = []
-    for times, events in failures.stream(sql, event_type):
+    for times, events, _ in failures.stream(sql, event_type):
         spans.extend(scanner.feed(times, events))
     spans.extend(scanner.finish())
-    tops = failures.top_fingerprints(sql, event_type, [(s.start_us, s.end_us) for s in spans])
+    # Fingerprints counted in SQL, not by the scanner as correlate does: two independent ways must agree.
+    counts = failures.fingerprint_counts(sql, event_type, [(s.start_us, s.end_us) for s in spans])
+    spans = [replace(span, fingerprints=c) for span, c in zip(spans, counts, strict=True)]
     expected: dict[str, dict[str, Any]] = {
         built[0]: dict(zip(stored.COLUMNS, built, strict=True))
-        for built in stored.cluster_rows(event_type, rule, spans, tops)
+        for built in stored.cluster_rows(event_type, rule, spans)
     }
     problems = []
     c = failure_cluster.c

@@ -8,7 +8,7 @@ index predicate and would scan the whole table. Statements run through ``sql.Sql
 from __future__ import annotations
 
 import json
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Generator, Iterator, Sequence
 from functools import lru_cache
 from operator import itemgetter
@@ -17,19 +17,21 @@ from typing import Any
 from sqlalchemy import text
 
 from ..storage.tables import FAILURE_SQL
+from .rule import FingerprintCounts, ranked
 from .sql import Sql, bounded
 
 FAILURE = text("attempt." + FAILURE_SQL)  # for SQLAlchemy Core queries (``queries``)
 TOP_FINGERPRINTS = 5
-EXAMPLE_CHARS = 300
 SPAN_BATCH = 1000  # spans per aggregate statement on PostgreSQL
 SQLITE_ARMS = 8  # spans per aggregate statement on SQLite (measured at 1M: 4-8 about 10 % faster than 1)
 WALK_PAGE = 64  # a clean cut is usually a few dozen failures away; then a page 8x larger; then streaming
+SQLITE_POINTS = 200  # points per neighbourhood statement: SQLite allows 500 arms in a compound SELECT
 
-TopFingerprints = list[tuple[str | None, int, str | None]]
-Failure = tuple[int, int]  # (at_us, event_id)
+Failure = tuple[int, int, str | None]  # (at_us, event_id, fingerprint)
+# The columns of ix_attempt_failures: reading only these is an index-only scan.
+_COLUMNS = "at_us, event_id, fingerprint"
 _OF_TYPE = f"FROM attempt WHERE {FAILURE_SQL} AND event_type = ?"
-_FIRST, _SECOND = itemgetter(0), itemgetter(1)
+_FIRST, _SECOND, _THIRD = itemgetter(0), itemgetter(1), itemgetter(2)
 
 
 def failing_types(sql: Sql) -> Iterator[str]:
@@ -43,29 +45,56 @@ def failing_types(sql: Sql) -> Iterator[str]:
 
 def stream(
     sql: Sql, event_type: str, lo: int | None = None, hi: int | None = None
-) -> Iterator[tuple[Sequence[int], Sequence[int]]]:
+) -> Iterator[tuple[Sequence[int], Sequence[int], Sequence[str | None]]]:
     """The failures of one type with ``lo <= at_us <= hi`` (None: unbounded), in time order, as chunks of
-    ``(times, event ids)``."""
-    query, params = bounded(f"SELECT at_us, event_id {_OF_TYPE}", [event_type], "at_us", lo, hi)
+    ``(times, event ids, fingerprints)``: an index-only scan of ``ix_attempt_failures``."""
+    query, params = bounded(f"SELECT {_COLUMNS} {_OF_TYPE}", [event_type], "at_us", lo, hi)
     for batch in sql.stream(query + " ORDER BY at_us", params):
-        yield list(map(_FIRST, batch)), list(map(_SECOND, batch))
+        yield list(map(_FIRST, batch)), list(map(_SECOND, batch)), list(map(_THIRD, batch))
 
 
-def neighbourhood(sql: Sql, event_type: str, at_us: int, page: int) -> tuple[list[Failure], list[Failure]]:
-    """In one statement: up to ``page`` failures before ``at_us`` (nearest first) and up to ``page`` at or
-    after it (in time order)."""
-    query = (
-        f"SELECT 0, at_us, event_id FROM (SELECT at_us, event_id {_OF_TYPE} AND at_us < ?"
-        " ORDER BY at_us DESC LIMIT ?) AS below UNION ALL "
-        f"SELECT 1, at_us, event_id FROM (SELECT at_us, event_id {_OF_TYPE} AND at_us >= ?"
-        " ORDER BY at_us LIMIT ?) AS above"
+Probe = tuple[str, int, int, int]  # (event type, time, failures to read before it, failures from it on)
+
+
+def neighbourhoods(sql: Sql, probes: Sequence[Probe]) -> list[tuple[list[Failure], list[Failure]]]:
+    """For each probe ``(event type, time, before, after)``: up to ``before`` failures of that type before
+    the time (nearest first) and up to ``after`` at or after it (in time order). One statement for many
+    probes (SQLite: ``SQLITE_POINTS`` per statement, two ``UNION ALL`` arms each; PostgreSQL: a ``LATERAL``
+    join)."""
+    pages: dict[int, tuple[list[Failure], list[Failure]]] = {k: ([], []) for k in range(len(probes))}
+    if sql.postgres:
+        near = (f"SELECT w.k - 1, {{side}}, n.at_us, n.event_id, n.fingerprint"
+                " FROM unnest(?::text[], ?::bigint[], ?::int[], ?::int[]) WITH ORDINALITY"
+                " AS w (t, at, before, after, k)"
+                f" CROSS JOIN LATERAL (SELECT {_COLUMNS} FROM attempt WHERE {FAILURE_SQL}"
+                " AND event_type = w.t AND at_us {op} w.at ORDER BY at_us {order} LIMIT w.{limit}) AS n")
+        query = (near.format(side=0, op="<", order="DESC", limit="before") + " UNION ALL "
+                 + near.format(side=1, op=">=", order="ASC", limit="after"))
+        columns = [list(column) for column in zip(*probes, strict=True)]
+        found = sql.all(query, columns + columns)
+    else:
+        found = []
+        for offset in range(0, len(probes), SQLITE_POINTS):
+            batch = probes[offset : offset + SQLITE_POINTS]
+            params = [x for t, at, before, after in batch for x in (t, at, before, t, at, after)]
+            found += [(offset + r[0], *r[1:]) for r in sql.all(_arms_around(len(batch)), params)]
+    for k, side, at_us, event_id, fingerprint in found:
+        pages[k][side].append((at_us, event_id, fingerprint))
+    for below, above in pages.values():
+        below.sort(key=_FIRST, reverse=True)  # UNION ALL keeps no order of its own (only times matter)
+        above.sort(key=_FIRST)
+    return [pages[k] for k in range(len(probes))]
+
+
+@lru_cache(maxsize=8)
+def _arms_around(points: int) -> str:
+    """SQLite: the two pages around each of ``points`` points as one statement (cached text: prepared)."""
+    arm = (f"SELECT {{k}}, {{side}}, {_COLUMNS} FROM (SELECT {_COLUMNS} {_OF_TYPE} AND at_us {{op}} ?"
+           " ORDER BY at_us {order} LIMIT ?)")
+    sides = [(0, "<", "DESC"), (1, ">=", "ASC")]
+    return " UNION ALL ".join(
+        arm.format(k=k, side=side, op=op, order=order) for k in range(points) for side, op, order in sides
     )
-    found = sql.all(query, (event_type, at_us, page, event_type, at_us, page))
-    below = [(r[1], r[2]) for r in found if r[0] == 0]
-    above = [(r[1], r[2]) for r in found if r[0] == 1]
-    below.sort(reverse=True)  # UNION ALL keeps no order of its own
-    above.sort()
-    return below, above
 
 
 def walk(
@@ -111,38 +140,38 @@ def dirty(sql: Sql, after_id: int, upto_id: int) -> Iterator[tuple[str, int]]:
         yield from ((r[0], r[1]) for r in batch)
 
 
-def top_fingerprints(sql: Sql, event_type: str, spans: Sequence[tuple[int, int]]) -> list[TopFingerprints]:
-    """For each ``(start_us, end_us)`` span of ``event_type``: its most frequent fingerprints.
+def fingerprint_counts(
+    sql: Sql, event_type: str, spans: Sequence[tuple[int, int]]
+) -> list[FingerprintCounts]:
+    """For each ``(start_us, end_us)`` span of ``event_type``: how many failures have each fingerprint,
+    ranked like ``Span.fingerprints``, counted in SQL (``verify`` checks the scanner's counts with it).
 
-    Each entry is ``(fingerprint, count, example message)``, most frequent first (ties by fingerprint), at
-    most ``TOP_FINGERPRINTS``; the example is the smallest message of that fingerprint in the span, so the
-    result depends only on the facts, never on ids or insertion order. Each span is an index range lookup.
-    SQLite runs ``SQLITE_ARMS`` of them as one ``UNION ALL`` statement (a join with a list of spans makes
-    its planner build a Bloom filter over the whole type, every time); PostgreSQL gets ``SPAN_BATCH``
-    spans per statement through a ``LATERAL`` join.
+    Each span is an index range lookup. SQLite runs ``SQLITE_ARMS`` of them as one ``UNION ALL`` statement
+    (a join with a list of spans makes its planner build a Bloom filter over the whole type, every time);
+    PostgreSQL gets ``SPAN_BATCH`` spans per statement through a ``LATERAL`` join.
     """
     where = f"a.event_type = ? AND a.at_us >= {{lo}} AND a.at_us <= {{hi}} AND a.{FAILURE_SQL}"
-    groups: dict[int, list[tuple[str | None, int, str | None]]] = defaultdict(list)
+    groups: dict[int, Counter[str | None]] = defaultdict(Counter)
     if not sql.postgres:
         for offset in range(0, len(spans), SQLITE_ARMS):
             batch = spans[offset : offset + SQLITE_ARMS]
             params = [x for lo, hi in batch for x in (event_type, lo, hi)]
-            for k, fingerprint, number, example in sql.all(_union_of_spans(len(batch)), params):
-                groups[offset + k].append((fingerprint, number, example))
+            for k, fingerprint, number in sql.all(_union_of_spans(len(batch)), params):
+                groups[offset + k][fingerprint] = number
     else:
         # LATERAL: one index range scan per span (a plain join lets the planner hash the whole type).
         query = (
-            "SELECT s.k, g.fingerprint, g.n, g.example"
+            "SELECT s.k, g.fingerprint, g.n"
             " FROM unnest(?::bigint[], ?::bigint[]) WITH ORDINALITY AS s (lo, hi, k)"
-            " CROSS JOIN LATERAL (SELECT a.fingerprint, count(*) AS n, min(a.error) AS example"
+            " CROSS JOIN LATERAL (SELECT a.fingerprint, count(*) AS n"
             f" FROM attempt a WHERE {where.format(lo='s.lo', hi='s.hi')} GROUP BY a.fingerprint) AS g"
         )
         for offset in range(0, len(spans), SPAN_BATCH):
             batch = spans[offset : offset + SPAN_BATCH]
             found = sql.all(query, ([lo for lo, _ in batch], [hi for _, hi in batch], event_type))
-            for k, fingerprint, number, example in found:
-                groups[offset + k - 1].append((fingerprint, number, example))  # ORDINALITY counts from 1
-    return [_ranked(groups.get(k, [])) for k in range(len(spans))]
+            for k, fingerprint, number in found:
+                groups[offset + k - 1][fingerprint] = number  # ORDINALITY counts from 1
+    return [ranked(groups.get(k, Counter())) for k in range(len(spans))]
 
 
 @lru_cache(maxsize=SQLITE_ARMS)
@@ -150,20 +179,24 @@ def _union_of_spans(arms: int) -> str:
     """``arms`` per-span aggregates as one statement (the same text for the same count: cached, prepared)."""
     where = f"a.event_type = ? AND a.at_us >= ? AND a.at_us <= ? AND a.{FAILURE_SQL}"
     return " UNION ALL ".join(
-        f"SELECT {k}, a.fingerprint, count(*), min(a.error) FROM attempt a WHERE {where}"
-        " GROUP BY a.fingerprint"
+        f"SELECT {k}, a.fingerprint, count(*) FROM attempt a WHERE {where} GROUP BY a.fingerprint"
         for k in range(arms)
     )
-
-
-def _ranked(groups: Sequence[tuple[str | None, int, str | None]]) -> TopFingerprints:
-    ranked = sorted(groups, key=lambda g: (-g[1], g[0] or ""))[:TOP_FINGERPRINTS]
-    return [(f, n, example[:EXAMPLE_CHARS] if example else example) for f, n, example in ranked]
 
 
 _JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 
 
-def tops_json(tops: TopFingerprints) -> str:
-    """The stored form of a cluster's top fingerprints: ``[[fingerprint, count, example], ...]``."""
-    return _JSON.encode(tops)  # tuples encode as arrays
+def tops_json(counts: FingerprintCounts) -> str:
+    """The stored form of a cluster's top fingerprints: ``[[fingerprint, count], ...]``, at most
+    ``TOP_FINGERPRINTS``, most frequent first. (Example messages are read when clusters are shown.)
+
+    Written by hand around cached encodings of the fingerprints: the same text ``json.dumps`` gives
+    (compact separators), at a fraction of the cost once per cluster.
+    """
+    return "[" + ",".join(f"[{_json_string(f)},{int(n)}]" for f, n in counts[:TOP_FINGERPRINTS]) + "]"
+
+
+@lru_cache(maxsize=4096)
+def _json_string(value: str | None) -> str:
+    return _JSON.encode(value)

@@ -18,7 +18,8 @@ events of the open cluster) memory; the per-failure work is a C-level pass over 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from hashlib import blake2b
 from itertools import compress, count, islice, repeat
@@ -97,14 +98,45 @@ def resolve_rule(
     )
 
 
+FingerprintCounts = tuple[tuple[str | None, int], ...]
+
+
 @dataclass(frozen=True)
 class Span:
-    """One cluster of one event type before it is stored: its time span and counts."""
+    """One cluster of one event type before it is stored: its time span and counts.
+
+    ``fingerprints``: how many of its failures have each fingerprint, most frequent first (ties by
+    fingerprint, None first), when the scanner was fed fingerprints; empty otherwise.
+    """
 
     start_us: int
     end_us: int
     failure_count: int
     event_count: int
+    fingerprints: FingerprintCounts = ()
+
+
+def ranked(counts: Mapping[str | None, int]) -> FingerprintCounts:
+    """Fingerprint counts, most frequent first, ties by fingerprint (None sorts as the empty string)."""
+    return tuple(sorted(counts.items(), key=lambda item: (-item[1], item[0] or "")))
+
+
+FOLD_FINGERPRINTS = 8192  # an open cluster's fingerprint list longer than this is folded into counts
+
+
+def _count(prints: list[str | None], folded: Counter[str | None] | None) -> FingerprintCounts:
+    """The ranked counts of a kept cluster's fingerprints: a list not yet counted, plus earlier folds."""
+    if folded is None:
+        if not prints:
+            return ()
+        distinct = set(prints)
+        if len(distinct) == 1:  # the common case: one error, no sort
+            return ((prints[0], len(prints)),)
+        if len(distinct) <= 8:  # a few: list.count per fingerprint is cheaper than building a Counter
+            return ranked({fp: prints.count(fp) for fp in distinct})
+        folded = Counter()
+    folded.update(prints)
+    return ranked(folded)
 
 
 def cluster_id(event_type: str, window_start_us: int, rule: Rule) -> str:
@@ -118,9 +150,11 @@ class ClusterScanner:
     """Streams one event type's failures, sorted by time, and yields its clusters as they close.
 
     Feed chunks with ``feed(times, events)`` (equal-length sequences, continuing the sort) and call
-    ``finish()`` at the end; both return the spans that closed. ``keep_dropped`` also returns clusters with
-    fewer than ``min_events`` events (they chain like any other; incremental correlation needs them only in
-    tests). Out-of-order input raises ``ValueError``.
+    ``finish()`` at the end; both return the spans that closed. Feeding each chunk's ``fingerprints`` too
+    counts them per cluster (``Span.fingerprints``): the rebuild then needs no second pass over the
+    members. ``keep_dropped`` also returns clusters with fewer than ``min_events`` events (they chain like
+    any other; incremental correlation needs them only in tests). Out-of-order input raises
+    ``ValueError``.
     """
 
     def __init__(self, rule: Rule, *, keep_dropped: bool = False) -> None:
@@ -130,22 +164,31 @@ class ClusterScanner:
         # The last N-1 failures seen: windows starting there need the next chunk to be judged.
         self._carry_t: list[int] = []
         self._carry_e: list[int] = []
+        self._carry_f: list[str | None] = []
         self._offset = 0  # global index of the first element of the current (carry + chunk)
+        # The open cluster: its first time, first index, last index, last time, events, fingerprints (a
+        # list not yet counted, and the counts of earlier parts folded to keep memory bounded).
         self._open = False
-        self._start_us = 0  # the open cluster: its first time, first index, last index, last time, events
+        self._start_us = 0
         self._first = 0
         self._last = -1
         self._end_us = 0
         self._events: set[int] = set()
+        self._prints: list[str | None] = []
+        self._folded: Counter[str | None] | None = None
 
-    def feed(self, times: Sequence[int], events: Sequence[int]) -> list[Span]:
-        """Consume the next sorted chunk; return the clusters that closed in it."""
+    def feed(
+        self, times: Sequence[int], events: Sequence[int], fingerprints: Sequence[str | None] = ()
+    ) -> list[Span]:
+        """Consume the next sorted chunk (with its fingerprints, or none at all); return the clusters that
+        closed in it."""
         if not times:
             return []
-        if len(times) != len(events):
-            raise ValueError("times and events must have the same length")
+        if len(times) != len(events) or (fingerprints and len(fingerprints) != len(times)):
+            raise ValueError("times, events and fingerprints must have the same length")
         t = [*self._carry_t, *times]
         e = [*self._carry_e, *events]
+        f = [*self._carry_f, *fingerprints] if fingerprints else []
         if any(map(gt, t, islice(t, 1, None))):
             raise ValueError("failures must be fed in time order")
         n, closed = self.n, []
@@ -156,34 +199,48 @@ class ClusterScanner:
         # (a run starts where the distance to the previous qualifying window is n or more).
         gaps = map(sub, islice(starts, 1, None), starts)
         heads = [0, *(p + 1 for p in compress(count(), map(lt, repeat(n - 1), gaps)))]
+        # The open cluster lives in locals during the loop (this loop is the rebuild's Python hot spot).
+        offset, is_open, start_us, first, last, end_us = (
+            self._offset, self._open, self._start_us, self._first, self._last, self._end_us)
+        members, prints, folded = self._events, self._prints, self._folded
         for head, stop in zip(heads, [*heads[1:], len(starts)], strict=True):
             if head == stop:
                 continue  # no qualifying window in this chunk
             a, end = starts[head], starts[stop - 1] + n - 1
-            if self._open and t[a] <= self._end_us:
+            if is_open and t[a] <= end_us:
                 # Joins: the new members are those after the cluster's last index.
-                self._events.update(e[self._last - self._offset + 1 : end + 1])
+                new = last - offset + 1
+                members.update(e[new : end + 1])
+                if f:
+                    prints.extend(f[new : end + 1])
+                    if len(prints) > FOLD_FINGERPRINTS:
+                        folded = (folded or Counter()) + Counter(prints)
+                        prints = []
             else:
-                if self._open:
-                    closed.extend(self._close())
-                self._open, self._start_us, self._first = True, t[a], self._offset + a
-                self._events = set(e[a : end + 1])
-            self._last, self._end_us = self._offset + end, t[end]
+                if is_open and len(members) >= self.min_events:
+                    counts = _count(prints, folded)
+                    closed.append(Span(start_us, end_us, last - first + 1, len(members), counts))
+                is_open, start_us, first = True, t[a], offset + a
+                members, prints, folded = set(e[a : end + 1]), f[a : end + 1], None
+            last, end_us = offset + end, t[end]
+        self._open, self._start_us, self._first, self._last, self._end_us = (
+            is_open, start_us, first, last, end_us)
+        self._events, self._prints, self._folded = members, prints, folded
         keep = min(n - 1, len(t))
-        self._offset += len(t) - keep
+        self._offset = offset + len(t) - keep
         self._carry_t, self._carry_e = t[len(t) - keep :], e[len(e) - keep :]
+        self._carry_f = f[len(f) - keep :] if f else []
         return closed
 
     def finish(self) -> list[Span]:
         """End of the stream: return the last cluster, if one is open and kept."""
-        return self._close() if self._open else []
-
-    def _close(self) -> list[Span]:
-        self._open = False
-        events, self._events = len(self._events), set()
-        if events < self.min_events:
+        if not self._open:
             return []
-        return [Span(self._start_us, self._end_us, self._last - self._first + 1, events)]
+        self._open = False
+        if len(self._events) < self.min_events:
+            return []
+        counts = _count(self._prints, self._folded)
+        return [Span(self._start_us, self._end_us, self._last - self._first + 1, len(self._events), counts)]
 
 
 def find_clusters(

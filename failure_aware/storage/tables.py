@@ -74,11 +74,14 @@ attempt = Table(
 )
 Index("ix_attempt_event", attempt.c.event_id, attempt.c.number)
 Index("ix_attempt_at", attempt.c.at_us)
+# Correlation reads failures by type in time order with their event and fingerprint: holding all four
+# columns makes a rebuild an index-only scan (no table row is read: 40 % of a rebuild at 1M, measured).
 Index(
     "ix_attempt_failures",
     attempt.c.event_type,
     attempt.c.at_us,
     attempt.c.event_id,
+    attempt.c.fingerprint,
     sqlite_where=text(FAILURE_SQL),
     postgresql_where=text(FAILURE_SQL),
 )
@@ -188,7 +191,7 @@ failure_cluster = Table(
     Column("window_end_us", BigInteger, nullable=False),
     Column("failure_count", Integer, nullable=False),
     Column("event_count", Integer, nullable=False),
-    Column("top_fingerprints", Text, nullable=False),  # JSON: [[fingerprint, count, example], ...]
+    Column("top_fingerprints", Text, nullable=False),  # JSON: [[fingerprint, count], ...], at most 5
     Column("window_seconds", BigInteger, nullable=False),
     Column("min_failures", Integer, nullable=False),
     Column("min_events", Integer, nullable=False),
@@ -206,6 +209,9 @@ correlation_state = Table(
     Column("min_events", Integer, nullable=False),
     Column("last_attempt_id", BigInteger, nullable=False),
     Column("updated_at_us", BigInteger, nullable=False),
+    # How many clusters the run left: reports read it instead of counting the table (count(*) of 44k
+    # rows was a tenth of an incremental run on PostgreSQL). ``verify`` checks it.
+    Column("cluster_count", BigInteger, nullable=False, server_default=text("0")),
 )
 
 schema_version = Table(

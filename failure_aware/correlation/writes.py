@@ -1,0 +1,107 @@
+"""Writing recomputed clusters: make the stored clusters of a range those just computed.
+
+A range is ``[lo, hi]`` of one type, bounded by clean cuts (or unbounded), so no stored cluster crosses it
+(see ``engine``). Stored rows that come out the same are left in place (so an incremental run that changes
+little writes little), changed ones are replaced, and rows no longer found are deleted: the table ends as
+if the range had been emptied and refilled.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+
+from . import failures, stored
+from .rule import ClusterScanner, Rule, Span
+from .sql import Sql
+
+INSERT_BATCH = 1000  # spans per write batch of a streamed range (bounded memory on a rebuild)
+
+
+@dataclass
+class Tally:
+    """What a ``correlate`` run read and wrote (its report)."""
+
+    added: int = 0
+    removed: int = 0
+    changed: int = 0
+    unchanged: int = 0
+    failures_read: int = 0
+    types: set[str] = field(default_factory=set)
+
+
+@dataclass(frozen=True)
+class Range:
+    """The clusters recomputed for ``[lo, hi]`` of one type (None: unbounded on that side)."""
+
+    event_type: str
+    lo: int | None
+    hi: int | None
+    spans: list[Span]
+
+
+def replace_ranges(sql: Sql, rule: Rule, ranges: Sequence[Range], tally: Tally) -> None:
+    """Write several ranges (of different types) with one read, one DELETE and one INSERT in all."""
+    if not ranges:
+        return
+    befores = stored.signatures_of_ranges(sql, [(r.event_type, r.lo, r.hi) for r in ranges])
+    fresh: list[stored.Row_] = []
+    stale: list[str] = []
+    for found, before in zip(ranges, befores, strict=True):
+        _compare(stored.cluster_rows(found.event_type, rule, found.spans), before, fresh, stale, tally)
+        tally.removed += len(before)
+        stale.extend(before)
+    stored.delete_ids(sql, stale)
+    stored.insert_rows(sql, fresh)
+
+
+def replace_streamed(
+    sql: Sql, rule: Rule, event_type: str, lo: int | None, hi: int | None, spans: Iterator[list[Span]],
+    tally: Tally,
+) -> None:
+    """Write one range whose clusters arrive in batches (``scanned``): memory stays bounded."""
+    before = stored.signatures(sql, event_type, lo, hi)
+    for batch in spans:
+        fresh: list[stored.Row_] = []
+        stale: list[str] = []
+        _compare(stored.cluster_rows(event_type, rule, batch), before, fresh, stale, tally)
+        stored.delete_ids(sql, stale)
+        stored.insert_rows(sql, fresh)
+    tally.removed += len(before)
+    stored.delete_ids(sql, before)
+
+
+def _compare(
+    rows: Iterable[stored.Row_], before: dict[str, stored.Signature], fresh: list[stored.Row_],
+    stale: list[str], tally: Tally,
+) -> None:
+    """Sort computed rows into new, changed (old id to delete, row to insert) and unchanged; what is left
+    in ``before`` afterwards was not found again."""
+    for row in rows:
+        old = before.pop(row[0], None)
+        if old is None:
+            tally.added += 1
+            fresh.append(row)
+        elif old != stored.signature(row):
+            tally.changed += 1
+            stale.append(row[0])
+            fresh.append(row)
+        else:
+            tally.unchanged += 1
+
+
+def scanned(
+    sql: Sql, event_type: str, lo: int | None, hi: int | None, rule: Rule, tally: Tally
+) -> Iterator[list[Span]]:
+    """The clusters of a type in ``[lo, hi]``, streamed from the database, in batches."""
+    scanner = ClusterScanner(rule)
+    pending: list[Span] = []
+    for times, events, prints in failures.stream(sql, event_type, lo, hi):
+        tally.failures_read += len(times)
+        pending.extend(scanner.feed(times, events, prints))
+        if len(pending) >= INSERT_BATCH:
+            yield pending
+            pending = []
+    pending.extend(scanner.finish())
+    if pending:
+        yield pending
