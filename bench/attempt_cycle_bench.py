@@ -3,7 +3,8 @@
 Usage (from the repository root)::
 
     python bench/attempt_cycle_bench.py [--n 10000] [--workers 1,4] [-k 3] [--backends sqlite,postgresql]
-                                        [--no-procrastinate] [--pg ADMIN_URL] [--smoke] [--json OUT]
+                                        [--no-procrastinate] [--per-attempt] [--pg ADMIN_URL] [--smoke]
+                                        [--json OUT]
 
 Setup, untimed, on a fresh database per run: ``n`` due events (PENDING, imported with ``import_events``) for
 us; ``n`` deferred no-op jobs (``task.batch_defer``) for Procrastinate, on a fresh database of the same
@@ -12,9 +13,12 @@ the clock runs from the start signal until the last worker has drained the queue
 on the processing phase only (no process start-up, no imports, no enqueueing).
 
 - ours: each process runs ``Ledger.retry_due(noop)``, one pass of the foreground ``Worker`` (claims due
-  events in batches with ``FOR UPDATE SKIP LOCKED`` on PostgreSQL, runs the handler, records each success
-  in its own transaction with the attempt, the transition and the counters) until nothing is due.
-  SQLite: one process; PostgreSQL: 1 and ``--workers`` processes.
+  events in batches with ``FOR UPDATE SKIP LOCKED`` on PostgreSQL, runs the handler, records the outcomes
+  of a batch together - group commit: one transaction writes the attempts, transitions and counters of
+  the batch, each outcome fenced by its own claim) until nothing is due. SQLite: one process; PostgreSQL:
+  1 and ``--workers`` processes.
+- ours-per-attempt (with ``--per-attempt``): the same with ``flush_seconds=0``, which records every
+  outcome in its own transaction before the next handler starts, as Procrastinate finishes each job.
 - Procrastinate (its default PsycopgConnector, ``async def`` no-op task - its cheapest path, no thread hop):
   each process runs ``app.run_worker_async(wait=False, listen_notify=False, concurrency=1)``, which fetches
   and finishes one job per query until the queue is empty, then returns. Jobs are kept
@@ -35,6 +39,7 @@ import sys
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +59,7 @@ from failure_aware import Ledger
 from failure_aware.timeutil import format_time
 
 EVENT_TYPE = "bench.noop"
+PER_ATTEMPT = "ours-per-attempt"  # group commit off: one transaction per outcome
 QUEUE = "bench"
 START_TIMEOUT_S = 120
 
@@ -100,14 +106,18 @@ def seed_procrastinate(url: str, n: int) -> None:
 
 
 # -- worker processes (module level: started with the spawn method) ------------------------------------------
-def ours_worker(url: str, ready: Any, go: Any, results: Any) -> None:
-    """Connect, wait for the start signal, run ``retry_due(noop)`` until nothing is due; report times."""
+def ours_worker(url: str, ready: Any, go: Any, results: Any, flush_seconds: float | None = None) -> None:
+    """Connect, wait for the start signal, run ``retry_due(noop)`` until nothing is due; report times.
+
+    ``flush_seconds``: the worker's group-commit bound (None: its default; 0: one transaction per outcome).
+    """
     ledger = Ledger(url)
     ledger.due(limit=1)  # open the connection before the clock starts
+    options = {} if flush_seconds is None else {"flush_seconds": flush_seconds}
     ready.put(1)
     go.wait()
     start, cpu = time.perf_counter(), time.process_time()
-    done = len(ledger.retry_due(noop))
+    done = len(ledger.retry_due(noop, **options))
     end, cpu = time.perf_counter(), time.process_time() - cpu
     ledger.close()
     results.put((start, end, done, cpu))
@@ -260,9 +270,10 @@ def measure(dbs: Databases, side: str, backend: str, workers: int,
     """One run on a fresh, seeded database: wall time of processing all ``n``, workers' and server's CPU."""
     url = dbs.new(backend, "cycle")
     try:
-        if side == "ours":
+        if side.startswith("ours"):
             seed_ours(url, n)
-            wall, done, cpu, server = run_processes(ours_worker, url, workers)
+            flush = 0.0 if side == PER_ATTEMPT else None
+            wall, done, cpu, server = run_processes(partial(ours_worker, flush_seconds=flush), url, workers)
             finished = processed_ours(url)
         else:
             seed_procrastinate(url, n)
@@ -281,6 +292,8 @@ def main() -> int:
     parser.add_argument("--n", type=int, default=10_000, help="due events / deferred jobs per run")
     parser.add_argument("--workers", default="1,4", help="PostgreSQL worker process counts")
     parser.add_argument("--no-procrastinate", action="store_true", help="measure our side only")
+    parser.add_argument("--per-attempt", action="store_true",
+                        help="also measure ours with group commit off (flush_seconds=0), on PostgreSQL")
     args = parser.parse_args()
     n = 100 if args.smoke else args.n
     k = 1 if args.smoke else (args.repeat or 3)
@@ -294,6 +307,8 @@ def main() -> int:
     if "postgresql" in chosen:
         for w in counts:
             configs.append(("ours", "postgresql", w))
+            if args.per_attempt:
+                configs.append((PER_ATTEMPT, "postgresql", w))
             if not args.no_procrastinate:
                 configs.append(("procrastinate", "postgresql", w))
     if "sqlite" in chosen:
@@ -312,7 +327,7 @@ def main() -> int:
                 print(f"  {series[config].name}: {wall:.2f}s", file=sys.stderr, flush=True)
     rows = []
     for (side, backend, w), s in series.items():
-        theirs = series.get(("procrastinate", backend, w)) if side == "ours" else None
+        theirs = series.get(("procrastinate", backend, w)) if side.startswith("ours") else None
         ratio = f"**{s.rate / theirs.rate:.2f}**" if theirs else ""
         server = f"{statistics.median(server_cpu[(side, backend, w)]) / n * 1000:.2f}" \
             if server_cpu[(side, backend, w)] else "-"

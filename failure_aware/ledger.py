@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import getpass
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
@@ -20,11 +20,12 @@ from sqlalchemy import select
 from . import states
 from .config import Config, load_config
 from .core import claims, counters, operator, queries, recording, validation
+from .core.claims import ClaimOutcome
 from .core.recording import Reported
 from .correlation.models import Cluster, ClusterDetail, CorrelateReport, Timeline
 from .diagnostics.health_report import HealthReport
 from .diagnostics.verify import VerifyReport
-from .errors import ValidationError
+from .errors import FailureAwareError, ValidationError
 from .models import Annotation, AttemptResult, Claim, Event, EventDetail, ImportReport
 from .states import State, Step
 from .storage.store import SchemaStatus, Store, inspect_schema
@@ -193,21 +194,32 @@ class Ledger:
         at: datetime | None = None,
     ) -> AttemptResult:
         """Record the outcome of a claimed attempt; ``StaleClaim`` if the claim no longer holds the event."""
-        if not isinstance(claim, Claim):
-            raise ValidationError("finish needs the Claim returned by claim() or claim_due()")
-        _check_outcome_fields(ok, error_type, error)
-        at_us = self._now_us(at)
+        [result] = self.finish_many([ClaimOutcome(claim, ok, error_type=error_type, error=error, at=at)])
+        if isinstance(result, FailureAwareError):
+            raise result
+        return result
+
+    def finish_many(self, outcomes: Sequence[ClaimOutcome]) -> list[AttemptResult | claims.Unrecorded]:
+        """Record the outcomes of several claimed attempts in one transaction (a worker's group commit).
+
+        Returns, in order, each outcome's result, or the ``StaleClaim`` (``NotFound``) that kept it from
+        being recorded: a claim that no longer holds its event is refused on its own, the others are
+        recorded. Invalid input (``ValidationError``) or a database error records none of them.
+        """
+        reported = []
+        for outcome in outcomes:
+            if not isinstance(outcome, ClaimOutcome):
+                raise ValidationError(f"finish_many takes ClaimOutcome items, got {type(outcome).__name__}")
+            if not isinstance(outcome.claim, Claim):
+                raise ValidationError("finish needs the Claim returned by claim() or claim_due()")
+            _check_outcome_fields(outcome.ok, outcome.error_type, outcome.error)
+            reported.append((outcome.claim, Reported(ok=outcome.ok, at_us=self._now_us(outcome.at),
+                                                     error_type=outcome.error_type, error=outcome.error)))
+        if not reported:
+            return []
         with self.store.write() as conn:
-            row = claims.lock_claimed(conn, claim.event.id, claim.token)
-            # Never before the claim, the detection or the previous attempt (an earlier `at`, a clock
-            # behind another host's): the attempt keeps its place in time order.
-            at_us = max(at_us, row.claimed_at_us, recording.earliest_attempt_us(row))
-            return recording.settle(
-                conn, row, Reported(ok=ok, at_us=at_us, error_type=error_type, error=error),
-                step=Step.FINISH, policy=self.config.policies.for_type(row.event_type),
-                actor=row.claimed_by, forced=bool(row.claim_forced), started_at_us=row.claimed_at_us,
-                now_us=self.store.now_us(),
-            )
+            return claims.finish_claims(conn, reported, policies=self.config.policies,
+                                        now_us=self.store.now_us())
 
     def run(
         self,
@@ -246,22 +258,26 @@ class Ledger:
         worker: str | None = None,
         batch_size: int = 20,
         lease_seconds: float = claims.DEFAULT_LEASE_SECONDS,
+        flush_seconds: float = claims.DEFAULT_FLUSH_SECONDS,
         should_stop: Callable[[], bool] | None = None,
         on_result: Callable[[AttemptResult], None] | None = None,
     ) -> list[AttemptResult]:
         """Run every event due now (PENDING, or FAILED past ``next_retry_at``), at most ``limit``.
 
         One pass of the foreground worker (``failure_aware.worker.Worker`` with ``once``): claims in batches
-        of at most ``batch_size`` (sized to about half a second of work), runs each claimed event and records
-        its outcome in its own transaction. ``should_stop`` is checked after each attempt (a Ctrl-C): then
-        nothing more is claimed and the claims in hand are run, so none is left behind. Returns the recorded
-        results in order; a claim lost meanwhile (``StaleClaim``: its lease expired and it was recovered) has
-        no result.
+        of at most ``batch_size`` (sized to about half a second of work), runs each claimed event, and
+        records the outcomes of a batch together (group commit, each fenced by its own claim; see the
+        worker's docstring for how promptly; ``flush_seconds``: the worker's bound, 0 records each outcome
+        before the next handler starts). ``should_stop`` is checked after each attempt is reported (a
+        Ctrl-C): then nothing more is claimed and the claims in hand are run, so none is left behind.
+        Returns the recorded results in order; a claim lost meanwhile (``StaleClaim``: its lease expired and
+        it was recovered) has no result.
         """
         from .worker import Worker
 
         runner = Worker(self, handler, event_type=event_type, batch_size=batch_size,
-                        lease_seconds=lease_seconds, worker_id=worker, limit=limit)
+                        lease_seconds=lease_seconds, flush_seconds=flush_seconds, worker_id=worker,
+                        limit=limit)
         results: list[AttemptResult] = []
 
         def collect(report: Any) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import timedelta
 from typing import Any
 
@@ -9,8 +10,9 @@ import pytest
 import sqlalchemy as sa
 from conftest import FakeClock
 
-from failure_aware import Event, Ledger, Outcome, StaleClaim, State
-from failure_aware.storage.tables import metadata
+from failure_aware import AttemptResult, Event, Ledger, NotFound, Outcome, StaleClaim, State, ValidationError
+from failure_aware.core.claims import ClaimOutcome
+from failure_aware.storage.tables import event_state, metadata
 
 
 def row_counts(ledger: Ledger) -> dict[str, int]:
@@ -238,3 +240,65 @@ def test_a_finish_never_goes_before_the_previous_attempt(ledger: Ledger, clock: 
     later = ledger.detect("pay.webhook", at=ahead)  # detected "in the future", then run now
     assert ledger.run(later.id, lambda ev: None).attempt.at == ahead
     assert ledger.verify().ok
+
+
+# -- finish_many (a worker's group commit) ---------------------------------------------------------------
+def test_finish_many_records_a_group_and_refuses_only_stale_claims(ledger: Ledger, clock: FakeClock) -> None:
+    ids = [ledger.detect("pay.webhook", key=f"k{n}").id for n in range(4)]
+    held = ledger.claim_due(limit=4, worker="w1", lease_seconds=30)
+    assert [c.event.id for c in held] == ids
+    stale = held[1]
+    with ledger.store.write() as conn:  # someone else finished it meanwhile
+        conn.execute(sa.update(event_state).where(event_state.c.event_id == stale.event.id)
+                     .values(claim_token="taken-over"))
+    done_at = clock.now
+    clock.advance(5)  # the group is written later than the outcomes were known
+    results = ledger.finish_many([
+        ClaimOutcome(held[0], True, at=done_at),
+        ClaimOutcome(stale, True),
+        ClaimOutcome(held[2], False, error_type="TimeoutError", error="timed out", at=done_at),
+        ClaimOutcome(held[3], True),
+    ])
+
+    assert isinstance(results[1], StaleClaim) and f"event {ids[1]}" in str(results[1])
+    recorded = [r for r in results if isinstance(r, AttemptResult)]
+    assert [r.event_id for r in recorded] == [ids[0], ids[2], ids[3]]
+    assert [r.state for r in recorded] == [State.SUCCEEDED, State.FAILED, State.SUCCEEDED]
+    assert [r.attempt.at for r in recorded] == [done_at, done_at, clock.now]  # each keeps its own time
+    assert all(r.attempt.actor == "w1" and r.attempt.started_at == held[0].claimed_at for r in recorded)
+    assert ledger.get(ids[1]).state is State.IN_FLIGHT and ledger.show(ids[1]).attempts == ()
+    assert [(a.number, a.outcome) for a in ledger.show(ids[2]).attempts] == [(1, Outcome.FAILED)]
+    assert ledger.state_counts()[State.SUCCEEDED] == 2
+
+
+def test_finish_many_refuses_a_second_outcome_of_one_claim(ledger: Ledger) -> None:
+    event = ledger.detect("pay.webhook")
+    claim = ledger.claim(event.id)
+    first, second = ledger.finish_many([ClaimOutcome(claim, True), ClaimOutcome(claim, False, error="e")])
+    assert isinstance(first, AttemptResult) and first.state is State.SUCCEEDED
+    assert isinstance(second, StaleClaim) and "now SUCCEEDED" in str(second)
+    assert [a.outcome for a in ledger.show(event.id).attempts] == [Outcome.SUCCEEDED]
+    assert ledger.finish_many([]) == []
+    assert ledger.verify().ok
+
+
+def test_finish_many_writes_nothing_when_one_outcome_is_invalid(ledger: Ledger) -> None:
+    ids = [ledger.detect("pay.webhook", key=f"k{n}").id for n in range(2)]
+    held = ledger.claim_due(limit=2)
+    before = row_counts(ledger)
+    with pytest.raises(ValidationError, match="succeeded attempt takes no error"):
+        ledger.finish_many([ClaimOutcome(held[0], True), ClaimOutcome(held[1], True, error="not ok")])
+    with pytest.raises(ValidationError, match="ClaimOutcome"):
+        ledger.finish_many([held[0]])  # type: ignore[list-item]
+    assert row_counts(ledger) == before
+    assert all(ledger.get(i).state is State.IN_FLIGHT for i in ids)
+
+
+def test_finish_of_a_claim_on_an_unknown_event_is_not_found(ledger: Ledger) -> None:
+    event = ledger.detect("pay.webhook")
+    claim = ledger.claim(event.id)
+    ghost = dataclasses.replace(claim, event=dataclasses.replace(claim.event, id=event.id + 1000))
+    with pytest.raises(NotFound, match=f"no event with id {event.id + 1000}"):
+        ledger.finish(ghost, True)
+    [missing, result] = ledger.finish_many([ClaimOutcome(ghost, True), ClaimOutcome(claim, True)])
+    assert isinstance(missing, NotFound) and isinstance(result, AttemptResult)

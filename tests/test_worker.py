@@ -6,6 +6,7 @@ import sys
 import threading
 import time
 import uuid
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,9 @@ from conftest import FakeClock
 
 from failure_aware import Event, Ledger, Outcome, State, ValidationError
 from failure_aware.config import Config
+from failure_aware.core.claims import ClaimOutcome
 from failure_aware.handlers import load_handler
+from failure_aware.models import Claim
 from failure_aware.policy import PolicySet, RetryPolicy
 from failure_aware.worker import AttemptReport, Worker, next_batch_size
 
@@ -210,6 +213,119 @@ def test_retry_due_should_stop_leaves_no_claim_behind(ledger: Ledger) -> None:
     assert [ledger.get(i).state for i in ids] == [State.SUCCEEDED] + [State.PENDING] * 4
 
 
+# -- group commit ----------------------------------------------------------------------------------------
+class GroupSpy:
+    """Wraps ``ledger.finish_many`` and ``ledger.claim_due``: the sizes of the groups recorded, the claims."""
+
+    def __init__(self, ledger: Ledger, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.groups: list[int] = []
+        self.claims: dict[int, Claim] = {}
+        finish_many, claim_due = ledger.finish_many, ledger.claim_due
+
+        def spy_finish(outcomes: list[ClaimOutcome]) -> list[object]:
+            self.groups.append(len(outcomes))
+            return finish_many(outcomes)  # type: ignore[return-value]
+
+        def spy_claim(**kwargs: object) -> list[Claim]:
+            taken = claim_due(**kwargs)  # type: ignore[arg-type]
+            self.claims.update((c.event.id, c) for c in taken)
+            return taken
+
+        monkeypatch.setattr(ledger, "finish_many", spy_finish)
+        monkeypatch.setattr(ledger, "claim_due", spy_claim)
+
+
+def test_outcomes_of_a_batch_are_recorded_together_each_with_its_time(
+    ledger: Ledger, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ids = detect_many(ledger, 8)
+    spy = GroupSpy(ledger, monkeypatch)
+    started = clock.now
+    reports: list[AttemptReport] = []
+
+    def handler(event: Event) -> None:
+        clock.advance(1)  # each attempt ends a second after the previous one
+
+    worker = Worker(ledger, handler, batch_seconds=60, flush_seconds=30)
+    summary = worker.run(once=True, on_result=reports.append)
+
+    assert summary.succeeded == 8 and spy.groups == [1, 2, 4, 1]  # one transaction per batch (sizes 1, 2, 4)
+    assert [r.claim.event.id for r in reports] == ids and all(r.outcome == "succeeded" for r in reports)
+    ends = [started + timedelta(seconds=n) for n in range(1, 9)]
+    assert [ledger.show(i).attempts[0].at for i in ids] == ends
+    assert ledger.verify().ok
+
+
+def test_flush_seconds_zero_records_each_outcome_before_the_next_handler(
+    ledger: Ledger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ids = detect_many(ledger, 7)
+    spy = GroupSpy(ledger, monkeypatch)
+    ran: list[int] = []
+
+    def handler(event: Event) -> None:
+        assert all(ledger.get(i).state is State.SUCCEEDED for i in ran)  # the earlier ones are recorded
+        ran.append(event.id)
+
+    summary = Worker(ledger, handler, batch_seconds=60, flush_seconds=0).run(once=True)
+    assert summary.succeeded == 7 and ran == ids and spy.groups == [1] * 7
+
+
+def test_slow_handlers_have_each_outcome_recorded_before_the_next_starts(
+    ledger: Ledger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ids = detect_many(ledger, 4)
+    spy = GroupSpy(ledger, monkeypatch)
+    ran: list[int] = []
+
+    def handler(event: Event) -> None:
+        assert all(ledger.get(i).state is State.SUCCEEDED for i in ran)
+        ran.append(event.id)
+        time.sleep(0.05)  # longer than flush_seconds: waiting for the next one would hold this one too long
+
+    summary = Worker(ledger, handler, batch_seconds=60, flush_seconds=0.02).run(once=True)
+    assert summary.succeeded == 4 and ran == ids and spy.groups == [1] * 4
+
+
+def test_a_claim_lost_in_a_group_is_reported_alone(ledger: Ledger, monkeypatch: pytest.MonkeyPatch) -> None:
+    first, second, third = detect_many(ledger, 3)  # batches [first], [second, third]
+    spy = GroupSpy(ledger, monkeypatch)
+
+    def handler(event: Event) -> None:
+        if event.id == third:  # meanwhile, the claim on `second` is finished elsewhere
+            ledger.finish(spy.claims[second], False, error_type="Elsewhere", error="finished by another")
+
+    reports: list[AttemptReport] = []
+    worker = Worker(ledger, handler, batch_seconds=60, flush_seconds=30)
+    summary = worker.run(once=True, on_result=reports.append)
+
+    assert spy.groups == [1, 1, 2]  # the foreign finish, then the group [second, third]
+    assert (summary.succeeded, summary.lost) == (2, 1)
+    assert [(r.claim.event.id, r.outcome) for r in reports] == [
+        (first, "succeeded"), (second, "lost"), (third, "succeeded")]
+    assert "no longer holds it (now FAILED)" in (reports[1].problem or "")
+    assert [a.error_type for a in ledger.show(second).attempts] == ["Elsewhere"]  # recorded once, not twice
+    assert ledger.get(third).state is State.SUCCEEDED and ledger.verify().ok
+
+
+def test_a_fatal_error_still_records_the_outcomes_known_before_it(ledger: Ledger) -> None:
+    first, second, third = detect_many(ledger, 3)  # batches [first], [second, third]
+
+    class Fatal(BaseException):
+        pass
+
+    def handler(event: Event) -> None:
+        if event.id == third:
+            raise Fatal("the process must stop")
+
+    reports: list[AttemptReport] = []
+    with pytest.raises(Fatal):
+        Worker(ledger, handler, batch_seconds=60, flush_seconds=30).run(once=True, on_result=reports.append)
+    assert [r.claim.event.id for r in reports] == [first, second]
+    assert [ledger.get(i).state for i in (first, second, third)] == [State.SUCCEEDED, State.SUCCEEDED,
+                                                                     State.IN_FLIGHT]  # `recover` closes it
+
+
 @pytest.mark.parametrize(("kwargs", "message"), [
     ({"concurrency": 0}, "concurrency"),
     ({"concurrency": 65}, "concurrency"),
@@ -217,6 +333,8 @@ def test_retry_due_should_stop_leaves_no_claim_behind(ledger: Ledger) -> None:
     ({"lease_seconds": 0}, "lease_seconds"),
     ({"lease_seconds": 8 * 86400}, "lease_seconds"),
     ({"idle_sleep_seconds": -1}, "idle_sleep_seconds"),
+    ({"flush_seconds": -0.1}, "flush_seconds"),
+    ({"flush_seconds": float("nan")}, "flush_seconds"),
     ({"limit": 0}, "limit"),
     ({"event_type": "bad type!"}, "event_type"),
 ])

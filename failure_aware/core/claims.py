@@ -9,6 +9,11 @@ Claiming is the hot path of every worker, so a batch costs a fixed number of sta
 one SELECT (the projection joined with the event, locked), one UPDATE for all rows, one INSERT of the
 transitions, and the counter upserts. The statements are built once, with bind parameters, so SQLAlchemy
 does not rebuild and re-key them per call.
+
+Finishing is batched the same way (``finish_claims``): a group of outcomes costs one locking SELECT, one
+UPDATE, one INSERT per history table and one counter upsert, in one transaction, and each outcome in it is
+fenced on its own: a stale claim is reported for that claim (``StaleClaim``), the rest are recorded. The
+worker uses it for group commit (see ``failure_aware.worker``); ``Ledger.finish`` is a group of one.
 """
 
 from __future__ import annotations
@@ -18,21 +23,26 @@ import os
 import socket
 import uuid
 from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, Row, String, bindparam, cast, insert, select, update
 
 from .. import states
 from ..errors import InvalidTransition, NotFound, StaleClaim
-from ..models import Claim
+from ..models import AttemptResult, Claim
+from ..policy import PolicySet
 from ..states import State, Step
 from ..storage.tables import event_state, transition
 from ..timeutil import format_time, from_us
-from . import counters
-from .recording import check_retry_time
+from . import counters, recording
+from .recording import Reported, check_retry_time
 from .rows import event_from_row, event_select
 
 DEFAULT_LEASE_SECONDS = 300.0
+DEFAULT_FLUSH_SECONDS = 0.1  # how long a worker lets an outcome wait to be recorded with others (see worker)
 
 _CLAIMABLE = tuple(sorted(states.from_states(Step.CLAIM)))
 
@@ -160,26 +170,90 @@ def _take(
     ]
 
 
-_LOCK_ROW = {
-    False: select(event_state).where(event_state.c.event_id == bindparam("b_event_id")),
-    True: select(event_state).where(event_state.c.event_id == bindparam("b_event_id")).with_for_update(),
-}
+@dataclass(frozen=True)
+class ClaimOutcome:
+    """The outcome of a claimed attempt, to record with ``Ledger.finish_many`` (``at``: when it was known,
+    default the time of recording)."""
+
+    claim: Claim
+    ok: bool
+    error_type: str | None = None
+    error: str | None = None
+    at: datetime | None = None
 
 
-def lock_claimed(conn: Connection, event_id: int, token: str) -> Row[Any]:
-    """The projection row of an event this token still holds (locked); ``StaleClaim`` otherwise.
+Unrecorded = StaleClaim | NotFound  # why one outcome of a group was not recorded
 
-    Every finish starts here, so the statement is built once (``recording.lock_state`` does the same).
+# What finishing reads of a claimed row, locked: the claim (token, holder, times) and what settling needs.
+_es = event_state
+_CLAIMED_ROWS = select(
+    _es.c.event_id, _es.c.event_type, _es.c.state, _es.c.attempt_count, _es.c.budget_failures,
+    _es.c.detected_at_us, _es.c.last_attempt_at_us, _es.c.claim_token, _es.c.claimed_by, _es.c.claimed_at_us,
+    _es.c.claim_forced,
+).where(_es.c.event_id.in_(bindparam("b_ids", expanding=True))).order_by(_es.c.event_id)
+_LOCK_CLAIMED: dict[bool, Any] = {False: _CLAIMED_ROWS, True: _CLAIMED_ROWS.with_for_update()}
+
+
+def finish_claims(
+    conn: Connection, outcomes: Sequence[tuple[Claim, Reported]], *, policies: PolicySet, now_us: int
+) -> list[AttemptResult | Unrecorded]:
+    """Record the outcomes of claimed attempts, all in the caller's transaction, with one statement per
+    table whatever their number; returns, in order, each one's result or why it was not recorded.
+
+    Each outcome is fenced by its claim's token: one whose claim no longer holds its event (recovered,
+    claimed again, finished already) gets ``StaleClaim`` (``NotFound`` for an unknown event) and writes
+    nothing, and the others are recorded all the same. The rows are locked in id order (``FOR UPDATE`` on
+    PostgreSQL), so groups finishing concurrently cannot deadlock.
     """
-    row = conn.execute(_LOCK_ROW[conn.dialect.name == "postgresql"], {"b_event_id": event_id}).first()
-    if row is None:
-        raise NotFound(f"no event with id {event_id}")
-    if row.state != State.IN_FLIGHT or row.claim_token != token:
+    ids = sorted({claim.event.id for claim, _ in outcomes})
+    locked = conn.execute(_LOCK_CLAIMED[conn.dialect.name == "postgresql"], {"b_ids": ids})
+    rows: dict[int, Row[Any]] = {row.event_id: row for row in locked}
+    finished: dict[int, State] = {}  # events finished earlier in this group: a second outcome is stale
+    results: list[AttemptResult | Unrecorded] = []
+    settlements: list[recording.Settlement] = []
+    for claim, reported in outcomes:
+        event_id = claim.event.id
+        row = rows.get(event_id)
+        if row is None:
+            results.append(NotFound(f"no event with id {event_id}"))
+            continue
+        stale = _stale(row, claim.token, finished.get(event_id))
+        if stale is not None:
+            results.append(stale)
+            continue
+        settlement = _decide_finish(row, reported, policies=policies, now_us=now_us)
+        finished[event_id] = settlement.result.state
+        settlements.append(settlement)
+        results.append(settlement.result)
+    recording.write_settlements(conn, settlements)
+    return results
+
+
+def _stale(row: Row[Any], token: str, finished: State | None) -> StaleClaim | None:
+    """``StaleClaim`` unless the claim with ``token`` still holds the event of ``row`` (``finished``: the
+    state an earlier outcome of the same group left it in)."""
+    if finished is not None:
+        holder = f"now {finished}"
+    elif row.state != State.IN_FLIGHT or row.claim_token != token:
         holder = f"claimed by {row.claimed_by}" if row.state == State.IN_FLIGHT else f"now {row.state}"
-        raise StaleClaim(
-            f"event {event_id}: this claim no longer holds it ({holder}); its outcome was not recorded"
-        )
-    return row
+    else:
+        return None
+    return StaleClaim(
+        f"event {row.event_id}: this claim no longer holds it ({holder}); its outcome was not recorded"
+    )
+
+
+def _decide_finish(
+    row: Row[Any], reported: Reported, *, policies: PolicySet, now_us: int
+) -> recording.Settlement:
+    # Never before the claim, the detection or the previous attempt (an earlier `at`, a clock behind
+    # another host's): the attempt keeps its place in time order.
+    at_us = max(reported.at_us, row.claimed_at_us, recording.earliest_attempt_us(row))
+    return recording.decide(
+        row, dataclasses.replace(reported, at_us=at_us), step=Step.FINISH,
+        policy=policies.for_type(row.event_type), actor=row.claimed_by, forced=bool(row.claim_forced),
+        started_at_us=row.claimed_at_us, now_us=now_us,
+    )
 
 
 def expired_claims(

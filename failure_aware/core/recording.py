@@ -4,12 +4,18 @@ Each function runs inside a write transaction the caller owns. The pattern, on b
 projection row (``FOR UPDATE`` on PostgreSQL), check the step against ``states.LEGAL``, then guard the
 UPDATE with the state just read and check the row count, and append the history rows. Either everything
 lands or nothing does.
+
+An attempt's outcome is recorded in two steps: ``decide`` (pure: the attempt, the next state by the policy,
+the rows to write) and ``write_settlements`` (the statements). ``settle`` does both for one attempt; a
+worker finishing a group of claims (``claims.finish_claims``) decides each and writes them all at once,
+with the same number of statements as one.
 """
 
 from __future__ import annotations
 
 import uuid
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -158,6 +164,18 @@ _INSERT_ATTEMPT = insert(attempt)
 _INSERT_TRANSITION = insert(transition)
 
 
+@dataclass(frozen=True)
+class Settlement:
+    """One attempt's outcome decided but not yet written: the rows ``write_settlements`` writes."""
+
+    fenced: bool  # the projection UPDATE also checks the claim token (finish, recover)
+    update: dict[str, Any]  # parameters of _SETTLE_GUARDED
+    attempt_row: dict[str, Any]
+    transition_row: dict[str, Any]
+    moved: tuple[str, State, State]  # (event type, from, to) for the counters
+    result: AttemptResult
+
+
 def settle(
     conn: Connection,
     row: Row[Any],
@@ -171,6 +189,27 @@ def settle(
     now_us: int,
 ) -> AttemptResult:
     """Record one attempt of the event in ``row`` and move it to the state its outcome and policy give."""
+    settlement = decide(row, outcome, step=step, policy=policy, actor=actor, forced=forced,
+                        started_at_us=started_at_us, now_us=now_us)
+    write_settlements(conn, [settlement])
+    return settlement.result
+
+
+def decide(
+    row: Row[Any],
+    outcome: Reported,
+    *,
+    step: Step,
+    policy: RetryPolicy,
+    actor: str,
+    forced: bool = False,
+    started_at_us: int | None = None,
+    now_us: int,
+) -> Settlement:
+    """The attempt of the event in ``row`` that ``outcome`` records, and the state it leads to (no I/O).
+
+    Raises ``InvalidTransition`` when ``step`` may not make that move.
+    """
     event_id = row.event_id
     number = row.attempt_count + 1
     current = State(row.state)
@@ -191,42 +230,63 @@ def settle(
             reason = f"attempt {number} {kind}; retry from {format_time(decision.next_retry_at)}"
     states.require(step, current, target, event_id)
     fenced = step is Step.FINISH or step is Step.RECOVER
-    params = {
+    error_type = None if outcome.ok else outcome.error_type
+    error = None if outcome.ok else outcome.error
+    update_params = {
         "b_event_id": event_id, "b_state": current, "b_target": target, "b_number": number,
         "b_budget": budget, "b_next": next_retry_us, "b_at": outcome.at_us, "b_now": now_us,
-        "b_error_type": None if outcome.ok else outcome.error_type,
-        "b_error": None if outcome.ok else outcome.error,
+        "b_error_type": error_type, "b_error": error,
     }
     if fenced:
-        params["b_token"] = row.claim_token
-    changed = conn.execute(_SETTLE_GUARDED[fenced], params).rowcount
-    if changed != 1:
-        raise InvalidTransition(f"event {event_id} changed while this attempt was being recorded; try again")
+        update_params["b_token"] = row.claim_token
     attempt_row = {
         "event_id": event_id, "event_type": row.event_type, "number": number,
         "started_at_us": started_at_us, "at_us": outcome.at_us, "outcome": kind,
-        "error_type": None if outcome.ok else outcome.error_type,
-        "error": None if outcome.ok else outcome.error,
+        "error_type": error_type, "error": error,
         "fingerprint": None if outcome.ok else failure_fingerprint(outcome.error_type, outcome.error),
         "forced": forced, "actor": actor,
     }
-    conn.execute(_INSERT_ATTEMPT, attempt_row)
-    conn.execute(_INSERT_TRANSITION, {
+    transition_row = {
         "event_id": event_id, "at_us": outcome.at_us, "from_state": current, "to_state": target,
         "actor": actor, "reason": reason + (" (forced)" if forced else ""), "attempt_number": number,
-    })
-    counters.apply(conn, _moved(row.event_type, current, target))
-    return AttemptResult(
+    }
+    result = AttemptResult(
         event_id=event_id,
         attempt=Attempt(
             event_id=event_id, number=number, at=from_us(outcome.at_us), outcome=kind,
-            started_at=opt_from_us(started_at_us), error_type=attempt_row["error_type"],
-            error=attempt_row["error"], fingerprint=attempt_row["fingerprint"], forced=forced, actor=actor,
+            started_at=opt_from_us(started_at_us), error_type=error_type, error=error,
+            fingerprint=attempt_row["fingerprint"], forced=forced, actor=actor,
         ),
         state=target,
         next_retry_at=opt_from_us(next_retry_us),
         reason=reason,
     )
+    return Settlement(fenced, update_params, attempt_row, transition_row, (row.event_type, current, target),
+                      result)
+
+
+def write_settlements(conn: Connection, settlements: Sequence[Settlement]) -> None:
+    """Write decided attempts: one guarded UPDATE of the projection, one INSERT per history table and one
+    counter upsert for all of them, whatever their number (``executemany`` when there are several).
+
+    The rows must be locked by the caller's transaction; a guard that does not match (the row changed
+    meanwhile: a bug or a foreign writer) raises ``InvalidTransition``, which rolls all of them back.
+    """
+    if not settlements:
+        return
+    for fenced in (False, True):
+        updates = [s.update for s in settlements if s.fenced is fenced]
+        if updates and conn.execute(_SETTLE_GUARDED[fenced], updates).rowcount != len(updates):
+            ids = ", ".join(str(u["b_event_id"]) for u in updates)
+            which = f"event {ids}" if len(updates) == 1 else f"one of events {ids}"
+            raise InvalidTransition(f"{which} changed while its attempt was being recorded; "
+                                    "nothing was recorded, try again")
+    conn.execute(_INSERT_ATTEMPT, [s.attempt_row for s in settlements])
+    conn.execute(_INSERT_TRANSITION, [s.transition_row for s in settlements])
+    delta: Counter[counters.Key] = Counter()
+    for event_type, old, new in (s.moved for s in settlements):
+        delta.update(_moved(event_type, old, new))  # update(): keeps the negative counts
+    counters.apply(conn, delta)
 
 
 def change_state(
