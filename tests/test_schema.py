@@ -217,3 +217,26 @@ def test_readonly_open_of_an_empty_database_creates_no_schema(db_url: str) -> No
         Ledger(db_url, readonly=True, config=Config())
     assert sa.inspect(engine).get_table_names() == []
     engine.dispose()
+
+
+def test_v3_rebuilds_clusters_stored_in_the_v2_form(db_url: str, second_url: str, clock: FakeClock) -> None:
+    """A v2 database with clusters stored with example messages and no remembered total: the upgrade
+    clears that derived data, and the next correlate rebuilds it (as on a fresh database)."""
+    v1_database_with_an_event(db_url)
+    migrate_from = engine_for(db_url)
+    try:
+        with migrate_from.begin() as conn:
+            migrations.apply(conn, migrations.MIGRATIONS[1], NOW_US)
+            conn.execute(sa.text(
+                "INSERT INTO failure_cluster VALUES ('c_old', 'pay.webhook', :t, :t, 3, 2, "
+                "'[[\"abc\", 3, \"timed out\"]]', 600, 3, 2)"), {"t": NOW_US})
+            conn.execute(sa.text("INSERT INTO correlation_state VALUES (1, 600000000, 3, 2, 0, :t)"),
+                         {"t": NOW_US})
+    finally:
+        migrate_from.dispose()
+    with Ledger(db_url, upgrade=True, config=Config(), clock=clock) as ledger:
+        assert ledger.clusters() == []
+        assert ledger.correlate().mode == "rebuild"  # nothing remembered: the first run rebuilds
+        assert ledger.verify().ok
+    Ledger(second_url, config=Config(), clock=clock).close()
+    assert describe(db_url) == describe(second_url)

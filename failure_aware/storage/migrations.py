@@ -18,7 +18,19 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, func, insert, inspect, select
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Connection,
+    Integer,
+    MetaData,
+    Table,
+    func,
+    insert,
+    inspect,
+    select,
+    text,
+)
 
 from ..errors import SchemaError
 from . import tables, triggers
@@ -34,15 +46,33 @@ class Migration:
     apply: Callable[[Connection], None]
 
 
+# Frozen for v1 and v2: what they created where v3 later changed the live definition.
+_V1_FAILURE_INDEX = (
+    f"CREATE INDEX ix_attempt_failures ON attempt (event_type, at_us, event_id) WHERE {tables.FAILURE_SQL}"
+)
+_V2_CORRELATION_STATE = Table(
+    "correlation_state",
+    MetaData(),
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("window_us", BigInteger, nullable=False),
+    Column("min_failures", Integer, nullable=False),
+    Column("min_events", Integer, nullable=False),
+    Column("last_attempt_id", BigInteger, nullable=False),
+    Column("updated_at_us", BigInteger, nullable=False),
+)
+
+
 def _v1_core_ledger(conn: Connection) -> None:
     for table in (tables.event_detected, tables.attempt, tables.transition, tables.annotation,
                   tables.event_state):
         table.create(conn)
+    conn.execute(text("DROP INDEX ix_attempt_failures"))  # the live one is v3's
+    conn.execute(text(_V1_FAILURE_INDEX))
     triggers.install(conn)
 
 
 def _v2_derived(conn: Connection) -> None:
-    for table in (tables.state_count, tables.failure_cluster, tables.correlation_state):
+    for table in (tables.state_count, tables.failure_cluster, _V2_CORRELATION_STATE):
         table.create(conn)
     # Backfill the counters from the projection so health is right on an upgraded database.
     es = tables.event_state
@@ -52,11 +82,26 @@ def _v2_derived(conn: Connection) -> None:
         conn.execute(insert(tables.state_count), rows)
 
 
+def _v3_index_only_correlation(conn: Connection) -> None:
+    # The failure index gains the fingerprint (a rebuild becomes an index-only scan).
+    conn.execute(text("DROP INDEX ix_attempt_failures"))
+    next(i for i in tables.attempt.indexes if i.name == "ix_attempt_failures").create(conn)
+    # Stored clusters lose their example messages and gain a remembered total: derived data, so it is
+    # cleared; the next `correlate` rebuilds it (cluster notes are kept against type and span, not rows).
+    conn.execute(text("DELETE FROM failure_cluster"))
+    conn.execute(text("DELETE FROM correlation_state"))
+    conn.execute(text("ALTER TABLE correlation_state ADD COLUMN cluster_count BIGINT NOT NULL DEFAULT 0"))
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         1, "core ledger: events, attempts, transitions, annotations, state projection", _v1_core_ledger
     ),
     Migration(2, "derived data: state counters, failure clusters, correlation state", _v2_derived),
+    Migration(
+        3, "fingerprints in the failure index; cluster examples read, not stored (clusters are rebuilt by "
+        "the next correlate)", _v3_index_only_correlation,
+    ),
 )
 LATEST_VERSION = MIGRATIONS[-1].version
 
