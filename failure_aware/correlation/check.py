@@ -67,7 +67,7 @@ def _wrong_rule(conn: Connection, rule: Rule) -> list[str]:
 def _compare_type(sql: Sql, event_type: str, rule: Rule) -> list[str]:
     scanner = ClusterScanner(rule)
     spans = []
-    for times, events, _ in failures.stream(sql, event_type):
+    for times, events, _ in failures.stream(sql, event_type, exclusive=True):  # read to the end first
         spans.extend(scanner.feed(times, events))
     spans.extend(scanner.finish())
     # Fingerprints counted in SQL, not by the scanner as correlate does: two independent ways must agree.

@@ -33,7 +33,7 @@ from . import failures, incremental, stored
 from .models import CorrelateReport
 from .rule import Rule
 from .sql import Sql
-from .writes import Tally, replace_streamed, scanned
+from .writes import Tally, rewrite_range
 
 
 def watermark_first(dialect: str) -> bool:
@@ -116,8 +116,7 @@ def correlate(
 def _rebuild_all(sql: Sql, rule: Rule, tally: Tally) -> None:
     for event_type in list(failures.failing_types(sql)):
         tally.types.add(event_type)
-        replace_streamed(sql, rule, event_type, None, None, scanned(sql, event_type, None, None, rule, tally),
-                         tally)
+        rewrite_range(sql, rule, event_type, None, None, tally)
     for event_type in set(stored.stored_types(sql.conn)) - tally.types:  # clusters of vanished failures
         tally.types.add(event_type)
-        replace_streamed(sql, rule, event_type, None, None, iter(()), tally)
+        rewrite_range(sql, rule, event_type, None, None, tally)  # finds none: deletes them

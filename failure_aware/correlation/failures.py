@@ -44,12 +44,13 @@ def failing_types(sql: Sql) -> Iterator[str]:
 
 
 def stream(
-    sql: Sql, event_type: str, lo: int | None = None, hi: int | None = None
+    sql: Sql, event_type: str, lo: int | None = None, hi: int | None = None, *, exclusive: bool = False
 ) -> Iterator[tuple[Sequence[int], Sequence[int], Sequence[str | None]]]:
     """The failures of one type with ``lo <= at_us <= hi`` (None: unbounded), in time order, as chunks of
-    ``(times, event ids, fingerprints)``: an index-only scan of ``ix_attempt_failures``."""
+    ``(times, event ids, fingerprints)``: an index-only scan of ``ix_attempt_failures``. ``exclusive``:
+    see ``Sql.stream``."""
     query, params = bounded(f"SELECT {_COLUMNS} {_OF_TYPE}", [event_type], "at_us", lo, hi)
-    for batch in sql.stream(query + " ORDER BY at_us", params):
+    for batch in sql.stream(query + " ORDER BY at_us", params, exclusive=exclusive):
         yield list(map(_FIRST, batch)), list(map(_SECOND, batch)), list(map(_THIRD, batch))
 
 

@@ -31,7 +31,7 @@ from . import failures
 from .failures import Failure, Probe
 from .rule import ClusterScanner, Rule, Span, clean_cut
 from .sql import Sql
-from .writes import Range, Tally, replace_ranges, replace_streamed, scanned
+from .writes import Range, Tally, replace_ranges, rewrite_range
 
 DIRTY_BLOCK = 50_000  # dirty times held in memory at once
 _DONE = 2**63  # a type whose range reached the end of its failures: later dirty times are inside it
@@ -234,7 +234,7 @@ def _around_far(sql: Sql, point: tuple[str, int], rule: Rule, tally: Tally) -> i
     event_type, changed_us = point
     lo = _cut(sql, event_type, changed_us, rule, left=True)
     hi = _cut(sql, event_type, changed_us, rule, left=False)
-    replace_streamed(sql, rule, event_type, lo, hi, scanned(sql, event_type, lo, hi, rule, tally), tally)
+    rewrite_range(sql, rule, event_type, lo, hi, tally)
     return hi
 
 

@@ -55,13 +55,21 @@ def replace_ranges(sql: Sql, rule: Rule, ranges: Sequence[Range], tally: Tally) 
     stored.insert_rows(sql, fresh)
 
 
-def replace_streamed(
-    sql: Sql, rule: Rule, event_type: str, lo: int | None, hi: int | None, spans: Iterator[list[Span]],
-    tally: Tally,
+def rewrite_range(
+    sql: Sql, rule: Rule, event_type: str, lo: int | None, hi: int | None, tally: Tally
 ) -> None:
-    """Write one range whose clusters arrive in batches (``scanned``): memory stays bounded."""
+    """Recompute one range of a type from its failures, streamed, and write it.
+
+    SQLite writes each batch of clusters as the scan goes (memory stays constant). PostgreSQL reads the
+    failures as one streamed result (``Sql.stream(exclusive=True)``), which allows no other statement
+    until it ends: the range's clusters are gathered first, then written (memory: the clusters of one
+    type, a few tens of MB at 10M failures).
+    """
     before = stored.signatures(sql, event_type, lo, hi)
-    for batch in spans:
+    batches: Iterable[list[Span]] = scanned(sql, event_type, lo, hi, rule, tally, exclusive=sql.postgres)
+    if sql.postgres:
+        batches = [[span for batch in batches for span in batch]]
+    for batch in batches:
         fresh: list[stored.Row_] = []
         stale: list[str] = []
         _compare(stored.cluster_rows(event_type, rule, batch), before, fresh, stale, tally)
@@ -91,12 +99,14 @@ def _compare(
 
 
 def scanned(
-    sql: Sql, event_type: str, lo: int | None, hi: int | None, rule: Rule, tally: Tally
+    sql: Sql, event_type: str, lo: int | None, hi: int | None, rule: Rule, tally: Tally, *,
+    exclusive: bool = False,
 ) -> Iterator[list[Span]]:
-    """The clusters of a type in ``[lo, hi]``, streamed from the database, in batches."""
+    """The clusters of a type in ``[lo, hi]``, streamed from the database, in batches (``exclusive``: see
+    ``Sql.stream``)."""
     scanner = ClusterScanner(rule)
     pending: list[Span] = []
-    for times, events, prints in failures.stream(sql, event_type, lo, hi):
+    for times, events, prints in failures.stream(sql, event_type, lo, hi, exclusive=exclusive):
         tally.failures_read += len(times)
         pending.extend(scanner.feed(times, events, prints))
         if len(pending) >= INSERT_BATCH:
