@@ -75,6 +75,8 @@ class _Page:
 
 
 def _rounds(sql: Sql, rule: Rule, block: dict[str, deque[int]], done: dict[str, int], tally: Tally) -> None:
+    """Recompute and write the ranges around a block's dirty times, a round per "next dirty time of every
+    type" (``done`` carries each type's last recomputed range over to the next block)."""
     for event_type, times in block.items():
         tally.types.add(event_type)
         tally.failures_read += len(times)
@@ -97,6 +99,8 @@ def _more_in_page(
 ) -> Iterator[Range]:
     """The ranges of the type's next dirty times that the page already read decides (new failures often
     come in several runs with clean cuts between them: this saves a round, and a read, per run)."""
+    if not page.failures:
+        return
     last_us = page.failures[-1][0]
     while True:
         limit = done[event_type]
