@@ -203,7 +203,8 @@ def test_incremental_in_random_batches_equals_rebuild(
         # Dirty times in blocks of 1-3 as well: a type's times then span blocks.
         with mock.patch.object(incremental, "_pages", lambda _rule: sizes), \
                 mock.patch.object(incremental, "DIRTY_BLOCK", block):
-            big_ledger.correlate()
+            report = big_ledger.correlate()
+        assert report.clusters_total == len(big_ledger.clusters())  # the remembered total stays exact
     types = {f.event_type for f in history}
     incrementally = stored_rows(big_ledger, types)
     rebuilt = big_ledger.correlate(rebuild=True)
@@ -407,6 +408,16 @@ def test_the_verify_check_finds_tampering_and_skips_uncorrelated_types(
     assert len(problems) == 1 and "failure_count 7" in problems[0] and "--rebuild" in problems[0]
     assert not big_ledger.verify().ok
     big_ledger.correlate(rebuild=True)
+    assert big_ledger.verify().ok
+    # The remembered total (what reports show instead of counting the table) is checked too.
+    engine = sa.create_engine(db_url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE correlation_state SET cluster_count = cluster_count + 5"))
+    engine.dispose()
+    with big_ledger.store.read() as conn:
+        [problem] = clusters_match_rebuild(conn)
+    assert "correlation_state counts 7 clusters, failure_cluster holds 2" in problem
+    assert big_ledger.correlate(rebuild=True).clusters_total == 2
     assert big_ledger.verify().ok
 
 
