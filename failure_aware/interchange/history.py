@@ -15,7 +15,9 @@ last revive). Pure: no I/O.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import timedelta
+from typing import Any
 
 from ..errors import ValidationError
 from ..policy import Decision, RetryPolicy, backoff_delay_seconds, decide_after_failure
@@ -60,32 +62,42 @@ def derive(
     attempts: tuple[AttemptIn, ...], detected_at_us: int, policy: RetryPolicy, actor: str
 ) -> tuple[tuple[TransitionIn, ...], int]:
     """The transitions of replaying ``attempts`` from PENDING under ``policy``, and the budget failures."""
-    chain = [TransitionIn(detected_at_us, None, PENDING, actor, "imported: detected", None)]
+    chain, budget = derive_plain(attempts, detected_at_us, policy, actor)
+    return tuple(map(TransitionIn._make, chain)), budget
+
+
+def derive_plain(
+    attempts: Sequence[Sequence[Any]], detected_at_us: int, policy: RetryPolicy, actor: str
+) -> tuple[tuple[tuple[Any, ...], ...], int]:
+    """``derive`` with plain tuples: ``attempts`` as the fields of ``AttemptIn`` in order, transitions as
+    those of ``TransitionIn`` (what the spool holds; the importer's fast path builds no NamedTuples)."""
+    chain: list[tuple[Any, ...]] = [(detected_at_us, None, PENDING, actor, "imported: detected", None)]
     state: str = PENDING
     budget = 0
-    for number, item in enumerate(attempts, 1):
+    for number, values in enumerate(attempts, 1):
+        at_us, outcome, started_at_us, error_type, _, forced, attempt_actor = values
         if state in _TERMINAL:
             raise ValidationError(
                 f"attempts[{number - 1}]: attempt {number} comes after attempt {number - 1} left the event "
                 f"{state}; nothing follows {state} (give 'transitions' for a revived event)"
             )
-        reason = f"imported: attempt {number} {item.outcome}"
-        if item.outcome == ABANDONED:
+        reason = f"imported: attempt {number} {outcome}"
+        if outcome == ABANDONED:
             # Only a claimed attempt can be abandoned (its lease expired): record the claim it implies.
-            claimed_at_us = item.at_us if item.started_at_us is None else item.started_at_us
-            chain.append(TransitionIn(claimed_at_us, state, IN_FLIGHT, item.actor, "imported: claimed", None))
+            claimed_at_us = at_us if started_at_us is None else started_at_us
+            chain.append((claimed_at_us, state, IN_FLIGHT, attempt_actor, "imported: claimed", None))
             state = IN_FLIGHT
-        if item.outcome == OK:
+        if outcome == OK:
             target = SUCCEEDED
         else:
             budget += 1
-            decision = decide(policy, budget, item.error_type)
+            decision = decide(policy, budget, error_type)
             target = DEAD if decision.dead else FAILED
             if decision.dead:
                 reason += f": {decision.reason}"
-        if item.forced:
+        if forced:
             reason += " (forced)"
-        chain.append(TransitionIn(item.at_us, state, target, actor, reason, number))
+        chain.append((at_us, state, target, actor, reason, number))
         state = target
     return tuple(chain), budget
 
@@ -170,3 +182,20 @@ def next_retry_us(policy: RetryPolicy, failures: int, failed_at_us: int, event_i
     """
     delay = timedelta(seconds=backoff_delay_seconds(policy, failures, event_id))
     return failed_at_us + delay // _ONE_US
+
+
+_fixed_delays: dict[tuple[int, int], tuple[RetryPolicy, int | None]] = {}
+
+
+def fixed_delay_us(policy: RetryPolicy, failures: int) -> int | None:
+    """The retry delay (microseconds) after budget failure number ``failures`` when it does not depend on
+    the event id (no jitter), else ``None``: ``next_retry_us`` is then ``failed_at_us`` plus this, which
+    the checking pass can compute before ids exist. Cached like ``decide``."""
+    key = (id(policy), failures)
+    found = _fixed_delays.get(key)
+    if found is None or found[0] is not policy:
+        if len(_fixed_delays) >= _CACHE_LIMIT:
+            _fixed_delays.clear()
+        delay = None if policy.jitter != "none" else next_retry_us(policy, failures, 0, _NO_ID)
+        found = _fixed_delays[key] = (policy, delay)
+    return found[1]

@@ -2,25 +2,27 @@
 
 Two passes, so a bad line anywhere means nothing is written (SPEC section 8):
 
-1. ``check`` reads the numbered records once, checks and normalizes each (``records.parse_record``), keeps
+1. ``check`` reads the numbered records once, checks and normalizes each (``records.Checker``), keeps
    the problems by number and drops later duplicates of an ``(event_type, key)`` (the first wins). The
    checked records are parked in a ``Spool`` (serialized chunks in a temporary file that stays in
    memory while small), so a large input is neither held in memory nor read twice; only the set of keys is.
-2. ``write`` runs in the caller's write transaction: chunk by chunk it drops the keys the database already
-   has (one query per chunk), takes event ids in advance (``storage.bulk``), builds plain row tuples and
-   inserts each table's rows at once (``COPY`` on PostgreSQL, ``executemany`` on SQLite). The counters get
-   one aggregated delta at the end.
+2. ``write`` runs in the caller's write transaction: it drops the keys the database already has (one
+   query per chunk of keys; none on SQLite when the database has no events), takes event ids in advance
+   (``storage.bulk``) and builds plain row tuples; SQLite inserts each table's rows of a chunk with one
+   ``executemany``, PostgreSQL streams each table's rows of all chunks through one ``COPY`` (see ``write``).
+   The counters get one aggregated delta at the end, from totals the checking pass kept.
 """
 
 from __future__ import annotations
 
 import uuid
+from array import array
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, Table
 
 from ..core import counters
 from ..core.recording import failure_fingerprint
@@ -31,10 +33,16 @@ from ..storage.tables import annotation, attempt, event_detected, event_state, t
 from . import history
 from .inputs import Malformed
 from .model import FAILED, IN_FLIGHT, OK, PENDING, ImportContext
-from .records import parse_record
+from .records import Checker
 from .spool import Spool
 
 MAX_LISTED_PROBLEMS = 20
+# Events whose rows are built at a time (SQLite: one ``executemany`` per table and chunk). Small, so that the
+# chunk's records die young (see ``spool.Spool``). The queries made per chunk cost little on SQLite (the
+# largest id; the existing keys, unless the database has no events); PostgreSQL groups them by
+# ``KEYS_PER_QUERY`` keys.
+ROWS_CHUNK = 1000
+KEYS_PER_QUERY = 5000
 
 # The columns each table's rows are built for, in order.
 EVENT_COLUMNS = ("id", "event_type", "key", "payload", "detected_at_us", "recorded_at_us")
@@ -52,8 +60,8 @@ ANNOTATION_COLUMNS = ("event_id", "author", "at_us", "text")
 
 
 # Positions in the plain tuples the spool holds (``model.to_plain``): EventIn.event_type, EventIn.key,
-# AttemptIn.at_us, TransitionIn.to_state.
-EVENT_TYPE, KEY, AT, TO_STATE = 1, 2, 0, 2
+# EventIn.attempts, EventIn.annotations, EventIn.transitions, AttemptIn.at_us, TransitionIn.to_state.
+EVENT_TYPE, KEY, ATTEMPTS, ANNOTATIONS, TRANSITIONS, AT, TO_STATE = 1, 2, 5, 6, 7, 0, 2
 Numbered = Iterable[tuple[int, Any]]  # (line or record number, a parsed record or a Malformed)
 
 
@@ -65,6 +73,10 @@ class Checked:
     label: str  # "line", "record", "legacy event": what the numbers count
     invalid: list[tuple[int, str]] = field(default_factory=list)
     duplicates: int = 0
+    # Totals of the spooled records (the writer takes out those that exist already).
+    ends: Counter[counters.Key] = field(default_factory=Counter)  # events by (event_type, final state)
+    attempts: int = 0
+    annotations: int = 0
 
     def __enter__(self) -> Checked:
         return self
@@ -93,116 +105,204 @@ def check(numbered: Numbered, ctx: ImportContext, *, label: str) -> Checked:
     """The checking pass over all of the input; the caller closes the result (``with``)."""
     checked = Checked(spool=Spool(), label=label)
     seen: set[tuple[str, str]] = set()
+    parse = Checker(ctx).plain
+    park = checked.spool.add
+    ends = checked.ends
+    attempts = annotations = 0
     try:
         for number, raw in numbered:
-            if isinstance(raw, Malformed):
+            if type(raw) is Malformed:
                 checked.invalid.append((number, raw.message))
                 continue
             try:
-                record = parse_record(raw, ctx, number)
+                record = parse(raw, number)
             except ValidationError as exc:
                 checked.invalid.append((number, str(exc)))
                 continue
-            pair = (record.event_type, record.key)
+            pair = (record[EVENT_TYPE], record[KEY])
             if pair in seen:
                 checked.duplicates += 1
                 continue
             seen.add(pair)
-            checked.spool.add(record)
+            park(record)
+            ends[(pair[0], record[TRANSITIONS][-1][TO_STATE])] += 1
+            attempts += len(record[ATTEMPTS])
+            annotations += len(record[ANNOTATIONS])
     except BaseException:
         checked.spool.close()
         raise
+    checked.attempts, checked.annotations = attempts, annotations
     return checked
 
 
 def write(conn: Connection, checked: Checked, ctx: ImportContext) -> ImportReport:
-    """Write the checked records in the caller's transaction; existing ``(event_type, key)`` are skipped."""
-    rows = _Rows(ctx)
-    skipped = checked.duplicates
-    for chunk in checked.spool.chunks():
-        existing = bulk.existing_keys(conn, [(r[EVENT_TYPE], r[KEY]) for r in chunk])
-        fresh = [r for r in chunk if (r[EVENT_TYPE], r[KEY]) not in existing] if existing else chunk
-        skipped += len(chunk) - len(fresh)
-        for event_id, record in zip(bulk.allocate_event_ids(conn, len(fresh)), fresh, strict=True):
-            rows.add(event_id, record)
-        rows.flush(conn)
+    """Write the checked records in the caller's transaction; existing ``(event_type, key)`` are skipped.
+
+    SQLite: chunk by chunk, each table's rows of the chunk in one ``executemany``. PostgreSQL: a first pass
+    over the spool finds the existing keys and takes the ids (one query each per ``KEYS_PER_QUERY``
+    records), then one ``COPY`` per table is fed by a pass over the whole spool, so the server inserts while
+    the next rows are being built (a COPY per table and chunk made the client wait for the server at the
+    end of each). Either way the records are read in small chunks (``ROWS_CHUNK``).
+    """
+    rows = _Rows(ctx, checked)
+    check_keys = not bulk.alone_in_empty_database(conn)
+    if conn.dialect.name != "postgresql":
+        for chunk in checked.spool.chunks(ROWS_CHUNK):
+            ids = _event_ids(conn, [(r[EVENT_TYPE], r[KEY]) for r in chunk], check_keys)
+            for table, columns, build in rows.tables():
+                bulk.insert_rows(conn, table, columns, build(chunk, ids))
+    else:
+        all_ids = array("q")
+        pairs: list[tuple[str, str]] = []
+        for chunk in checked.spool.chunks(ROWS_CHUNK):
+            pairs += [(r[EVENT_TYPE], r[KEY]) for r in chunk]
+            if len(pairs) >= KEYS_PER_QUERY:
+                all_ids.extend(_event_ids(conn, pairs, check_keys))
+                pairs = []
+        all_ids.extend(_event_ids(conn, pairs, check_keys))
+        for table, columns, build in rows.tables():
+            if rows.has_rows(table):
+                bulk.insert_rows(conn, table, columns, _across_chunks(checked.spool, all_ids, build))
     counters.apply(conn, rows.delta)
     return ImportReport(
         imported=rows.events,
-        skipped_existing=skipped,
+        skipped_existing=checked.duplicates + rows.skipped,
         invalid=tuple(checked.invalid),
         attempts=rows.attempts,
         annotations=rows.annotations,
     )
 
 
+def _event_ids(conn: Connection, pairs: list[tuple[str, str]], check_keys: bool) -> list[int]:
+    """The id of each ``(event_type, key)`` of ``pairs``, in order, or 0 for one that exists."""
+    existing = bulk.existing_keys(conn, pairs) if check_keys and pairs else None
+    if not existing:
+        return bulk.allocate_event_ids(conn, len(pairs))
+    fresh = [pair not in existing for pair in pairs]
+    ids = iter(bulk.allocate_event_ids(conn, sum(fresh)))
+    return [next(ids) if is_fresh else 0 for is_fresh in fresh]
+
+
+Builder = Callable[[list[tuple[Any, ...]], Sequence[int]], Iterator[tuple[Any, ...]]]
+
+
+def _across_chunks(spool: Spool, ids: array[int], build: Builder) -> Iterator[tuple[Any, ...]]:
+    """The rows ``build`` makes of every chunk of ``spool``, the records numbered by ``ids`` in order."""
+    start = 0
+    for chunk in spool.chunks(ROWS_CHUNK):
+        end = start + len(chunk)
+        yield from build(chunk, ids[start:end])
+        start = end
+
+
 class _Rows:
-    """Row tuples of one chunk for every table, and the running totals.
+    """The rows of every table, built from the spooled records, and the running totals.
 
     Records arrive as ``model.to_plain`` made them (the fields of ``EventIn``, ``AttemptIn``, ... in order),
-    unpacked here rather than rebuilt: this loop runs once per imported event.
+    unpacked here rather than rebuilt; each builder takes a chunk and its ids (0: skip the record) and
+    yields row tuples in the order of its table's columns. These loops run once per imported event.
     """
 
-    def __init__(self, ctx: ImportContext) -> None:
+    def __init__(self, ctx: ImportContext, checked: Checked) -> None:
         self.ctx = ctx
-        self.delta: Counter[counters.Key] = Counter()
-        self.events = self.attempts = self.annotations = 0
+        # The totals of every spooled record; ``event_rows`` takes out those of the records it skips.
+        self.delta: Counter[counters.Key] = Counter(checked.ends)
+        self.events, self.skipped = checked.spool.count, 0
+        self.attempts, self.annotations = checked.attempts, checked.annotations
         self._fingerprints: dict[tuple[str | None, str | None], str] = {}
-        self._reset()
 
-    def _reset(self) -> None:
-        self.event_rows: list[tuple[Any, ...]] = []
-        self.state_rows: list[tuple[Any, ...]] = []
-        self.attempt_rows: list[tuple[Any, ...]] = []
-        self.transition_rows: list[tuple[Any, ...]] = []
-        self.annotation_rows: list[tuple[Any, ...]] = []
+    def tables(self) -> list[tuple[Table, tuple[str, ...], Builder]]:
+        """(table, columns, row builder), parents first (foreign keys)."""
+        return [
+            (event_detected, EVENT_COLUMNS, self.event_rows),
+            (event_state, STATE_COLUMNS, self.state_rows),
+            (attempt, ATTEMPT_COLUMNS, self.attempt_rows),
+            (transition, TRANSITION_COLUMNS, self.transition_rows),
+            (annotation, ANNOTATION_COLUMNS, self.annotation_rows),
+        ]
 
-    def add(self, event_id: int, record: tuple[Any, ...]) -> None:
-        """Add the rows of one event (``record`` as ``to_plain`` made it) under ``event_id``."""
-        _, event_type, key, detected_at_us, payload_json, attempts, annotations, transitions, _, _ = record
-        self.event_rows.append((event_id, event_type, key, payload_json, detected_at_us, self.ctx.now_us))
-        for number, values in enumerate(attempts, 1):
-            at_us, outcome, started_at_us, error_type, error, forced, actor = values
-            fingerprint = None if outcome == OK else self._fingerprint(error_type, error)
-            self.attempt_rows.append((
-                event_id, event_type, number, started_at_us, at_us, outcome, error_type, error, fingerprint,
-                forced, actor,
-            ))  # fmt: skip
-        for at_us, from_state, to_state, actor, reason, attempt_number in transitions:
-            self.transition_rows.append(
-                (event_id, at_us, from_state, to_state, actor, reason, attempt_number)
-            )
-        for at_us, author, text in annotations:
-            self.annotation_rows.append((event_id, author, at_us, text))
-        self.state_rows.append(self._projection(event_id, record))
-        self.delta[(event_type, transitions[-1][TO_STATE])] += 1
-        self.events += 1
-        self.attempts += len(attempts)
-        self.annotations += len(annotations)
+    def has_rows(self, table: Table) -> bool:
+        """Whether the counted records give ``table`` any row (an empty COPY still costs a round trip)."""
+        if table is attempt:
+            return self.attempts > 0
+        if table is annotation:
+            return self.annotations > 0
+        return self.events > 0
 
-    def _projection(self, event_id: int, record: tuple[Any, ...]) -> tuple[Any, ...]:
+    def _skip(self, record: tuple[Any, ...]) -> None:
+        """Take a record that exists already out of the totals."""
+        self.events -= 1
+        self.skipped += 1
+        self.attempts -= len(record[ATTEMPTS])
+        self.annotations -= len(record[ANNOTATIONS])
+        self.delta[(record[EVENT_TYPE], record[TRANSITIONS][-1][TO_STATE])] -= 1
+
+    def event_rows(self, chunk: list[tuple[Any, ...]], ids: Sequence[int]) -> Iterator[tuple[Any, ...]]:
+        """The ``event_detected`` rows (the first builder to see each record: it counts the skipped ones)."""
+        now_us = self.ctx.now_us
+        for event_id, record in zip(ids, chunk, strict=True):
+            if event_id:
+                _, event_type, key, detected_at_us, payload_json, *_ = record
+                yield (event_id, event_type, key, payload_json, detected_at_us, now_us)
+            else:
+                self._skip(record)
+
+    def attempt_rows(self, chunk: list[tuple[Any, ...]], ids: Sequence[int]) -> Iterator[tuple[Any, ...]]:
+        known = self._fingerprints
+        for event_id, record in zip(ids, chunk, strict=True):
+            if not event_id:
+                continue
+            event_type = record[EVENT_TYPE]
+            for number, values in enumerate(record[ATTEMPTS], 1):
+                at_us, outcome, started_at_us, error_type, error, forced, actor = values
+                if outcome == OK:
+                    fingerprint = None
+                else:
+                    fingerprint = known.get((error_type, error)) or self._fingerprint(error_type, error)
+                yield (
+                    event_id, event_type, number, started_at_us, at_us, outcome, error_type, error,
+                    fingerprint, forced, actor,
+                )  # fmt: skip
+
+    def transition_rows(self, chunk: list[tuple[Any, ...]], ids: Sequence[int]) -> Iterator[tuple[Any, ...]]:
+        for event_id, record in zip(ids, chunk, strict=True):
+            if event_id:
+                for values in record[TRANSITIONS]:
+                    yield (event_id, *values)
+
+    def annotation_rows(self, chunk: list[tuple[Any, ...]], ids: Sequence[int]) -> Iterator[tuple[Any, ...]]:
+        for event_id, record in zip(ids, chunk, strict=True):
+            if event_id:
+                for at_us, author, text in record[ANNOTATIONS]:
+                    yield (event_id, author, at_us, text)
+
+    def state_rows(self, chunk: list[tuple[Any, ...]], ids: Sequence[int]) -> Iterator[tuple[Any, ...]]:
         """The ``event_state`` row the replayed history leaves (the columns ``recording`` keeps)."""
-        _, event_type, _, detected_at_us, _, attempts, _, transitions, next_retry, budget = record
-        last_at_us, _, state, last_actor, _, _ = transitions[-1]
-        if next_retry is None and state == FAILED:  # a FAILED event's last attempt failed
-            policy = self.ctx.policies.for_type(event_type)
-            next_retry = history.next_retry_us(policy, budget, attempts[-1][AT], event_id)
-        due = last_at_us if state == PENDING else next_retry if state == FAILED else None
-        if state == IN_FLIGHT:
-            # The claim's holder is not here to finish it: a lease of one microsecond, expired as soon as
-            # its claim time has passed, lets `recover` close it (the original token is not exported).
-            claim: tuple[Any, ...] = (uuid.uuid4().hex, last_actor, last_at_us, last_at_us + 1)
-        else:
-            claim = (None, None, None, None)
-        error_type = error = last_attempt_at_us = None
-        if attempts:
-            last_attempt_at_us, outcome, _, error_type, error, _, _ = attempts[-1]
-            if outcome == OK:
-                error_type = error = None
-        return (
-            event_id, event_type, state, detected_at_us, len(attempts), budget, next_retry, due,
-            *claim, False, error_type, error, last_attempt_at_us, self.ctx.now_us,
-        )  # fmt: skip
+        now_us = self.ctx.now_us
+        for event_id, record in zip(ids, chunk, strict=True):
+            if not event_id:
+                continue
+            _, event_type, _, detected_at_us, _, attempts, _, transitions, next_retry, budget = record
+            last_at_us, _, state, last_actor, _, _ = transitions[-1]
+            if next_retry is None and state == FAILED:  # a retry time drawn from the event id (jitter)
+                policy = self.ctx.policies.for_type(event_type)  # a FAILED event's last attempt failed
+                next_retry = history.next_retry_us(policy, budget, attempts[-1][AT], event_id)
+            due = last_at_us if state == PENDING else next_retry if state == FAILED else None
+            if state == IN_FLIGHT:
+                # The claim's holder is not here to finish it: a lease of one microsecond, expired as soon as
+                # its claim time has passed, lets `recover` close it (the original token is not exported).
+                claim: tuple[Any, ...] = (uuid.uuid4().hex, last_actor, last_at_us, last_at_us + 1)
+            else:
+                claim = _NO_CLAIM
+            error_type = error = last_attempt_at_us = None
+            if attempts:
+                last_attempt_at_us, outcome, _, error_type, error, _, _ = attempts[-1]
+                if outcome == OK:
+                    error_type = error = None
+            yield (
+                event_id, event_type, state, detected_at_us, len(attempts), budget, next_retry, due,
+                *claim, False, error_type, error, last_attempt_at_us, now_us,
+            )  # fmt: skip
 
     def _fingerprint(self, error_type: str | None, error: str | None) -> str:
         key = (error_type, error)
@@ -213,11 +313,5 @@ class _Rows:
             found = self._fingerprints[key] = failure_fingerprint(error_type, error)
         return found
 
-    def flush(self, conn: Connection) -> None:
-        """Insert the chunk's rows, parents first (foreign keys), and start a new chunk."""
-        bulk.insert_rows(conn, event_detected, EVENT_COLUMNS, self.event_rows)
-        bulk.insert_rows(conn, event_state, STATE_COLUMNS, self.state_rows)
-        bulk.insert_rows(conn, attempt, ATTEMPT_COLUMNS, self.attempt_rows)
-        bulk.insert_rows(conn, transition, TRANSITION_COLUMNS, self.transition_rows)
-        bulk.insert_rows(conn, annotation, ANNOTATION_COLUMNS, self.annotation_rows)
-        self._reset()
+
+_NO_CLAIM = (None, None, None, None)

@@ -4,22 +4,29 @@
 compact JSON text, and the full chain of transitions the import will write (given in the record, or
 derived from its attempts and the retry policy by ``history``). Any problem raises ``ValidationError``
 naming the field (``attempts[2].at: ...``); nothing here touches a database.
+
+``Checker`` is what the importer calls for every record: it returns the record in the spool's plain form
+(``model.to_plain``). The common shape (no ``transitions``; plain dicts, lists and strings where they are
+expected) goes through a fast path that checks the same rules inline and gives the same result; on any doubt
+- anything unusual, anything wrong - it hands the record to ``parse_record``, whose checks and messages are
+the reference. The fast path never raises and never decides that a record is invalid.
 """
 
 from __future__ import annotations
 
+import json
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from ..core import validation
 from ..errors import ValidationError
-from ..policy import MAX_DELAY_SECONDS
+from ..policy import MAX_DELAY_SECONDS, RetryPolicy
 from ..states import Outcome, State
 from ..timeutil import EPOCH, parse_time
 from . import history
-from .model import OK, AnnotationIn, AttemptIn, EventIn, ImportContext, TransitionIn
+from .model import FAILED, OK, AnnotationIn, AttemptIn, EventIn, ImportContext, TransitionIn, to_plain
 
 EVENT_FIELDS = (
     "event_type",
@@ -227,6 +234,241 @@ def _no_unknown(raw: Mapping[str, Any], where: str) -> None:
         plural = "s" if len(unknown) > 1 else ""
         allowed = ", ".join(sorted(known))
         raise ValidationError(f"{', '.join(unknown)}: unknown field{plural} (allowed: {allowed})")
+
+
+class Checker:
+    """Checks the records of one import: ``plain(raw, number)`` is ``to_plain(parse_record(...))`` with
+    ``next_retry_at_us`` also filled in wherever it does not depend on the event id (a FAILED event under a
+    policy without jitter), so the writer need not recompute it. Fast for the common shape (see above)."""
+
+    def __init__(self, ctx: ImportContext) -> None:
+        self.ctx = ctx
+        # Event types already found valid: their policy, and its retry delays by budget failures when they
+        # do not depend on the event id (else None).
+        self._types: dict[str, tuple[RetryPolicy, dict[int, int] | None]] = {}
+        self._encode = _c_encoder()
+        self._payload_chars = ctx.max_payload_bytes // 4  # a text this long is small enough in any encoding
+
+    def plain(self, raw: Any, number: int) -> tuple[Any, ...]:
+        """Record ``number`` checked and normalized, as plain tuples (``ValidationError`` as parse_record)."""
+        if type(raw) is dict:
+            fast = self._fast(raw, number)
+            if fast is not None:
+                return fast
+        record = parse_record(raw, self.ctx, number)
+        next_retry = record.next_retry_at_us
+        if next_retry is None and record.state == FAILED:
+            policy = self.ctx.policies.for_type(record.event_type)
+            delay = history.fixed_delay_us(policy, record.budget_failures)
+            if delay is not None:  # a FAILED event's last attempt failed
+                next_retry = record.attempts[-1].at_us + delay
+        return (*to_plain(record)[:8], next_retry, record.budget_failures)
+
+    def _event_type(self, value: str) -> tuple[RetryPolicy, dict[int, int] | None] | None:
+        found = self._types.get(value)
+        if found is None:
+            if not validation.EVENT_TYPE_PATTERN.fullmatch(value):
+                return None
+            if len(self._types) >= 10_000:
+                self._types.clear()
+            policy = self.ctx.policies.for_type(value)
+            found = self._types[value] = (policy, {} if policy.jitter == "none" else None)
+        return found
+
+    def _fast(self, raw: dict[Any, Any], number: int) -> tuple[Any, ...] | None:
+        """The plain record when ``raw`` has the common shape and passes every check, else ``None``.
+
+        Each test mirrors one of ``parse_record``'s, stricter where that is simpler (exact types); what is
+        not handled here (``transitions``, str or dict subclasses, ...) is left to ``parse_record``. Every
+        field is optional but ``event_type``, and an optional field given as null counts as absent.
+        """
+        if not raw.keys() <= _FAST_FIELDS:
+            return None
+        get = raw.get
+        event_type = get("event_type")
+        kind = self._event_type(event_type) if type(event_type) is str else None
+        if kind is None:
+            return None
+        policy, delays = kind
+        key = get("key")
+        if key is None:
+            key = uuid.uuid4().hex
+        elif type(key) is not str or not key or len(key) > _MAX_KEY_CHARS:
+            return None
+        detected = get("detected_at")
+        detected_at_us = self.ctx.now_us if detected is None else _fast_time(detected)
+        if detected_at_us is None:
+            return None
+        payload = get("payload")
+        payload_json = "{}" if payload is None else self._fast_payload(payload)
+        given = get("attempts")
+        attempts = () if given is None else self._fast_attempts(given, detected_at_us)
+        notes = get("annotations")
+        annotations = () if notes is None else _fast_annotations(notes)
+        if payload_json is None or attempts is None or annotations is None:
+            return None
+        try:
+            transitions, budget = history.derive_plain(attempts, detected_at_us, policy, self.ctx.actor)
+        except ValidationError:
+            return None
+        state = transitions[-1][2]
+        given_state = get("state")
+        if given_state is not None and (type(given_state) is not str or given_state != state):
+            return None
+        given_retry = get("next_retry_at")
+        if given_retry is not None:
+            next_retry_us = _fast_next_retry(given_retry, state, attempts)
+            if next_retry_us is None:
+                return None
+            return (
+                number, event_type, key, detected_at_us, payload_json, attempts, annotations, transitions,
+                next_retry_us, budget,
+            )  # fmt: skip
+        next_retry_us = None
+        if state == FAILED and delays is not None:  # a FAILED event's last attempt failed
+            delay = delays.get(budget)
+            if delay is None:
+                delay = delays[budget] = history.next_retry_us(policy, budget, 0, 0)  # no jitter: any id
+            next_retry_us = attempts[-1][0] + delay
+        return (
+            number, event_type, key, detected_at_us, payload_json, attempts, annotations, transitions,
+            next_retry_us, budget,
+        )  # fmt: skip
+
+    def _fast_payload(self, payload: Any) -> str | None:
+        if type(payload) is not dict:
+            return None
+        encode = self._encode
+        if encode is not None:
+            try:
+                text = "".join(encode(payload, 0))
+            except Exception:  # any doubt: parse_record says what is wrong
+                self._encode = _c_encoder()  # a failed encoding may leave its circular-check markers behind
+                return None
+            if len(text) <= self._payload_chars or len(text.encode("utf-8")) <= self.ctx.max_payload_bytes:
+                return text
+            return None
+        try:
+            return validation.payload(payload, self.ctx.max_payload_bytes)[1]
+        except ValidationError:
+            return None
+
+    def _fast_attempts(self, given: Any, detected_at_us: int) -> tuple[tuple[Any, ...], ...] | None:
+        if type(given) is not list:
+            return None
+        default_actor = self.ctx.actor
+        previous = detected_at_us
+        attempts = []
+        for item in given:
+            if type(item) is not dict or not item.keys() <= _ATTEMPT_KEYS:
+                return None
+            get = item.get
+            at_us = _fast_time(get("at"))
+            if at_us is None or at_us < previous:
+                return None
+            previous = at_us
+            outcome = get("outcome")
+            if type(outcome) is not str or outcome not in OUTCOMES:
+                return None
+            error_type = get("error_type")
+            if error_type is not None and (
+                type(error_type) is not str or len(error_type) > _MAX_NAME_CHARS or not error_type.strip()
+            ):
+                return None
+            error = get("error")
+            if error is not None and (type(error) is not str or len(error) > _MAX_ERROR_CHARS):
+                return None
+            if outcome == OK and (error_type is not None or error is not None):
+                return None
+            started = get("started_at")
+            started_at_us = None
+            if started is not None:
+                started_at_us = _fast_time(started)
+                if started_at_us is None or started_at_us > at_us:
+                    return None
+            forced = get("forced", False)
+            if forced is not False and forced is not True:
+                return None
+            actor = get("actor")
+            if actor is None:
+                actor = default_actor
+            elif type(actor) is not str or len(actor) > _MAX_NAME_CHARS or not actor.strip():
+                return None
+            attempts.append((at_us, outcome, started_at_us, error_type, error, forced, actor))
+        return tuple(attempts)
+
+
+def _fast_annotations(given: Any) -> tuple[tuple[Any, ...], ...] | None:
+    if type(given) is not list:
+        return None
+    annotations = []
+    for item in given:
+        if type(item) is not dict or item.keys() != _ANNOTATION_KEYS:
+            return None
+        at_us, author, text = _fast_time(item["at"]), item["author"], item["text"]
+        if (
+            at_us is None
+            or type(author) is not str
+            or len(author) > _MAX_NAME_CHARS
+            or not author.strip()
+            or type(text) is not str
+            or len(text) > _MAX_TEXT_CHARS
+            or not text.strip()
+        ):
+            return None
+        annotations.append((at_us, author, text))
+    return tuple(annotations)
+
+
+def _fast_next_retry(given: Any, state: str, attempts: tuple[tuple[Any, ...], ...]) -> int | None:
+    """A given ``next_retry_at`` that ``_next_retry`` accepts, else ``None``."""
+    at_us = _fast_time(given)
+    if at_us is None or state != FAILED:
+        return None
+    last_us = attempts[-1][0]  # a FAILED event has a failed last attempt
+    return at_us if last_us <= at_us <= last_us + MAX_DELAY_US else None
+
+
+def _fast_time(value: Any) -> int | None:
+    """``time_us`` for the common case (a string ``datetime.fromisoformat`` reads, with a zone, in range);
+    ``None`` for anything else, which ``time_us`` then accepts or refuses with its message."""
+    if type(value) is not str:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    if moment.tzinfo is None or moment.year > MAX_YEAR:
+        return None
+    return (moment - EPOCH) // _ONE_US
+
+
+# ``validation.payload``'s encoder (the same options; a test compares them), as the C function that its
+# ``encode`` builds anew on every call, built once: payloads are encoded once per imported record.
+_PAYLOAD_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def _c_encoder() -> Callable[[Any, int], Sequence[str]] | None:
+    """The C encoder of ``_PAYLOAD_ENCODER`` (chunks of text), or ``None`` where ``json`` has none."""
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:
+        return None
+    enc = _PAYLOAD_ENCODER
+    try:
+        return make(  # type: ignore[no-any-return]
+            {}, enc.default, json.encoder.encode_basestring, enc.indent, enc.key_separator,
+            enc.item_separator, enc.sort_keys, enc.skipkeys, enc.allow_nan,
+        )  # fmt: skip
+    except TypeError:  # another signature: use validation.payload
+        return None
+
+
+# The fields the fast path handles: all but ``transitions`` (a given history goes through the full checks).
+_FAST_FIELDS = frozenset(EVENT_FIELDS) - {"transitions"}
+_ATTEMPT_KEYS = frozenset(ATTEMPT_FIELDS)
+_ANNOTATION_KEYS = frozenset(ANNOTATION_FIELDS)
+_MAX_KEY_CHARS, _MAX_NAME_CHARS = validation.MAX_KEY_CHARS, validation.MAX_NAME_CHARS
+_MAX_ERROR_CHARS, _MAX_TEXT_CHARS = validation.MAX_ERROR_CHARS, validation.MAX_TEXT_CHARS
 
 
 def _kind(value: Any) -> str:

@@ -2,16 +2,20 @@
 
 The only module besides ``engine`` that speaks to the drivers directly, because the fastest paths are
 driver features: ``COPY ... FROM STDIN`` through psycopg on PostgreSQL, ``executemany`` of one prepared
-statement through sqlite3 on SQLite. Both run on the caller's connection, inside its transaction.
+statement through sqlite3 on SQLite. Both run on the caller's connection, inside its transaction, and both
+take rows from any iterable (a generator spanning many chunks feeds one PostgreSQL ``COPY``, so the server
+inserts while the caller computes the next rows). A driver error is raised as SQLAlchemy's ``DBAPIError``,
+as for any other statement (the store turns it into a ``StorageError``).
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from sqlalchemy import Connection, Table, func, select, text
+from sqlalchemy.exc import DBAPIError
 
 from .tables import event_detected
 
@@ -28,15 +32,25 @@ def allocate_event_ids(conn: Connection, count: int) -> list[int]:
     if count <= 0:
         return []
     if conn.dialect.name == "postgresql":
-        rows = conn.execute(
+        ids = conn.execute(  # one row holding an array: cheaper to fetch than ``count`` rows
             text(
-                "SELECT nextval(pg_get_serial_sequence('event_detected', 'id')) FROM generate_series(1, :n)"
+                "SELECT array_agg(nextval(pg_get_serial_sequence('event_detected', 'id'))) "
+                "FROM generate_series(1, :n)"
             ),
             {"n": count},
-        )
-        return sorted(int(r[0]) for r in rows)
+        ).scalar_one()
+        return sorted(ids)
     start = int(conn.execute(select(func.coalesce(func.max(event_detected.c.id), 0))).scalar_one()) + 1
     return list(range(start, start + count))
+
+
+def alone_in_empty_database(conn: Connection) -> bool:
+    """True when no event exists and none but the caller's can appear before it commits, so the keys it
+    inserts (distinct among themselves) cannot exist: SQLite, where the write transaction holds the
+    database's write lock, on an empty ``event_detected``. Never on PostgreSQL (other writers go on)."""
+    if conn.dialect.name == "postgresql":
+        return False
+    return conn.execute(select(event_detected.c.id).limit(1)).first() is None
 
 
 def existing_keys(conn: Connection, pairs: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
@@ -74,19 +88,33 @@ def existing_keys(conn: Connection, pairs: Sequence[tuple[str, str]]) -> set[tup
 
 
 def insert_rows(
-    conn: Connection, table: Table, columns: Sequence[str], rows: Sequence[Sequence[Any]]
+    conn: Connection, table: Table, columns: Sequence[str], rows: Iterable[Sequence[Any]]
 ) -> None:
-    """Insert ``rows`` (tuples in the order of ``columns``) into ``table``, in the caller's transaction."""
-    if not rows:
-        return
+    """Insert ``rows`` (tuples in the order of ``columns``) into ``table``, in the caller's transaction.
+
+    ``rows`` may be a generator; it is consumed once, as the rows are sent (one ``COPY`` or one
+    ``executemany``).
+    """
     quote = conn.dialect.identifier_preparer.quote
     names = ", ".join(quote(c) for c in columns)
     table_name = quote(table.name)
+    raw: Any = conn.connection.dbapi_connection  # COPY and executemany of an iterator: driver features
     if conn.dialect.name == "postgresql":
-        raw: Any = conn.connection.dbapi_connection  # psycopg's Connection: COPY is a driver feature
-        with raw.cursor() as cursor, cursor.copy(f"COPY {table_name} ({names}) FROM STDIN") as copy:
-            for row in rows:
-                copy.write_row(row)
+        statement = f"COPY {table_name} ({names}) FROM STDIN"
+        try:
+            with raw.cursor() as cursor, cursor.copy(statement) as copy:
+                write_row = copy.write_row
+                for row in rows:
+                    write_row(row)
+        except conn.dialect.loaded_dbapi.Error as exc:
+            raise DBAPIError(statement, None, exc) from exc
         return
     marks = ", ".join("?" * len(columns))
-    conn.exec_driver_sql(f"INSERT INTO {table_name} ({names}) VALUES ({marks})", list(rows))
+    statement = f"INSERT INTO {table_name} ({names}) VALUES ({marks})"
+    cursor = raw.cursor()
+    try:
+        cursor.executemany(statement, rows)
+    except conn.dialect.loaded_dbapi.Error as exc:
+        raise DBAPIError(statement, None, exc) from exc
+    finally:
+        cursor.close()
