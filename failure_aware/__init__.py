@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+from .core.claims import ClaimOutcome
 from .errors import (
     FailureAwareError,
     InvalidTransition,
@@ -31,6 +32,7 @@ __all__ = [
     "Attempt",
     "AttemptResult",
     "Claim",
+    "ClaimOutcome",
     "Event",
     "EventDetail",
     "FailureAwareError",

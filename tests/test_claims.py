@@ -10,8 +10,17 @@ import pytest
 import sqlalchemy as sa
 from conftest import FakeClock
 
-from failure_aware import AttemptResult, Event, Ledger, NotFound, Outcome, StaleClaim, State, ValidationError
-from failure_aware.core.claims import ClaimOutcome
+from failure_aware import (
+    AttemptResult,
+    ClaimOutcome,  # public: Ledger.finish_many takes it
+    Event,
+    Ledger,
+    NotFound,
+    Outcome,
+    StaleClaim,
+    State,
+    ValidationError,
+)
 from failure_aware.storage.tables import event_state, metadata
 
 
