@@ -101,16 +101,23 @@ def test_scanner_in_any_chunking_matches_reference(
     failures: list[Failure], rule: Rule, seed: int, chunk_sizes: list[int]
 ) -> None:
     ordered = shuffled_ties(failures, seed)
-    scanner = ClusterScanner(rule, keep_dropped=True)
+    found = scan_in_chunks(ClusterScanner(rule, keep_dropped=True), ordered, chunk_sizes)
+    assert found == reference(ordered, rule, keep_dropped=True)
+
+
+def scan_in_chunks(
+    scanner: ClusterScanner, ordered: list[Failure], sizes: list[int],
+    label: dict[Failure, str | None] | None = None,
+) -> list[Span]:
+    """Feed ``ordered`` to the scanner in chunks of the given sizes (cycled), with labels if given."""
     found: list[Span] = []
     position, k = 0, 0
     while position < len(ordered):
-        size = chunk_sizes[k % len(chunk_sizes)]
-        part = ordered[position : position + size]
-        found += scanner.feed([p[0] for p in part], [p[1] for p in part])
-        position, k = position + size, k + 1
-    found += scanner.finish()
-    assert found == reference(ordered, rule, keep_dropped=True)
+        part = ordered[position : position + sizes[k % len(sizes)]]
+        prints = [label[p] for p in part] if label is not None else []
+        found += scanner.feed([p[0] for p in part], [p[1] for p in part], prints)
+        position, k = position + len(part), k + 1
+    return found + scanner.finish()
 
 
 @settings(max_examples=300)
@@ -121,14 +128,7 @@ def test_scanner_counts_fingerprints_of_exactly_its_members(
     """Fed a label per failure, each span counts the labels of every failure in [start, end], ranked."""
     ordered = shuffled_ties(failures, seed)
     label = {f: None if f[1] == 1 else f"fp{(f[0] // S + f[1]) % 3}" for f in ordered}
-    scanner = ClusterScanner(rule, keep_dropped=True)
-    found: list[Span] = []
-    position, k = 0, 0
-    while position < len(ordered):
-        part = ordered[position : position + chunk_sizes[k % len(chunk_sizes)]]
-        found += scanner.feed([p[0] for p in part], [p[1] for p in part], [label[p] for p in part])
-        position, k = position + len(part), k + 1
-    found += scanner.finish()
+    found = scan_in_chunks(ClusterScanner(rule, keep_dropped=True), ordered, chunk_sizes, label)
     expected = []
     for span in reference(ordered, rule, keep_dropped=True):
         counts = Counter(label[f] for f in ordered if span.start_us <= f[0] <= span.end_us)
