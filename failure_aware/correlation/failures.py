@@ -8,7 +8,6 @@ index predicate and would scan the whole table. Statements run through ``sql.Sql
 from __future__ import annotations
 
 import json
-from collections import Counter, defaultdict
 from collections.abc import Generator, Iterator, Sequence
 from functools import lru_cache
 from operator import itemgetter
@@ -145,42 +144,56 @@ def fingerprint_counts(
     sql: Sql, event_type: str, spans: Sequence[tuple[int, int]]
 ) -> list[FingerprintCounts]:
     """For each ``(start_us, end_us)`` span of ``event_type``: how many failures have each fingerprint,
-    ranked like ``Span.fingerprints``, counted in SQL (``verify`` checks the scanner's counts with it).
+    ranked like ``Span.fingerprints``, counted in SQL (``verify`` checks the scanner's counts with it)."""
+    found = _by_fingerprint(sql, [(event_type, lo, hi) for lo, hi in spans], "count(*)")
+    return [ranked(dict(groups)) for groups in found]
+
+
+def examples(sql: Sql, spans: Sequence[tuple[str, int, int]]) -> list[dict[str | None, str | None]]:
+    """For each ``(event type, start_us, end_us)`` span: the smallest message of each fingerprint among the
+    type's failures in it."""
+    return [dict(groups) for groups in _by_fingerprint(sql, spans, "min(a.error)")]
+
+
+def _by_fingerprint(
+    sql: Sql, spans: Sequence[tuple[str, int, int]], aggregate: str
+) -> list[list[tuple[str | None, Any]]]:
+    """For each ``(event type, lo, hi)`` span: ``(fingerprint, aggregate)`` over the type's failures with
+    ``lo <= at_us <= hi``, grouped by fingerprint.
 
     Each span is an index range lookup. SQLite runs ``SQLITE_ARMS`` of them as one ``UNION ALL`` statement
     (a join with a list of spans makes its planner build a Bloom filter over the whole type, every time);
-    PostgreSQL gets ``SPAN_BATCH`` spans per statement through a ``LATERAL`` join.
+    PostgreSQL gets ``SPAN_BATCH`` spans per statement through a ``LATERAL`` join (a plain join lets the
+    planner hash the whole type).
     """
-    where = f"a.event_type = ? AND a.at_us >= {{lo}} AND a.at_us <= {{hi}} AND a.{FAILURE_SQL}"
-    groups: dict[int, Counter[str | None]] = defaultdict(Counter)
-    if not sql.postgres:
-        for offset in range(0, len(spans), SQLITE_ARMS):
-            batch = spans[offset : offset + SQLITE_ARMS]
-            params = [x for lo, hi in batch for x in (event_type, lo, hi)]
-            for k, fingerprint, number in sql.all(_union_of_spans(len(batch)), params):
-                groups[offset + k][fingerprint] = number
-    else:
-        # LATERAL: one index range scan per span (a plain join lets the planner hash the whole type).
+    groups: list[list[tuple[str | None, Any]]] = [[] for _ in spans]
+    if sql.postgres:
+        where = f"a.event_type = s.t AND a.at_us >= s.lo AND a.at_us <= s.hi AND a.{FAILURE_SQL}"
         query = (
-            "SELECT s.k, g.fingerprint, g.n"
-            " FROM unnest(?::bigint[], ?::bigint[]) WITH ORDINALITY AS s (lo, hi, k)"
-            " CROSS JOIN LATERAL (SELECT a.fingerprint, count(*) AS n"
-            f" FROM attempt a WHERE {where.format(lo='s.lo', hi='s.hi')} GROUP BY a.fingerprint) AS g"
+            "SELECT s.k - 1, g.fingerprint, g.value"  # ORDINALITY counts from 1
+            " FROM unnest(?::text[], ?::bigint[], ?::bigint[]) WITH ORDINALITY AS s (t, lo, hi, k)"
+            f" CROSS JOIN LATERAL (SELECT a.fingerprint, {aggregate} AS value"
+            f" FROM attempt a WHERE {where} GROUP BY a.fingerprint) AS g"
         )
         for offset in range(0, len(spans), SPAN_BATCH):
             batch = spans[offset : offset + SPAN_BATCH]
-            found = sql.all(query, ([lo for lo, _ in batch], [hi for _, hi in batch], event_type))
-            for k, fingerprint, number in found:
-                groups[offset + k - 1][fingerprint] = number  # ORDINALITY counts from 1
-    return [ranked(groups.get(k, Counter())) for k in range(len(spans))]
+            for k, fingerprint, value in sql.all(query, [list(c) for c in zip(*batch, strict=True)]):
+                groups[offset + k].append((fingerprint, value))
+    else:
+        for offset in range(0, len(spans), SQLITE_ARMS):
+            batch = spans[offset : offset + SQLITE_ARMS]
+            params = [x for span in batch for x in span]
+            for k, fingerprint, value in sql.all(_union_of_spans(aggregate, len(batch)), params):
+                groups[offset + k].append((fingerprint, value))
+    return groups
 
 
-@lru_cache(maxsize=SQLITE_ARMS)
-def _union_of_spans(arms: int) -> str:
+@lru_cache(maxsize=2 * SQLITE_ARMS)
+def _union_of_spans(aggregate: str, arms: int) -> str:
     """``arms`` per-span aggregates as one statement (the same text for the same count: cached, prepared)."""
     where = f"a.event_type = ? AND a.at_us >= ? AND a.at_us <= ? AND a.{FAILURE_SQL}"
     return " UNION ALL ".join(
-        f"SELECT {k}, a.fingerprint, count(*) FROM attempt a WHERE {where} GROUP BY a.fingerprint"
+        f"SELECT {k}, a.fingerprint, {aggregate} FROM attempt a WHERE {where} GROUP BY a.fingerprint"
         for k in range(arms)
     )
 

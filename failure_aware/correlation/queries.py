@@ -5,17 +5,18 @@ A cluster's members are all failures of its type whose time lies in ``[window_st
 
 Each cluster read comes with an example message for each of its top fingerprints: the smallest message of
 that fingerprint among the cluster's failures (so it depends only on the facts, never on ids or insertion
-order). Examples are read here, one statement per cluster, rather than stored by ``correlate``: finding them
-there meant reading every member row's message, 40 % of a rebuild (see docs/correlation.md).
+order). Examples are read here, for all the clusters of a read together (``failures.examples``), rather than
+stored by ``correlate``: finding them there meant reading every member row's message, 40 % of a rebuild
+(see docs/correlation.md); a read pays it only for the clusters it returns.
 """
 
 from __future__ import annotations
 
-import json
 import math
+from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Row, func, or_, select
+from sqlalchemy import Connection, Row, func, select
 
 from ..core.rows import annotation_from_row, attempt_from_row
 from ..errors import NotFound
@@ -23,8 +24,10 @@ from ..models import Annotation
 from ..states import State
 from ..storage.tables import annotation, attempt, event_detected, event_state, failure_cluster
 from ..timeutil import from_us, to_us
+from . import failures
 from .failures import FAILURE
 from .models import Cluster, ClusterDetail, ClusterEvent, Timeline, TimelineRow
+from .sql import Sql
 from .stored import cluster_from_row, load_state
 
 DEFAULT_ATTEMPTS_LIMIT = 500
@@ -52,7 +55,7 @@ def list_clusters(
     query = query.order_by(c.window_start_us.desc(), c.event_type, c.id)
     if limit is not None:
         query = query.limit(limit)
-    return [_read(conn, row, now_us) for row in conn.execute(query).all()]
+    return _read(conn, conn.execute(query).all(), now_us)
 
 
 def get_cluster(conn: Connection, cluster_id: str, now_us: int) -> Cluster:
@@ -63,32 +66,23 @@ def get_cluster(conn: Connection, cluster_id: str, now_us: int) -> Cluster:
             f"no cluster with id {cluster_id!r}; list them with: failure-aware clusters "
             "(ids change when correlate --rebuild uses another rule)"
         )
-    return _read(conn, row, now_us)
+    return _read(conn, [row], now_us)[0]
 
 
-def _read(conn: Connection, row: Row[Any], now_us: int) -> Cluster:
-    """A stored cluster with the example messages of its top fingerprints."""
-    return cluster_from_row(row, now_us, examples(conn, row))
+def _read(conn: Connection, rows: Sequence[Row[Any]], now_us: int) -> list[Cluster]:
+    """Stored clusters with the example messages of their top fingerprints: the smallest message of each
+    among the cluster's failures (cut to ``EXAMPLE_CHARS``), looked up for all of them together."""
+    sql = Sql(conn)
+    found = failures.examples(sql, [(row.event_type, row.window_start_us, row.window_end_us) for row in rows])
+    sql.close()
+    return [
+        cluster_from_row(row, now_us, {f: _cut(message) for f, message in messages.items()})
+        for row, messages in zip(rows, found, strict=True)
+    ]
 
 
-def examples(conn: Connection, row: Row[Any]) -> dict[str | None, str | None]:
-    """For a ``failure_cluster`` row: the smallest message of each of its top fingerprints among its
-    failures (cut to ``EXAMPLE_CHARS``). One index range scan over the cluster's span."""
-    wanted = [entry[0] for entry in json.loads(row.top_fingerprints)]
-    if not wanted:
-        return {}
-    a = attempt.c
-    named = [f for f in wanted if f is not None]
-    matches: ColumnElement[bool] = a.fingerprint.in_(named)
-    if None in wanted:
-        matches = or_(matches, a.fingerprint.is_(None))
-    found = conn.execute(
-        select(a.fingerprint, func.min(a.error))
-        .where(FAILURE, a.event_type == row.event_type, a.at_us >= row.window_start_us,
-               a.at_us <= row.window_end_us, matches)
-        .group_by(a.fingerprint)
-    )
-    return {fingerprint: message[:EXAMPLE_CHARS] if message else message for fingerprint, message in found}
+def _cut(message: str | None) -> str | None:
+    return message[:EXAMPLE_CHARS] if message else message
 
 
 def _member_filter(cluster: Cluster) -> list[Any]:
@@ -147,7 +141,7 @@ def clusters_of_event(conn: Connection, event_id: int, *, now_us: int) -> list[C
     failed = conn.execute(
         select(a.event_type, a.at_us).where(a.event_id == event_id, a.outcome.in_(("failed", "abandoned")))
     ).all()
-    found: dict[str, Cluster] = {}
+    found: dict[str, Row[Any]] = {}
     for event_type, at_us in failed:
         row = conn.execute(
             select(failure_cluster)
@@ -155,8 +149,9 @@ def clusters_of_event(conn: Connection, event_id: int, *, now_us: int) -> list[C
             .order_by(c.window_start_us.desc()).limit(1)
         ).first()
         if row is not None and row.window_end_us >= at_us:
-            found[row.id] = _read(conn, row, now_us)
-    return sorted(found.values(), key=lambda cluster: (cluster.window_start, cluster.id))
+            found[row.id] = row
+    held = _read(conn, list(found.values()), now_us)
+    return sorted(held, key=lambda cluster: (cluster.window_start, cluster.id))
 
 
 def timeline(
@@ -192,9 +187,9 @@ def timeline(
         .where(c.window_end_us >= since_us, c.window_start_us <= until_us,
                *([c.event_type == event_type] if event_type is not None else []))
         .order_by(c.event_type, c.window_start_us)
-    )
-    for row in cluster_rows:
-        spans.setdefault(row.event_type, []).append(_read(conn, row, now_us))
+    ).all()
+    for cluster in _read(conn, cluster_rows, now_us):
+        spans.setdefault(cluster.event_type, []).append(cluster)
     kinds = sorted(set(counts) | set(spans))
     return Timeline(
         start=from_us(since_us), end=from_us(until_us), bucket_seconds=width / 1_000_000,
