@@ -19,7 +19,7 @@ from ..timeutil import from_us
 from .failures import tops_json
 from .models import Cluster, FingerprintCount
 from .rule import US_PER_SECOND, Rule, Span, cluster_id
-from .sql import Sql, bounded
+from .sql import Sql
 
 # A stored cluster's content apart from its id (which already names type, start and rule).
 Signature = tuple[int, int, int, str]
@@ -70,20 +70,6 @@ COLUMNS = (
 Row_ = tuple[Any, ...]  # a failure_cluster row in COLUMNS order
 
 
-def signatures(sql: Sql, event_type: str, lo: int | None, hi: int | None) -> dict[str, Signature]:
-    """Stored clusters of a type in ``[lo, hi]`` (None: unbounded), which are clean cuts: id -> content.
-
-    Read as a range of starts on ``(event_type, window_start_us)``: no stored cluster crosses a clean cut
-    of the new data (it is a clean cut of the stored clusters' data too, a subset; see ``engine``), so a
-    cluster that reaches into the range starts in it.
-    """
-    query, params = bounded(
-        f"SELECT {_SIGNATURE} FROM failure_cluster WHERE event_type = ?", [event_type], "window_start_us",
-        lo, hi,
-    )
-    return {r[0]: (r[1], r[2], r[3], r[4]) for r in sql.all(query, params)}
-
-
 _LOWEST, _HIGHEST = -(2**63), 2**63 - 1  # an open bound, as a value both backends compare with bigint
 SQLITE_RANGES = 400  # ranges per statement on SQLite (at most 500 arms in a compound SELECT)
 
@@ -91,8 +77,13 @@ SQLITE_RANGES = 400  # ranges per statement on SQLite (at most 500 arms in a com
 def signatures_of_ranges(
     sql: Sql, ranges: Sequence[tuple[str, int | None, int | None]]
 ) -> list[dict[str, Signature]]:
-    """``signatures`` of several ``(type, lo, hi)`` ranges in one statement (SQLite: per
-    ``SQLITE_RANGES``)."""
+    """For each ``(type, lo, hi)`` range (None: unbounded), bounded by clean cuts: its stored clusters,
+    id -> content; in one statement (SQLite: per ``SQLITE_RANGES``).
+
+    Read as a range of starts on ``(event_type, window_start_us)``: no stored cluster crosses a clean cut
+    of the new data (it is a clean cut of the stored clusters' data too, a subset; see ``engine``), so a
+    cluster that reaches into the range starts in it.
+    """
     bounds = [(t, _LOWEST if lo is None else lo, _HIGHEST if hi is None else hi) for t, lo, hi in ranges]
     found: list[dict[str, Signature]] = [{} for _ in ranges]
     if sql.postgres:

@@ -65,7 +65,7 @@ def rewrite_range(
     until it ends: the range's clusters are gathered first, then written (memory: the clusters of one
     type, a few tens of MB at 10M failures).
     """
-    before = stored.signatures(sql, event_type, lo, hi)
+    [before] = stored.signatures_of_ranges(sql, [(event_type, lo, hi)])
     batches: Iterable[list[Span]] = scanned(sql, event_type, lo, hi, rule, tally, exclusive=sql.postgres)
     if sql.postgres:
         batches = [[span for batch in batches for span in batch]]
