@@ -103,9 +103,7 @@ def _more_in_page(
         return
     last_us = page.failures[-1][0]
     while True:
-        limit = done[event_type]
-        while times and times[0] <= limit:
-            times.popleft()
+        _skip_done(times, done.get(event_type))
         if not times or times[0] > last_us:
             return
         below, above = page.split(times[0])
@@ -122,12 +120,16 @@ def _next_points(block: dict[str, deque[int]], done: dict[str, int]) -> list[tup
     """For each type, its next dirty time not inside a range already recomputed."""
     points = []
     for event_type, times in block.items():
-        limit = done.get(event_type)
-        while times and limit is not None and times[0] <= limit:
-            times.popleft()
+        _skip_done(times, done.get(event_type))
         if times:
             points.append((event_type, times.popleft()))
     return points
+
+
+def _skip_done(times: deque[int], done_upto: int | None) -> None:
+    """Drop the dirty times inside the range already recomputed (up to ``done_upto``)."""
+    while times and done_upto is not None and times[0] <= done_upto:
+        times.popleft()
 
 
 def _mark(done: dict[str, int], event_type: str, hi: int | None) -> None:
