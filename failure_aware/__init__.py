@@ -22,6 +22,7 @@ from .errors import (
 from .fingerprint import fingerprint
 from .ledger import Ledger
 from .models import Annotation, Attempt, AttemptResult, Claim, Event, EventDetail, ImportReport, Transition
+from .outcomes import HandlerFailure, Succeeded
 from .policy import RetryPolicy
 from .states import Outcome, State
 
@@ -36,6 +37,7 @@ __all__ = [
     "Event",
     "EventDetail",
     "FailureAwareError",
+    "HandlerFailure",
     "ImportReport",
     "InvalidTransition",
     "Ledger",
@@ -47,6 +49,7 @@ __all__ = [
     "StaleClaim",
     "State",
     "StorageError",
+    "Succeeded",
     "Transition",
     "ValidationError",
     "__version__",
