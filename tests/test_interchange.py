@@ -79,7 +79,9 @@ def story(ledger: Ledger, without: str | None = None) -> list[dict[str, Any]]:
 
 @pytest.fixture
 def ledger(db_url: str, clock: FakeClock) -> Iterator[Ledger]:
-    """A ledger with the small test policies (overrides conftest's default-config ledger)."""
+    """A ledger with the small test policies (overrides conftest's default-config ledger), its clock a
+    day after BASE: imported history lies in the past (times after now + max_clock_skew are refused)."""
+    clock.now = BASE + timedelta(days=1)
     with Ledger(db_url, config=CONFIG, clock=clock) as opened:
         yield opened
 

@@ -20,6 +20,14 @@ from failure_aware import Ledger, State, ValidationError
 from failure_aware.interchange import legacy
 from failure_aware.storage.tables import HISTORY_TABLES, event_state, state_count
 
+from conftest import FakeClock
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    """A clock a month after the seed's rows: their times lie in the past, as a real import's do."""
+    return FakeClock(datetime(2026, 2, 1, tzinfo=UTC))
+
 V03_EVENTS = """
 CREATE TABLE event_detected (
     id INTEGER PRIMARY KEY AUTOINCREMENT,

@@ -108,6 +108,12 @@ def _attempt(row: Row[Any]) -> dict[str, Any]:
     if row.forced:
         item["forced"] = True
     item["actor"] = row.actor
+    if row.traceback is not None:
+        item["traceback"] = row.traceback
+    if row.duration_us is not None:
+        item["duration_seconds"] = row.duration_us / 1_000_000
+    if row.detail is not None:
+        item["detail"] = json.loads(row.detail)
     return item
 
 

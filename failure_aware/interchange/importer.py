@@ -53,7 +53,7 @@ STATE_COLUMNS = (
 )  # fmt: skip
 ATTEMPT_COLUMNS = (
     "event_id", "event_type", "number", "started_at_us", "at_us", "outcome", "error_type", "error",
-    "fingerprint", "forced", "actor",
+    "fingerprint", "forced", "actor", "traceback", "duration_us", "detail",
 )  # fmt: skip
 TRANSITION_COLUMNS = ("event_id", "at_us", "from_state", "to_state", "actor", "reason", "attempt_number")
 ANNOTATION_COLUMNS = ("event_id", "author", "at_us", "text")
@@ -254,14 +254,15 @@ class _Rows:
                 continue
             event_type = record[EVENT_TYPE]
             for number, values in enumerate(record[ATTEMPTS], 1):
-                at_us, outcome, started_at_us, error_type, error, forced, actor = values
+                (at_us, outcome, started_at_us, error_type, error, forced, actor, traceback, duration_us,
+                 detail) = values
                 if outcome == OK:
                     fingerprint = None
                 else:
                     fingerprint = known.get((error_type, error)) or self._fingerprint(error_type, error)
                 yield (
                     event_id, event_type, number, started_at_us, at_us, outcome, error_type, error,
-                    fingerprint, forced, actor,
+                    fingerprint, forced, actor, traceback, duration_us, detail,
                 )  # fmt: skip
 
     def transition_rows(self, chunk: list[tuple[Any, ...]], ids: Sequence[int]) -> Iterator[tuple[Any, ...]]:
@@ -296,7 +297,7 @@ class _Rows:
                 claim = _NO_CLAIM
             error_type = error = last_attempt_at_us = None
             if attempts:
-                last_attempt_at_us, outcome, _, error_type, error, _, _ = attempts[-1]
+                last_attempt_at_us, outcome, _, error_type, error = attempts[-1][:5]
                 if outcome == OK:
                     error_type = error = None
             yield (
