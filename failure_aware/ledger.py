@@ -546,7 +546,8 @@ class Ledger:
 
         Records carry, besides SPEC section 8's fields, ``state``, ``next_retry_at`` and ``transitions``,
         so ``import_events`` into an empty database reproduces events, attempts, states, transitions and
-        annotations. One read transaction (a consistent snapshot) stays open while the iterator is used.
+        annotations; the cluster notes follow as ``{"kind": "cluster_note", ...}`` records. One read
+        transaction (a consistent snapshot) stays open while the iterator is used.
         """
         from .interchange import exporter
 
@@ -556,6 +557,7 @@ class Ledger:
         def stream() -> Iterator[dict[str, Any]]:
             with self.store.read() as conn:
                 yield from exporter.export(conn, event_type=event_type)
+                yield from exporter.export_cluster_notes(conn, event_type=event_type)
 
         return stream()
 

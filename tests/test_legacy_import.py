@@ -15,12 +15,11 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from conftest import FakeClock
 
 from failure_aware import Ledger, State, ValidationError
 from failure_aware.interchange import legacy
 from failure_aware.storage.tables import HISTORY_TABLES, event_state, state_count
-
-from conftest import FakeClock
 
 
 @pytest.fixture

@@ -128,6 +128,31 @@ def time_us(value: Any, field: str, latest: int) -> int:
     return validation.bounded_us((moment - EPOCH) // _ONE_US, field, latest=latest)
 
 
+CLUSTER_NOTE_FIELDS = ("kind", "event_type", "window_start", "window_end", "at", "author", "text")
+
+
+def parse_cluster_note(raw: Mapping[str, Any], ctx: ImportContext) -> tuple[str, int, int, int, str, str]:
+    """A ``{"kind": "cluster_note", ...}`` record (SPEC 8) checked: ``(event_type, span start, span end,
+    at, author, text)``, times in microseconds."""
+    unknown = [str(name) for name in raw if name not in CLUSTER_NOTE_FIELDS]
+    if unknown:
+        raise ValidationError(f"{', '.join(unknown)}: unknown field(s) of a cluster note (allowed: "
+                              f"{', '.join(CLUSTER_NOTE_FIELDS)})")
+    for required in CLUSTER_NOTE_FIELDS[1:]:
+        if required not in raw:
+            raise ValidationError(f"{required} is required in a cluster note")
+    event_type = validation.event_type(raw["event_type"])
+    start = time_us(raw["window_start"], "window_start", ctx.latest_us)
+    end = time_us(raw["window_end"], "window_end", ctx.latest_us)
+    if end < start:
+        raise ValidationError("window_end is before window_start")
+    at = time_us(raw["at"], "at", ctx.latest_us)
+    author = validation.name("author", raw["author"])
+    text = validation.text("text", raw["text"], required=True)
+    assert text is not None
+    return event_type, start, end, at, author, text
+
+
 def _next_retry(at_us: int, state: str, attempts: tuple[AttemptIn, ...]) -> int:
     """A given ``next_retry_at``: only for a FAILED event, within a year after its last (failed) attempt."""
     if state != State.FAILED:
