@@ -8,21 +8,23 @@ import click
 from rich.console import Group, RenderableType
 from rich.text import Text
 
+from ..core.validation import MAX_INT
 from ..correlation.models import Cluster, ClusterDetail, Timeline
 from ..durations import format_duration
 from . import output
 from .app import cli
 from .context import app
-from .params import DURATION, SINCE
+from .params import COUNT, POSITIVE_DURATION, SINCE
 
 BARS = " ▁▂▃▄▅▆▇█"
 
 
 @cli.command()
-@click.option("--window", type=DURATION, help="W: failures this close together form a burst (default 10m).")
-@click.option("--min-failures", type=click.IntRange(min=2),
+@click.option("--window", type=POSITIVE_DURATION,
+              help="W: failures this close together form a burst (default 10m).")
+@click.option("--min-failures", type=click.IntRange(min=2, max=MAX_INT),
               help="N: failures needed in one window (default 3).")
-@click.option("--min-events", type=click.IntRange(min=1), help="E: distinct events needed (default 2).")
+@click.option("--min-events", type=COUNT, help="E: distinct events needed (default 2).")
 @click.option("--rebuild", is_flag=True,
               help="Delete every cluster and recompute (needed to change the rule).")
 @output.json_option
