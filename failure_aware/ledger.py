@@ -589,7 +589,7 @@ class Ledger:
         self, step: Callable[..., None], event_id: int, actor: str | None, reason: str
     ) -> Event:
         validation.event_id(event_id)
-        actor = validation.name("actor", actor or operator_name())
+        actor = validation.name("actor", operator_name() if actor is None else actor)
         validation.text("reason", reason, required=True)
         with self.store.write() as conn:
             step(conn, event_id, actor=actor, reason=reason, now_us=self.store.now_us())
@@ -616,7 +616,7 @@ class Ledger:
         if event_type is not None:
             validation.event_type(event_type)
         validation.positive_int("limit", limit)
-        actor = validation.name("actor", actor or operator_name())
+        actor = validation.name("actor", operator_name() if actor is None else actor)
         validation.text("reason", reason, required=True)
         if dry_run:
             with self.store.read() as conn:
@@ -632,7 +632,7 @@ class Ledger:
         """Add a note to an event. Notes are history: never changed, only added to."""
         validation.event_id(event_id)
         validation.text("text", text, required=True)
-        author = validation.name("author", author or operator_name())
+        author = validation.name("author", operator_name() if author is None else author)
         with self.store.write() as conn:
             return operator.annotate_event(conn, event_id, text, author=author, now_us=self.store.now_us())
 
@@ -752,7 +752,7 @@ class Ledger:
 
         self._check_cluster_id(cluster_id)
         validation.text("text", text, required=True)
-        author = validation.name("author", author or operator_name())
+        author = validation.name("author", operator_name() if author is None else author)
         with self.store.write() as conn:
             return annotate_cluster(conn, cluster_id, text, author=author, now_us=self.store.now_us())
 

@@ -120,7 +120,8 @@ def record(
 ) -> list[Any]:
     """Record ``outcomes`` with ``finish_many`` (``Ledger.finish_many``); one it refuses as it is (its
     ``ValidationError`` or ``StorageError``) is recorded again as a plain failure saying why, so every
-    claim is closed; should that fail too, the database itself is failing and its error is raised. Returns each outcome's result (or the ``StaleClaim`` that kept it out), in order."""
+    claim is closed; should that fail too, the database itself is failing and its error is raised.
+    Returns each outcome's result (or the ``StaleClaim`` that kept it out), in order."""
     if not outcomes:
         return []
     try:
