@@ -126,10 +126,10 @@ def record(
         return []
     try:
         results = list(finish_many(outcomes))
-    except StorageError as refused:
+    except StorageError as error:
         if len(outcomes) > 1:
             raise  # finish_many already wrote a group's outcomes one by one: the database itself failed
-        results = [refused]  # one outcome alone: its data, or the database; the plain failure below tells
+        results = [error]  # one outcome alone: its data, or the database; the plain failure below tells
     refused = [i for i, result in enumerate(results) if isinstance(result, ValidationError | StorageError)]
     if refused:
         again = finish_many([unrecordable(outcomes[i], results[i]) for i in refused])
