@@ -37,6 +37,7 @@ def cli(capsys: pytest.CaptureFixture[str], url: str, *args: str) -> tuple[int, 
     (("retry", "--due", "--handler", "mod"), "module:function"),
     (("run", "1", "--handler", "mod"), "module:function"),
     (("worker", "--handler", "handlers_fixture:ok", "--lease", "0"), "must be more than 0"),
+    (("worker", "--handler", "handlers_fixture:ok", "--poll", "99999999999d"), "100 years at most"),
     (("detect", "pay.hook", "--payload", "@/no/such/file.json"), "cannot read"),
     (("report", "1", "--failed", "--retry-after", "soon"), "neither seconds"),
 ])

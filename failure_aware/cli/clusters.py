@@ -122,13 +122,13 @@ def render_cluster(detail: ClusterDetail, *, max_attempts: int | None = None) ->
     parts.append(output.table(
         "failed attempts" + (f" (first {len(shown)} of {c.failure_count})" if cut else ""),
         ["event", "#", "at", "error type", "error"],
-        [(a.event_id, a.number, output.when(a.at), a.error_type or "-", output.short(a.error, 50))
+        [(a.event_id, a.number, output.when(a.at), output.short(a.error_type, 40), output.short(a.error, 50))
          for a in shown],
     ))
     if detail.annotations:
         parts.append(output.table(
             "annotations", ["at", "author", "note"],
-            [(output.when(n.at), n.author, n.text) for n in detail.annotations],
+            [(output.when(n.at), output.plain(n.author), output.plain(n.text)) for n in detail.annotations],
         ))
     return Group(*parts)
 

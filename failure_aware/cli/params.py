@@ -41,6 +41,9 @@ class TimeParam(click.ParamType[datetime]):
             self.fail(str(error) + (" or a duration ago such as 1h" if self.relative else ""), param, ctx)
 
 
+MAX_DURATION_SECONDS = 100 * 365 * 86400.0  # a command-line duration past this is a typo
+
+
 class DurationParam(click.ParamType[float]):
     """A duration: ``600``, ``10m``, ``1h30m``; converted to seconds (with ``positive``, more than 0)."""
 
@@ -56,6 +59,8 @@ class DurationParam(click.ParamType[float]):
             self.fail(str(error), param, ctx)
         if self.positive and seconds <= 0:
             self.fail(f"{value!r}: must be more than 0", param, ctx)
+        if seconds > MAX_DURATION_SECONDS:
+            self.fail(f"{value!r}: longer than any duration this takes (100 years at most)", param, ctx)
         return seconds
 
 
