@@ -27,6 +27,12 @@ returns the defaults (SPEC sections 4 and 6). The first file found wins; the fil
     rate_window = "1h"
     dead_window = "24h"
 
+    [webhooks."payment.webhook"]       # where the webhook handler delivers this type (docs/webhooks.md)
+    url = "https://example.com/hooks"
+    secret_env = "PAYMENT_WEBHOOK_SECRET"
+    timeout = "15s"
+    connect_timeout = "5s"
+
 Durations are numbers of seconds or strings such as ``"90"``, ``"10s"``, ``"5m"``, ``"1h30m"``, ``"250ms"``.
 Every key is optional. Unknown keys, wrong types and bad values raise ``ValidationError`` naming the file
 and the key. Reading the file is the only I/O here.
@@ -44,6 +50,7 @@ from failure_aware.durations import parse_duration
 from failure_aware.errors import ValidationError
 from failure_aware.health_rules import HealthRules
 from failure_aware.policy import PolicySet
+from failure_aware.webhooks.settings import Endpoint, endpoints_from_table
 
 __all__ = ["CONFIG_FILENAME", "Config", "config_from_mapping", "load_config"]
 
@@ -65,11 +72,13 @@ _HEALTH_KEYS: dict[str, tuple[str, str]] = {
 
 @dataclass(frozen=True)
 class Config:
-    """Retry policies and health thresholds; ``source`` is the file they came from (None: defaults)."""
+    """Retry policies, health thresholds and webhook endpoints (by event type); ``source`` is the file they
+    came from (None: defaults)."""
 
     policies: PolicySet = field(default_factory=PolicySet)
     health: HealthRules = field(default_factory=HealthRules)
     source: str | None = None
+    webhooks: Mapping[str, Endpoint] = field(default_factory=dict)
 
 
 def load_config(path: str | Path | None = None, cwd: Path | None = None) -> Config:
@@ -113,16 +122,17 @@ def config_from_mapping(data: Mapping[str, Any], source: str | None = None, key_
     """
     where = f"{source}: " if source else ""
     for key in data:
-        if key not in ("retry", "health"):
-            raise ValidationError(f"{where}{key_prefix}{key}: unknown key (known: retry, health)")
+        if key not in ("retry", "health", "webhooks"):
+            raise ValidationError(f"{where}{key_prefix}{key}: unknown key (known: retry, health, webhooks)")
     try:
         retry = _table(data.get("retry", {}), f"{key_prefix}retry")
         health = _table(data.get("health", {}), f"{key_prefix}health")
         policies = PolicySet.from_mapping(retry, key_prefix=f"{key_prefix}retry")
         rules = _health_from_table(health, f"{key_prefix}health")
+        webhooks = endpoints_from_table(data.get("webhooks", {}), f"{key_prefix}webhooks")
     except ValidationError as exc:
         raise ValidationError(f"{where}{exc}") from exc
-    return Config(policies=policies, health=rules, source=source)
+    return Config(policies=policies, health=rules, source=source, webhooks=webhooks)
 
 
 def _from_tool_table(table: Any, file: Path) -> Config:
