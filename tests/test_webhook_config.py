@@ -44,7 +44,8 @@ def test_endpoints_load_with_defaults(tmp_path: Path) -> None:
     assert pay.shown_url == "https://hooks.example.com:8443/in"  # no credentials, no query
 
 
-def test_loading_the_config_does_not_need_the_secrets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_loading_the_config_does_not_need_the_secrets(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("PAY_SECRET", raising=False)
     assert "payment.webhook" in load_config(cwd=write(tmp_path, GOOD)).webhooks
 

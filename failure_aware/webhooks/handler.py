@@ -119,25 +119,32 @@ class WebhookHandler:
             self._endpoints = dict(endpoints)
             self._keys = keys
 
-    def _endpoint(self, event_type: str) -> tuple[Endpoint, tuple[bytes, ...]]:
+    def endpoint_for(self, event_type: str) -> Endpoint:
+        """The endpoint of ``event_type``; unconfigured, the handler first loads ``failure-aware.toml`` from
+        the working directory. Raises ``ValidationError`` when there is none (or no usable config)."""
         if self._endpoints is None:
             from ..config import load_config
 
             with self._lock:
                 loaded = self._endpoints is not None
             if not loaded:
-                try:
-                    self.configure(load_config())
-                except ValidationError as exc:
-                    raise HandlerFailure(str(exc), error_type="WebhookConfigError") from None
+                self.configure(load_config())
         assert self._endpoints is not None
         endpoint = self._endpoints.get(event_type)
         if endpoint is None:
-            raise HandlerFailure(
+            raise ValidationError(
                 f'no [webhooks."{event_type}"] endpoint in the configuration (configured: '
-                f"{', '.join(sorted(self._endpoints)) or 'none'})",
-                error_type="WebhookConfigError",
+                f"{', '.join(sorted(self._endpoints)) or 'none'})"
             )
+        return endpoint
+
+    def _endpoint(self, event_type: str) -> tuple[Endpoint, tuple[bytes, ...]]:
+        """The endpoint and keys for a delivery; a configuration problem is this attempt's failure
+        (``WebhookConfigError``), recorded like any other, since the handler runs inside a claim."""
+        try:
+            endpoint = self.endpoint_for(event_type)
+        except ValidationError as exc:
+            raise HandlerFailure(str(exc), error_type="WebhookConfigError") from None
         return endpoint, self._keys[event_type]
 
     # -- delivery -----------------------------------------------------------------------------------
