@@ -28,8 +28,8 @@ def setup(tmp_path: Path, receiver: LocalReceiver, monkeypatch: pytest.MonkeyPat
     config = tmp_path / "failure-aware.toml"
     lines = []
     for event_type, path in (("hook.ok", "/status/200"), ("hook.busy", "/status/503?retry_after=120")):
-        lines += [f'[webhooks."{event_type}"]', f'url = "{receiver.url(path)}"', f'secret_env = "{SECRET_ENV}"',
-                  'timeout = "2s"', ""]
+        lines += [f'[webhooks."{event_type}"]', f'url = "{receiver.url(path)}"',
+                  f'secret_env = "{SECRET_ENV}"', 'timeout = "2s"', ""]
     config.write_text("\n".join(lines))
     return f"sqlite:///{tmp_path / 'fa.db'}", str(config)
 
@@ -96,8 +96,8 @@ def test_a_missing_secret_stops_before_anything_is_claimed(
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     before = dump(db)
-    for argv in (["deliver", str(event_id)], ["run", str(event_id), "--handler", "failure_aware.webhooks:deliver"],
-                 ["retry", "--due", "--handler", "failure_aware.webhooks:deliver"]):
+    handler = ["--handler", "failure_aware.webhooks:deliver"]
+    for argv in (["deliver", str(event_id)], ["run", str(event_id), *handler], ["retry", "--due", *handler]):
         done = run_main(capsys, "--db", db, "--config", config, *argv)
         assert done.code == 1 and complaint in done.err, (argv, done.err)
         assert "Traceback" not in done.err
@@ -123,7 +123,8 @@ def test_no_webhooks_configured_is_a_clear_error(tmp_path: Path, capsys: pytest.
     assert done.code == 1 and "no webhook endpoints configured" in done.err
 
 
-def test_retry_due_with_the_webhook_handler(setup: tuple[str, str], capsys: pytest.CaptureFixture[str]) -> None:
+def test_retry_due_with_the_webhook_handler(setup: tuple[str, str],
+                                            capsys: pytest.CaptureFixture[str]) -> None:
     db, config = setup
     ok = [detect(db, "hook.ok", key=f"ok{n}") for n in range(3)]
     busy = detect(db, "hook.busy")
