@@ -74,7 +74,7 @@ def answer_outcome(
         retry_after = parse_retry_after(lower["retry-after"])
     message = f"HTTP {status}{reason}"
     if retry_after is not None:
-        message += f": the receiver asks to retry after {lower['retry-after'].strip()[:100]}"
+        message += f" (Retry-After: {lower['retry-after'].strip()[:100]})"
     raise HandlerFailure(message, error_type=error_type, retry_after=retry_after, detail=detail)
 
 
