@@ -45,9 +45,9 @@ def demo() -> None:
             f"from minute {int(OUTAGE[0].total_seconds() // 60)} to {int(OUTAGE[1].total_seconds() // 60)}."
         )
         out.print(
-            f"payment.webhook events are real HTTP: signed POSTs (Standard Webhooks) by the webhook handler to "
-            f"a receiver this demo started at {receiver.url('/payments')}, which verifies every signature and "
-            f"answers 503 with Retry-After: {OUTAGE_RETRY_AFTER} during the outage, 200 otherwise. The other "
+            "payment.webhook events are real HTTP: signed POSTs (Standard Webhooks) by the webhook handler "
+            f"to a receiver this demo started at {receiver.url('/payments')}, which verifies every signature "
+            f"and answers 503 with Retry-After: {OUTAGE_RETRY_AFTER} during the outage, 200 otherwise. The other "
             "types are handled in-process; only the clock is simulated."
         )
         run = simulate(ledger, clock, world)
@@ -96,9 +96,6 @@ def _show_retry_run(out: Console, ledger: Ledger, clock: SimulatedClock, world: 
 
 def _show_webhooks(out: Console, ledger: Ledger, receiver: LocalReceiver) -> None:
     out.print(Rule("webhooks: real HTTP failures, then a recovery", style="dim"))
-    answers: dict[int, int] = {}
-    for request in receiver.requests:
-        answers[int(request.verified)] = answers.get(int(request.verified), 0) + 1
     out.print(f"the receiver got {receiver.count} POST(s); {receiver.count - receiver.refused} had a valid "
               f"signature, {receiver.refused} were refused")
     recovered = None
