@@ -47,8 +47,8 @@ def demo() -> None:
         out.print(
             "payment.webhook events are real HTTP: signed POSTs (Standard Webhooks) by the webhook handler "
             f"to a receiver this demo started at {receiver.url('/payments')}, which verifies every signature "
-            f"and answers 503 with Retry-After: {OUTAGE_RETRY_AFTER} during the outage, 200 otherwise. The other "
-            "types are handled in-process; only the clock is simulated."
+            f"and answers 503 with Retry-After: {OUTAGE_RETRY_AFTER} during the outage, 200 otherwise. "
+            "The other types are handled in-process; only the clock is simulated."
         )
         run = simulate(ledger, clock, world)
         out.print(f"{run.detected} events detected; attempts run by `retry_due` once a simulated minute:")
