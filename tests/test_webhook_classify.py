@@ -106,3 +106,14 @@ def test_other_statuses_fail_with_their_number(status: int) -> None:
     if 300 <= status < 400:
         assert "not followed" in raised.value.message
         assert (raised.value.detail or {})["location"] == "https://new.example/"
+
+
+@pytest.mark.parametrize("head", [b"\x00" * 4096, b"\xff" * 4096, "é".encode() * 2048, b"a" * 5000])
+def test_the_body_in_the_detail_always_fits(head: bytes) -> None:
+    import json
+
+    outcome = answer_outcome(200, {}, head, duration_seconds=0.1, context={"url": "http://x/" + "p" * 990})
+    size = len(json.dumps(outcome.detail))
+    assert size <= 16 * 1024
+    detail = outcome.detail or {}
+    assert detail["body"] and detail["body_truncated"] is True  # measured as escaped ASCII JSON: worst case

@@ -15,6 +15,7 @@ first 4 KiB of the response body. Pure: these functions see an answer or an exce
 
 from __future__ import annotations
 
+import json
 import socket
 import ssl
 from collections.abc import Mapping
@@ -28,6 +29,10 @@ import httpx
 from ..outcomes import HandlerFailure, Succeeded
 
 BODY_LIMIT_BYTES = 4096
+# An attempt's detail is at most 16 KiB of JSON. 4 KiB of body is far below that as text, but a binary or
+# control-character body escapes to up to 6 bytes per byte ("\u0000"): such a body is cut further, so the
+# detail always fits and a 2xx is never turned into a refused detail.
+BODY_JSON_LIMIT_BYTES = 12 * 1024
 RETRY_AFTER_STATUSES = frozenset({429, 503})
 
 
@@ -46,9 +51,10 @@ def answer_outcome(
         **(context or {}),
         "status": status,
         "duration_seconds": round(duration_seconds, 6),
-        "body": body_head[:BODY_LIMIT_BYTES].decode("utf-8", errors="replace"),
     }
-    if body_truncated or len(body_head) > BODY_LIMIT_BYTES:
+    body, cut = body_text(body_head)
+    detail["body"] = body
+    if body_truncated or cut:
         detail["body_truncated"] = True
     if 200 <= status < 300:
         return Succeeded(detail=detail)
@@ -76,6 +82,16 @@ def answer_outcome(
     if retry_after is not None:
         message += f" (Retry-After: {lower['retry-after'].strip()[:100]})"
     raise HandlerFailure(message, error_type=error_type, retry_after=retry_after, detail=detail)
+
+
+def body_text(head: bytes) -> tuple[str, bool]:
+    """The first 4 KiB of a body as text (invalid UTF-8 replaced), cut further while its JSON form is over
+    12 KiB; and whether anything was cut."""
+    text = head[:BODY_LIMIT_BYTES].decode("utf-8", errors="replace")
+    cut = len(head) > BODY_LIMIT_BYTES
+    while len(json.dumps(text)) > BODY_JSON_LIMIT_BYTES:
+        text, cut = text[: len(text) * 3 // 4], True
+    return text, cut
 
 
 def parse_retry_after(value: str) -> float | datetime | None:

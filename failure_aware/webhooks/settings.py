@@ -71,7 +71,8 @@ class Endpoint:
         if ":" in host:
             host = f"[{host}]"
         port = f":{parts.port}" if parts.port else ""
-        return f"{parts.scheme}://{host}{port}{parts.path or '/'}"
+        shown = f"{parts.scheme}://{host}{port}{parts.path or '/'}"
+        return shown if len(shown) <= 1000 else shown[:997] + "..."
 
     def read_keys(self, environ: Mapping[str, str] | None = None) -> tuple[bytes, ...]:
         """The signing keys from the environment variable ``secret_env`` (several, space-separated, while a
