@@ -109,8 +109,9 @@ def parse_retry_after(value: str) -> float | datetime | None:
     return when.astimezone(UTC)
 
 
-def transport_failure(exc: httpx.HTTPError, *, duration_seconds: float, connect_timeout_seconds: float,
-                      timeout_seconds: float, context: Mapping[str, Any] | None = None) -> HandlerFailure:
+def transport_failure(exc: httpx.HTTPError | httpx.InvalidURL, *, duration_seconds: float,
+                      connect_timeout_seconds: float, timeout_seconds: float,
+                      context: Mapping[str, Any] | None = None) -> HandlerFailure:
     """The failure for a request that got no answer: the error type names what went wrong."""
     detail: dict[str, Any] = {**(context or {}), "status": None,
                               "duration_seconds": round(duration_seconds, 6)}

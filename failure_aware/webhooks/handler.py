@@ -145,7 +145,12 @@ class WebhookHandler:
             endpoint = self.endpoint_for(event_type)
         except ValidationError as exc:
             raise HandlerFailure(str(exc), error_type="WebhookConfigError") from None
-        return endpoint, self._keys[event_type]
+        with self._lock:
+            keys = self._keys.get(event_type)
+        if keys is None:  # reconfigured meanwhile, without this type
+            raise HandlerFailure(f'no [webhooks."{event_type}"] endpoint any more',
+                                 error_type="WebhookConfigError")
+        return endpoint, keys
 
     # -- delivery -----------------------------------------------------------------------------------
     def prepare(self, event: Event) -> Delivery:
@@ -180,7 +185,7 @@ class WebhookHandler:
             ) as response:
                 head, truncated = _read_head(response, BODY_LIMIT_BYTES, started + deadline_seconds)
                 status, headers = response.status_code, response.headers
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
             raise transport_failure(
                 exc, duration_seconds=time.monotonic() - started, context=context,
                 connect_timeout_seconds=endpoint.connect_timeout_seconds,
