@@ -6,6 +6,8 @@ returns the defaults (SPEC sections 4 and 6). The first file found wins; the fil
 (in ``pyproject.toml`` the same tables go under ``[tool.failure-aware]``, e.g.
 ``[tool.failure-aware.retry]``)::
 
+    max_clock_skew = "5m"        # how far in the future a given time may lie (SPEC 3)
+
     [retry]                      # the default policy
     max_attempts = 6
     backoff = "exponential"      # or "fixed" / "schedule"
@@ -14,6 +16,7 @@ returns the defaults (SPEC sections 4 and 6). The first file found wins; the fil
     max_delay = "1h"
     jitter = "none"              # or "full" / "equal"
     non_retryable = ["ValueError"]
+    max_retry_after = "24h"      # the cap on a failure's retry_after (SPEC 4)
 
     [retry.types."payment.webhook"]   # per event type; unspecified keys inherit the default
     schedule = ["30s", "2m", "10m"]   # a schedule implies backoff = "schedule"
@@ -26,6 +29,8 @@ returns the defaults (SPEC sections 4 and 6). The first file found wins; the fil
     min_attempts_for_rate = 10
     rate_window = "1h"
     dead_window = "24h"
+    backlog_after = "15m"        # PENDING this long with no attempt: DEGRADED
+    critical_backlog = "1h"      # ... this long: CRITICAL
 
     [webhooks."payment.webhook"]       # where the webhook handler delivers this type (docs/webhooks.md)
     url = "https://example.com/hooks"
@@ -46,6 +51,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from failure_aware.core import validation
 from failure_aware.durations import parse_duration
 from failure_aware.errors import ValidationError
 from failure_aware.health_rules import HealthRules
@@ -67,7 +73,11 @@ _HEALTH_KEYS: dict[str, tuple[str, str]] = {
     "min_attempts_for_rate": ("min_attempts_for_rate", "count"),
     "rate_window": ("rate_window_seconds", "duration"),
     "dead_window": ("dead_window_seconds", "duration"),
+    "backlog_after": ("backlog_after_seconds", "duration"),
+    "critical_backlog": ("critical_backlog_seconds", "duration"),
 }
+# The longest max_clock_skew accepted: a day of skew is already a broken clock.
+MAX_CLOCK_SKEW_SECONDS = 86400.0
 
 
 @dataclass(frozen=True)
@@ -79,6 +89,16 @@ class Config:
     health: HealthRules = field(default_factory=HealthRules)
     source: str | None = None
     webhooks: Mapping[str, Endpoint] = field(default_factory=dict)
+    #: How far in the future a given time may lie (``max_clock_skew``): ``detect --at``, ``report --at``,
+    #: imported history. Every time lies within [1970-01-01T00:00:00Z, now + this].
+    max_clock_skew_seconds: float = validation.DEFAULT_MAX_CLOCK_SKEW_SECONDS
+
+    def __post_init__(self) -> None:
+        """Check ``max_clock_skew_seconds``."""
+        skew = self.max_clock_skew_seconds
+        limit = MAX_CLOCK_SKEW_SECONDS
+        if isinstance(skew, bool) or not isinstance(skew, int | float) or not 0 <= skew <= limit:
+            raise ValidationError(f"max_clock_skew must be 0 to {limit:g} seconds (1 day), got {skew!r}")
 
 
 def load_config(path: str | Path | None = None, cwd: Path | None = None) -> Config:
@@ -122,17 +142,26 @@ def config_from_mapping(data: Mapping[str, Any], source: str | None = None, key_
     """
     where = f"{source}: " if source else ""
     for key in data:
-        if key not in ("retry", "health", "webhooks"):
-            raise ValidationError(f"{where}{key_prefix}{key}: unknown key (known: retry, health, webhooks)")
+        if key not in ("retry", "health", "max_clock_skew", "webhooks"):
+            known = "retry, health, max_clock_skew, webhooks"
+            raise ValidationError(f"{where}{key_prefix}{key}: unknown key (known: {known})")
     try:
+        skew = validation.DEFAULT_MAX_CLOCK_SKEW_SECONDS
+        if "max_clock_skew" in data:
+            try:
+                skew = parse_duration(data["max_clock_skew"])
+            except ValidationError as exc:
+                raise ValidationError(f"{key_prefix}max_clock_skew: {exc}") from exc
         retry = _table(data.get("retry", {}), f"{key_prefix}retry")
         health = _table(data.get("health", {}), f"{key_prefix}health")
         policies = PolicySet.from_mapping(retry, key_prefix=f"{key_prefix}retry")
         rules = _health_from_table(health, f"{key_prefix}health")
         webhooks = endpoints_from_table(data.get("webhooks", {}), f"{key_prefix}webhooks")
+        config = Config(policies=policies, health=rules, source=source, max_clock_skew_seconds=skew,
+                        webhooks=webhooks)
     except ValidationError as exc:
         raise ValidationError(f"{where}{exc}") from exc
-    return Config(policies=policies, health=rules, source=source, webhooks=webhooks)
+    return config
 
 
 def _from_tool_table(table: Any, file: Path) -> Config:

@@ -30,7 +30,8 @@ def detect(event_type: str, key: str | None, payload: dict[str, Any] | None, at:
     if as_json:
         output.print_json(event.as_dict())
     else:
-        output.say(f"event {event.id} {event.event_type} key={event.key} {output.state_text(event.state)}")
+        output.say(f"event {event.id} {event.event_type} key={output.literal(event.key)} "
+                   f"{output.state_text(event.state)}")
 
 
 @cli.command()
@@ -69,11 +70,15 @@ def report(event_id: int, outcome: str | None, error_type: str | None, error_mes
 def events(state: str | None, event_type: str | None, since: datetime | None, limit: int,
            before_id: int | None, as_json: bool) -> None:
     """List events, newest first (reads only)."""
-    found = app().ledger(readonly=True).events(
+    found = app().ledger(readonly=True, missing_is_empty=True).events(
         state=state, event_type=event_type, since=since, limit=limit, before_id=before_id
     )
     if as_json:
         output.print_json([e.as_dict() for e in found])
+        return
+    if not found:
+        filtered = any(v is not None for v in (state, event_type, since, before_id))
+        output.say("no events match" if filtered else "no events recorded yet")
         return
     rows = [
         (e.id, e.event_type, output.short(e.key, 24), output.state_text(e.state), e.attempt_count,
@@ -103,26 +108,29 @@ def render_detail(detail: EventDetail) -> Group:
     """The rich rendering of ``show``."""
     e = detail.event
     head = Text.from_markup(
-        f"[bold]event {e.id}[/] {e.event_type} key={e.key}  {output.state_text(e.state)}"
+        f"[bold]event {e.id}[/] {e.event_type} key={output.literal(e.key)}  {output.state_text(e.state)}"
         f"  detected {output.when(e.detected_at)}"
         + (f"  next retry {output.when(e.next_retry_at)}" if e.next_retry_at else "")
-        + (f"  claimed by {e.claimed_by} until {output.when(e.lease_expires_at)}" if e.claimed_by else "")
+        + (f"  claimed by {output.literal(e.claimed_by)} until {output.when(e.lease_expires_at)}"
+           if e.claimed_by else "")
     )
     parts: list[Any] = [head]
     attempts = [
-        (a.number, output.when(a.at), a.outcome, a.error_type or "-", output.short(a.error, 50),
-         a.actor + (" (forced)" if a.forced else ""))
+        (a.number, output.when(a.at), a.outcome, output.literal(a.error_type), output.short(a.error, 50),
+         output.literal(a.actor + (" (forced)" if a.forced else "")))
         for a in detail.attempts
     ]
     if attempts:
         parts.append(output.table("attempts", ["#", "at", "outcome", "error type", "error", "by"], attempts))
     history = [
-        (output.when(t.at), t.from_state or "-", output.state_text(t.to_state), t.actor, t.reason)
+        (output.when(t.at), t.from_state or "-", output.state_text(t.to_state), output.literal(t.actor),
+         output.literal(t.reason))
         for t in detail.transitions
     ]
     parts.append(output.table("transitions", ["at", "from", "to", "by", "reason"], history))
     if detail.annotations:
-        notes = [(output.when(n.at), n.author, n.text) for n in detail.annotations]
+        notes = [(output.when(n.at), output.literal(n.author), output.literal(n.text))
+                 for n in detail.annotations]
         parts.append(output.table("annotations", ["at", "author", "note"], notes))
     if detail.cluster_ids:
         parts.append(Text("clusters: " + ", ".join(detail.cluster_ids)))

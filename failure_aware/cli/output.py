@@ -14,9 +14,10 @@ from typing import Any, TypeVar
 import click
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
+from rich.text import Text
 
 from ..timeutil import format_time
+from .tables import DataTable, format_option
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -30,9 +31,9 @@ STATE_STYLES = {
 
 
 def json_option(func: F) -> F:
-    """Add ``--json`` to a command."""
+    """Add ``--json`` (and ``--format`` for its tables, see ``tables``) to a command."""
     flag = click.option("--json", "as_json", is_flag=True, help="Print JSON on stdout instead of a table.")
-    return flag(func)
+    return flag(format_option(func))  # type: ignore[no-any-return]
 
 
 def console(*, err: bool = False) -> Console:
@@ -57,14 +58,18 @@ def say(message: str, *, as_json: bool = False) -> None:
     console(err=as_json).print(message)
 
 
-def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> Table:
-    """A rich table with the given column headers."""
-    out = Table(title=title, title_justify="left", header_style="bold")
-    for column in columns:
-        out.add_column(column, overflow="fold")
-    for row in rows:
-        out.add_row(*(cell if hasattr(cell, "__rich__") else _cell(cell) for cell in row))
-    return out
+def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> DataTable:
+    """A table with the given column headers: ids, types and times whole, prose cut to fit (``tables``).
+
+    A ``str`` cell is rich markup (callers escape what came from outside: ``short``, ``literal``); other
+    values print as they are (times as ``when`` does).
+    """
+    return DataTable(title, columns, ([_cell(cell) for cell in row] for row in rows))
+
+
+def literal(value: object) -> str:
+    """A value from outside (a name, a reason, a note) made safe to put in markup: shown as typed."""
+    return escape("-" if value is None else str(value))
 
 
 def state_text(state: str) -> str:
@@ -89,12 +94,16 @@ def short(text: str | None, width: int = 60) -> str:
     return escape(flat if len(flat) <= width else flat[: width - 1] + "…")
 
 
-def _cell(value: Any) -> str:
+def _cell(value: Any) -> Text:
+    if isinstance(value, Text):
+        return value
+    if isinstance(value, str):
+        return Text.from_markup(value)
     if value is None:
-        return "-"
+        return Text("-")
     if isinstance(value, datetime):
-        return when(value)
-    return str(value)
+        return Text(when(value))
+    return Text(str(value))
 
 
-__all__ = ["format_time", "json_option", "print_json", "say", "table"]
+__all__ = ["format_time", "json_option", "literal", "print_json", "say", "table"]

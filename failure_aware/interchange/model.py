@@ -96,3 +96,4 @@ class ImportContext:
     actor: str  # the actor of derived transitions and default actor of attempts
     max_payload_bytes: int
     policies: PolicySet
+    latest_us: int  # the latest time a record may hold: now + max_clock_skew (SPEC 3)
