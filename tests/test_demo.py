@@ -22,7 +22,7 @@ def test_demo_runs_and_leaves_a_consistent_database(
     assert done.value.code == 0
     out = capsys.readouterr().out
     for part in ("retries are scheduled", "a dead letter", "correlate", "health", "real HTTP",
-                 "got through on a later attempt"):
+                 "got through on a later attempt", "answered 503", "retry_after: 120", "answered 200"):
         assert part in out
     posts = re.search(r"the receiver got (\d+) POST\(s\); (\d+) had a valid signature, 0 were refused", out)
     assert posts is not None and int(posts.group(1)) == int(posts.group(2)) > 50

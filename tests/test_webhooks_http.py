@@ -8,7 +8,7 @@ no database), and the same answers end to end through ``Ledger.run`` on both bac
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from typing import Any
@@ -20,14 +20,10 @@ from conftest import FakeClock
 from webhook_support import SECRET, handler_for, refused_port, respond
 
 from failure_aware import HandlerFailure, Ledger, State, Succeeded
-from failure_aware.models import Attempt, Event
+from failure_aware.models import Event
 from failure_aware.webhooks import request_body, sign, webhook_id
 from failure_aware.webhooks.receiver import LocalReceiver
 from failure_aware.webhooks.signing import decode_secret
-
-# Recording a handler's HandlerFailure / Succeeded (permanent, retry_after, detail) is issue 9's part.
-WIRED = "detail" in {f.name for f in fields(Attempt)}
-needs_issue_9 = pytest.mark.skipif(not WIRED, reason="needs issue 9: HandlerFailure/Succeeded recorded")
 
 
 @pytest.fixture(scope="module")
@@ -148,14 +144,13 @@ def test_the_receiver_refuses_a_tampered_body_and_an_old_timestamp(receiver: Loc
 
 
 # -- end to end: Ledger.run records the outcome ------------------------------------------------------------
-@needs_issue_9
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_run_records_each_outcome(case: Case, receiver: LocalReceiver, ledger: Ledger,
                                   clock: FakeClock) -> None:
     event = ledger.detect("payment.webhook", {"amount": 12}, key=f"evt_{case.name}")
     result = ledger.run(event.id, handler_for(url_of(case, receiver, clock.now)))
     attempt = ledger.show(event.id).attempts[-1]
-    detail: dict[str, Any] = attempt.detail or {}  # type: ignore[attr-defined]
+    detail: dict[str, Any] = dict(attempt.detail or {})
     assert detail["status"] == case.status
     if case.error_type is None:
         assert (result.state, result.next_retry_at, attempt.error_type) == (State.SUCCEEDED, None, None)
@@ -170,7 +165,6 @@ def test_run_records_each_outcome(case: Case, receiver: LocalReceiver, ledger: L
     assert result.next_retry_at == attempt.at + wait  # the policy's 10 s, or the receiver's Retry-After
 
 
-@needs_issue_9
 def test_a_worker_delivers_due_events_and_retries_after_recovery(receiver: LocalReceiver, ledger: Ledger,
                                                                  clock: FakeClock) -> None:
     from failure_aware.worker import Worker

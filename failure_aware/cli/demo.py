@@ -28,6 +28,7 @@ from .clusters import render_cluster, render_timeline
 from .context import app
 from .events import render_detail
 from .health import render_health
+from .webhooks import detail_lines
 
 
 @cli.command()
@@ -107,7 +108,13 @@ def _show_webhooks(out: Console, ledger: Ledger, receiver: LocalReceiver) -> Non
         out.print("no delivery needed a retry in this run")
         return
     out.print(f"event {recovered.id} failed during the outage and got through on a later attempt:")
-    out.print(render_detail(ledger.show(recovered.id)))
+    shown = ledger.show(recovered.id)
+    out.print(render_detail(shown))
+    for attempt in (shown.attempts[0], shown.attempts[-1]):
+        lines = detail_lines(attempt.detail or {})
+        out.print(f"attempt {attempt.number}'s detail: " + "; ".join(lines[:2]))
+    out.print(f"(the policy alone would retry 1 minute after the first failure; the receiver's Retry-After: "
+              f"{OUTAGE_RETRY_AFTER} made it 2)")
 
 
 def _show_dead_letter(out: Console, ledger: Ledger) -> None:

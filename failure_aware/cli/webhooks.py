@@ -70,11 +70,12 @@ def deliver(event_id: int, force: bool, dry_run: bool, lease_seconds: float, as_
     out.print(line)
     if attempt.error_type:
         out.print(f"  {escape(attempt.error_type)}: {output.short(attempt.error, 200)}")
-    for text in _detail_lines(detail or {}):
+    for text in detail_lines(detail or {}):
         out.print(f"  {text}")
 
 
-def _detail_lines(detail: Mapping[str, Any]) -> list[str]:
+def detail_lines(detail: Mapping[str, Any]) -> list[str]:
+    """An attempt's webhook detail as short lines: the answer, Retry-After or Location, the id, the body."""
     lines = []
     if "url" in detail:
         status = detail.get("status")

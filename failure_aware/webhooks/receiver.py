@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import socket
 import struct
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -115,6 +116,12 @@ class _Server(ThreadingHTTPServer):
     block_on_close = False  # a request sleeping in a delay must not hold up close()
     request_queue_size = 128
     receiver: LocalReceiver
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        """Quiet when the sender went away first (it timed out on a slow answer); else the default report."""
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)  # type: ignore[arg-type]
 
 
 class _Handler(BaseHTTPRequestHandler):
