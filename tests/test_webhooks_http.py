@@ -178,3 +178,12 @@ def test_a_worker_delivers_due_events_and_retries_after_recovery(receiver: Local
     summary = Worker(ledger, handler_for(receiver.url("/status/200")), concurrency=4).run(once=True)
     assert summary.succeeded == 5
     assert all(ledger.get(e.id).state is State.SUCCEEDED for e in events)
+
+
+def test_a_binary_answer_is_recorded_as_it_came(receiver: LocalReceiver, ledger: Ledger) -> None:
+    # NUL bytes and invalid UTF-8 in the body: the detail keeps them replaced, and the 2xx stays a success
+    event = ledger.detect("payment.webhook", {"amount": 1}, key="evt_binary")
+    result = ledger.run(event.id, handler_for(receiver.url("/status/200?binary=1")))
+    assert result.state is State.SUCCEEDED
+    detail = dict(ledger.show(event.id).attempts[-1].detail or {})
+    assert detail["body"].startswith("ok\ufffd\ufffd\ufffd") and detail["body_truncated"] is True

@@ -33,6 +33,8 @@ def respond(request: Received) -> Answer:
         if 300 <= status < 400:
             headers["location"] = "http://127.0.0.1:9/moved"
         body = BODY if query.get("big") else f"answer {status}".encode()
+        if query.get("binary"):
+            body = b"ok\x00\xff\xfe" * 1500
         return Answer(status, headers=headers, body=b"" if status == 204 else body)
     return Answer(404, body=b"no such path")
 

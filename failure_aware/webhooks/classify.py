@@ -61,7 +61,7 @@ def answer_outcome(
     error_type = f"HTTP{status}"
     reason = _reason(status)
     if 300 <= status < 400:
-        location = lower.get("location", "")
+        location = _storable(lower.get("location", ""))
         detail["location"] = location[:2000]
         where = f" to {location[:200]}" if location else ""
         raise HandlerFailure(
@@ -76,7 +76,7 @@ def answer_outcome(
         )
     retry_after: float | datetime | None = None
     if status in RETRY_AFTER_STATUSES and "retry-after" in lower:
-        detail["retry_after"] = lower["retry-after"][:200]
+        detail["retry_after"] = _storable(lower["retry-after"][:200])
         retry_after = parse_retry_after(lower["retry-after"])
     message = f"HTTP {status}{reason}"
     if retry_after is not None:
@@ -87,11 +87,17 @@ def answer_outcome(
 def body_text(head: bytes) -> tuple[str, bool]:
     """The first 4 KiB of a body as text (invalid UTF-8 replaced), cut further while its JSON form is over
     12 KiB; and whether anything was cut."""
-    text = head[:BODY_LIMIT_BYTES].decode("utf-8", errors="replace")
+    text = _storable(head[:BODY_LIMIT_BYTES].decode("utf-8", errors="replace"))
     cut = len(head) > BODY_LIMIT_BYTES
     while len(json.dumps(text)) > BODY_JSON_LIMIT_BYTES:
         text, cut = text[: len(text) * 3 // 4], True
     return text, cut
+
+
+def _storable(text: str) -> str:
+    """Text from the receiver as the ledger can store it: NUL (refused in stored text) becomes U+FFFD, as it
+    does in error messages (SPEC 3). Decoding with ``errors="replace"`` leaves no lone surrogates."""
+    return text.replace("\x00", "\ufffd")
 
 
 def parse_retry_after(value: str) -> float | datetime | None:
