@@ -66,7 +66,9 @@ def test_deliver_json_shows_a_failure_with_its_detail(
     assert done.code == 0, done.err
     got = json.loads(done.out)
     assert got["state"] == "FAILED"
-    assert got["detail"]["status"] == 503 and got["detail"]["retry_after"] == "120"
+    detail = got["attempt"]["detail"]
+    assert detail["status"] == 503 and detail["retry_after"] == "120"
+    assert got["attempt"]["error_type"] == "HTTP503"
     assert state_of(db, event_id) is State.FAILED
 
 

@@ -15,7 +15,6 @@ from rich.markup import escape
 
 from ..core.claims import DEFAULT_LEASE_SECONDS
 from ..models import Event
-from ..outcomes import HandlerFailure, Succeeded
 from ..webhooks import WebhookHandler
 from . import output
 from .app import cli
@@ -43,23 +42,12 @@ def deliver(event_id: int, force: bool, dry_run: bool, lease_seconds: float, as_
         if dry_run:
             _show_request(handler, event, as_json)
             return
-        seen: list[Succeeded | HandlerFailure] = []
-
-        def deliver_and_keep(event: Event) -> Succeeded:
-            try:
-                outcome = handler(event)
-            except HandlerFailure as failure:
-                seen.append(failure)
-                raise
-            seen.append(outcome)
-            return outcome
-
-        result = app().ledger().run(event_id, deliver_and_keep, force=force, lease_seconds=lease_seconds)
+        result = app().ledger().run(event_id, handler, force=force, lease_seconds=lease_seconds)
     finally:
         handler.close()
-    detail = seen[0].detail if seen else None
+    detail = result.attempt.detail
     if as_json:
-        output.print_json({**result.as_dict(), "detail": detail})
+        output.print_json(result.as_dict())
         return
     out = output.console()
     attempt = result.attempt
