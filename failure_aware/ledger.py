@@ -546,7 +546,8 @@ class Ledger:
 
         Records carry, besides SPEC section 8's fields, ``state``, ``next_retry_at`` and ``transitions``,
         so ``import_events`` into an empty database reproduces events, attempts, states, transitions and
-        annotations. One read transaction (a consistent snapshot) stays open while the iterator is used.
+        annotations; the cluster notes follow as ``{"kind": "cluster_note", ...}`` records. One read
+        transaction (a consistent snapshot) stays open while the iterator is used.
         """
         from .interchange import exporter
 
@@ -556,6 +557,7 @@ class Ledger:
         def stream() -> Iterator[dict[str, Any]]:
             with self.store.read() as conn:
                 yield from exporter.export(conn, event_type=event_type)
+                yield from exporter.export_cluster_notes(conn, event_type=event_type)
 
         return stream()
 
@@ -587,7 +589,7 @@ class Ledger:
         self, step: Callable[..., None], event_id: int, actor: str | None, reason: str
     ) -> Event:
         validation.event_id(event_id)
-        actor = validation.name("actor", actor or operator_name())
+        actor = validation.name("actor", operator_name() if actor is None else actor)
         validation.text("reason", reason, required=True)
         with self.store.write() as conn:
             step(conn, event_id, actor=actor, reason=reason, now_us=self.store.now_us())
@@ -614,7 +616,7 @@ class Ledger:
         if event_type is not None:
             validation.event_type(event_type)
         validation.positive_int("limit", limit)
-        actor = validation.name("actor", actor or operator_name())
+        actor = validation.name("actor", operator_name() if actor is None else actor)
         validation.text("reason", reason, required=True)
         if dry_run:
             with self.store.read() as conn:
@@ -630,7 +632,7 @@ class Ledger:
         """Add a note to an event. Notes are history: never changed, only added to."""
         validation.event_id(event_id)
         validation.text("text", text, required=True)
-        author = validation.name("author", author or operator_name())
+        author = validation.name("author", operator_name() if author is None else author)
         with self.store.write() as conn:
             return operator.annotate_event(conn, event_id, text, author=author, now_us=self.store.now_us())
 
@@ -750,7 +752,7 @@ class Ledger:
 
         self._check_cluster_id(cluster_id)
         validation.text("text", text, required=True)
-        author = validation.name("author", author or operator_name())
+        author = validation.name("author", operator_name() if author is None else author)
         with self.store.write() as conn:
             return annotate_cluster(conn, cluster_id, text, author=author, now_us=self.store.now_us())
 

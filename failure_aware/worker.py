@@ -223,7 +223,7 @@ class Worker:
         self.batch_seconds = min(float(batch_seconds), lease_seconds / 4)
         self.flush_seconds = min(float(flush_seconds), self.batch_seconds)
         self.lease_seconds = float(lease_seconds)
-        self.idle_sleep_seconds = float(idle_sleep_seconds)
+        self.idle_sleep_seconds = min(float(idle_sleep_seconds), threading.TIMEOUT_MAX)
         self.worker_id = validation.name("worker_id", worker_id or claims.default_worker_id())
         self.limit = limit
         self._stop = threading.Event()

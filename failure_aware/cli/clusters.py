@@ -8,21 +8,23 @@ import click
 from rich.console import Group, RenderableType
 from rich.text import Text
 
+from ..core.validation import MAX_INT
 from ..correlation.models import Cluster, ClusterDetail, Timeline
 from ..durations import format_duration
 from . import output
 from .app import cli
 from .context import app
-from .params import DURATION, SINCE
+from .params import COUNT, POSITIVE_DURATION, SINCE
 
 BARS = " ▁▂▃▄▅▆▇█"
 
 
 @cli.command()
-@click.option("--window", type=DURATION, help="W: failures this close together form a burst (default 10m).")
-@click.option("--min-failures", type=click.IntRange(min=2),
+@click.option("--window", type=POSITIVE_DURATION,
+              help="W: failures this close together form a burst (default 10m).")
+@click.option("--min-failures", type=click.IntRange(min=2, max=MAX_INT),
               help="N: failures needed in one window (default 3).")
-@click.option("--min-events", type=click.IntRange(min=1), help="E: distinct events needed (default 2).")
+@click.option("--min-events", type=COUNT, help="E: distinct events needed (default 2).")
 @click.option("--rebuild", is_flag=True,
               help="Delete every cluster and recompute (needed to change the rule).")
 @output.json_option
@@ -103,7 +105,7 @@ def render_cluster(detail: ClusterDetail, *, max_attempts: int | None = None) ->
     c = detail.cluster
     parts: list[RenderableType] = [
         Text.from_markup(
-            f"[bold]cluster {c.id}[/] {output.literal(c.event_type)}  {output.when(c.window_start)} -> "
+            f"[bold]cluster {c.id}[/] {output.plain(c.event_type)}  {output.when(c.window_start)} -> "
             f"{output.when(c.window_end)}  {c.failure_count} failures of {c.event_count} events"
             + ("  [bold red]active[/]" if c.active else "")
         ),
@@ -122,14 +124,13 @@ def render_cluster(detail: ClusterDetail, *, max_attempts: int | None = None) ->
     parts.append(output.table(
         "failed attempts" + (f" (first {len(shown)} of {c.failure_count})" if cut else ""),
         ["event", "#", "at", "error type", "error"],
-        [(a.event_id, a.number, output.when(a.at), output.literal(a.error_type), output.short(a.error, 50))
+        [(a.event_id, a.number, output.when(a.at), output.short(a.error_type, 40), output.short(a.error, 50))
          for a in shown],
     ))
     if detail.annotations:
         parts.append(output.table(
             "annotations", ["at", "author", "note"],
-            [(output.when(n.at), output.literal(n.author), output.literal(n.text))
-             for n in detail.annotations],
+            [(output.when(n.at), output.plain(n.author), output.plain(n.text)) for n in detail.annotations],
         ))
     return Group(*parts)
 

@@ -120,10 +120,16 @@ def record(
 ) -> list[Any]:
     """Record ``outcomes`` with ``finish_many`` (``Ledger.finish_many``); one it refuses as it is (its
     ``ValidationError`` or ``StorageError``) is recorded again as a plain failure saying why, so every
-    claim is closed. Returns each outcome's result (or the ``StaleClaim`` that kept it out), in order."""
+    claim is closed; should that fail too, the database itself is failing and its error is raised.
+    Returns each outcome's result (or the ``StaleClaim`` that kept it out), in order."""
     if not outcomes:
         return []
-    results = list(finish_many(outcomes))
+    try:
+        results = list(finish_many(outcomes))
+    except StorageError as error:
+        if len(outcomes) > 1:
+            raise  # finish_many already wrote a group's outcomes one by one: the database itself failed
+        results = [error]  # one outcome alone: its data, or the database; the plain failure below tells
     refused = [i for i, result in enumerate(results) if isinstance(result, ValidationError | StorageError)]
     if refused:
         again = finish_many([unrecordable(outcomes[i], results[i]) for i in refused])

@@ -48,7 +48,7 @@ EARLIEST_TIME = datetime(1970, 1, 1, tzinfo=UTC)
 
 # NUL and the surrogate code points: in a Python str a surrogate is always "lone" (a pair decoded from
 # UTF-8 or JSON is one astral character), and neither SQLite nor PostgreSQL stores them faithfully.
-_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 _REPLACEMENT = "\ufffd"
 # One encoder for every payload: json.dumps with options builds a new one per call, which bulk imports feel.
 _PAYLOAD_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
@@ -58,7 +58,7 @@ _ONE_US = timedelta(microseconds=1)
 # -- text a caller names -----------------------------------------------------------------------------------
 def storable(field: str, value: str) -> str:
     """Refuse caller-named text holding a NUL or a lone surrogate (``ValidationError`` names where)."""
-    found = _UNSTORABLE.search(value)
+    found = UNSTORABLE.search(value)
     if found is not None:
         char = found.group()
         what = "a NUL character" if char == "\x00" else f"a lone surrogate (U+{ord(char):04X})"
@@ -176,7 +176,7 @@ def failure_text(value: str | None, limit: int = MAX_ERROR_CHARS) -> str | None:
         return None
     if not isinstance(value, str):
         raise ValidationError(f"an error message must be a string, got {type(value).__name__}")
-    clean = _UNSTORABLE.sub(_REPLACEMENT, value)
+    clean = UNSTORABLE.sub(_REPLACEMENT, value)
     if len(clean) > limit:
         marker = f" … [cut: {len(clean) - limit} more characters]"
         clean = clean[: limit - len(marker)] + marker
@@ -200,7 +200,7 @@ def traceback_text(value: str | None) -> str | None:
         return None
     if not isinstance(value, str):
         raise ValidationError(f"a traceback must be a string, got {type(value).__name__}")
-    clean = _UNSTORABLE.sub(_REPLACEMENT, value[-4 * MAX_TRACEBACK_BYTES:])
+    clean = UNSTORABLE.sub(_REPLACEMENT, value[-4 * MAX_TRACEBACK_BYTES:])
     data = clean.encode("utf-8")
     if len(data) <= MAX_TRACEBACK_BYTES and len(clean) == len(value):
         return clean

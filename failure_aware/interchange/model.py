@@ -35,6 +35,9 @@ class AttemptIn(NamedTuple):
     error: str | None
     forced: bool
     actor: str
+    traceback: str | None = None
+    duration_us: int | None = None
+    detail_json: str | None = None  # a checked JSON object, as text
 
 
 class AnnotationIn(NamedTuple):

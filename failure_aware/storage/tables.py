@@ -220,7 +220,7 @@ correlation_state = Table(
 )
 
 schema_version = Table(
-    "failure_aware_schema",
+    "failure_aware_schema",  # engine.SCHEMA_TABLE
     metadata,
     Column("version", Integer, primary_key=True, autoincrement=False),
     Column("description", Text, nullable=False),
