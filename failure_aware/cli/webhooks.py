@@ -29,7 +29,8 @@ BODY_SHOWN_CHARS = 300
 @click.option("--force", is_flag=True,
               help="Deliver a FAILED event even before its next_retry_at (recorded as forced).")
 @click.option("--dry-run", is_flag=True, help="Show the signed request; send nothing, write nothing.")
-@click.option("--lease", "lease_seconds", type=POSITIVE_DURATION, default=DEFAULT_LEASE_SECONDS, show_default="5m",
+@click.option("--lease", "lease_seconds", type=POSITIVE_DURATION, default=DEFAULT_LEASE_SECONDS,
+              show_default="5m",
               help="How long the attempt may take before `recover` may close it.")
 @output.json_option
 def deliver(event_id: int, force: bool, dry_run: bool, lease_seconds: float, as_json: bool) -> None:
