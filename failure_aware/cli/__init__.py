@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "health",  # health
     "clusters",  # correlate, clusters
     "demo",  # demo
+    "webhooks",  # deliver
 )
 
 for _module in COMMAND_MODULES:
