@@ -198,6 +198,36 @@ def _union_of_spans(aggregate: str, arms: int) -> str:
     )
 
 
+def event_sets(sql: Sql, spans: Sequence[tuple[str, int, int]]) -> list[set[int]]:
+    """For each ``(event type, lo, hi)`` span: the distinct events among the type's failures in it (an
+    index range each, index-only: incidents count the events of a type's several clusters once)."""
+    found: list[set[int]] = [set() for _ in spans]
+    if sql.postgres:
+        query = (
+            "SELECT s.k - 1, g.event_id FROM unnest(?::text[], ?::bigint[], ?::bigint[]) WITH ORDINALITY"
+            " AS s (t, lo, hi, k) CROSS JOIN LATERAL (SELECT DISTINCT a.event_id FROM attempt a"
+            f" WHERE a.event_type = s.t AND a.at_us >= s.lo AND a.at_us <= s.hi AND a.{FAILURE_SQL}) AS g"
+        )
+        for offset in range(0, len(spans), SPAN_BATCH):
+            batch = spans[offset : offset + SPAN_BATCH]
+            for k, event_id in sql.all(query, [list(c) for c in zip(*batch, strict=True)]):
+                found[offset + k].add(event_id)
+    else:
+        for offset in range(0, len(spans), SQLITE_POINTS):
+            batch = spans[offset : offset + SQLITE_POINTS]
+            for k, event_id in sql.all(_arms_of_events(len(batch)), [x for span in batch for x in span]):
+                found[offset + k].add(event_id)
+    return found
+
+
+@lru_cache(maxsize=8)
+def _arms_of_events(arms: int) -> str:
+    """SQLite: ``arms`` spans of ``event_sets`` as one statement (cached text: prepared)."""
+    return " UNION ALL ".join(
+        f"SELECT {k}, event_id {_OF_TYPE} AND at_us >= ? AND at_us <= ?" for k in range(arms)
+    )
+
+
 _JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 
 

@@ -74,6 +74,7 @@ def _v1_core_ledger(conn: Connection) -> None:
 def _v2_derived(conn: Connection) -> None:
     for table in (tables.state_count, tables.failure_cluster, _V2_CORRELATION_STATE):
         table.create(conn)
+    conn.execute(text("DROP INDEX ix_failure_cluster_start"))  # the live one is v7's
     # Backfill the counters from the projection so health is right on an upgraded database.
     es = tables.event_state
     counts = select(es.c.event_type, es.c.state, func.count()).group_by(es.c.event_type, es.c.state)
@@ -93,6 +94,17 @@ def _v3_index_only_correlation(conn: Connection) -> None:
     conn.execute(text("ALTER TABLE correlation_state ADD COLUMN cluster_count BIGINT NOT NULL DEFAULT 0"))
 
 
+def _v7_incidents(conn: Connection) -> None:
+    # Incidents (SPEC 13) and the index that finds clusters of any type near a time.
+    next(i for i in tables.failure_cluster.indexes if i.name == "ix_failure_cluster_start").create(conn)
+    for table in (tables.incident, tables.incident_cluster):
+        table.create(conn)
+    # Incidents are derived from the clusters by `correlate`: clear the correlation so the next run is a
+    # rebuild and computes both (cluster notes are kept against type and span, not rows).
+    conn.execute(text("DELETE FROM failure_cluster"))
+    conn.execute(text("DELETE FROM correlation_state"))
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         1, "core ledger: events, attempts, transitions, annotations, state projection", _v1_core_ledger
@@ -101,6 +113,10 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         3, "fingerprints in the failure index; cluster examples read, not stored (clusters are rebuilt by "
         "the next correlate)", _v3_index_only_correlation,
+    ),
+    Migration(
+        7, "incidents: clusters of several types that start together (clusters are rebuilt by the next "
+        "correlate)", _v7_incidents,
     ),
 )
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -1,0 +1,128 @@
+"""Writing incidents (SPEC 13): computed from the stored clusters by the same ``correlate`` run.
+
+Rebuild: link every stored cluster (``linking.components``) and make the incident tables hold exactly the
+result (rows that come out the same are left in place).
+
+Incremental: the cluster step reports which clusters it added (their starts) and which it removed or
+changed (their ids). Only incidents near those can change:
+
+- a removed or changed cluster changes the incident it was in (a changed one keeps its id, type and start,
+  so its links, but not the incident's counts);
+- an added cluster links to the clusters of other types starting within W of it: their incidents (or
+  they alone, if they were in none) may merge with it.
+
+The *region* is: every member of those incidents, and every cluster starting within W of an added one.
+It is closed under links: a member of an old incident is linked only to members of the same incident (the
+links among unchanged clusters did not change) or to an added cluster; a cluster that was in no incident
+is linked only to added clusters; an added cluster's links all start within W of it. So the connected sets
+computed on the region are exactly the incidents a rebuild would find there, and the incidents outside it
+are unchanged. The region's old incidents are replaced by the new ones, with the same comparison as a
+rebuild. So the work follows the incidents the changed clusters touch, not the history; an incident that
+chains a great many clusters is read whole when one of them changes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from . import failures
+from . import incident_rows as rows
+from .linking import Built, Member, build, components, repeated_types
+from .rule import Rule
+from .sql import Sql
+
+
+@dataclass
+class IncidentTally:
+    """What a ``correlate`` run did to incidents, and the cluster changes it must follow."""
+
+    added: int = 0
+    removed: int = 0
+    changed: int = 0
+    unchanged: int = 0
+    new_starts: list[int] = field(default_factory=list)  # window_start of each cluster added
+    gone: list[str] = field(default_factory=list)  # ids of clusters removed or changed
+
+
+def rebuild(sql: Sql, rule: Rule, tally: IncidentTally) -> None:
+    """Recompute every incident from every stored cluster."""
+    _settle(sql, rule, rows.all_clusters(sql), rows.signatures(sql, None), rows.all_membership(sql), tally)
+
+
+def update(sql: Sql, rule: Rule, tally: IncidentTally) -> None:
+    """Recompute the incidents near the clusters this run added, removed or changed (see the module)."""
+    if not tally.new_starts and not tally.gone:
+        return
+    near = rows.clusters_starting(sql, _merged(tally.new_starts, rule.window_us))
+    looked = rows.membership(sql, [*tally.gone, *(m.id for m in near)])
+    old_members = rows.members_of(sql, set(looked.values()))
+    old_members.update(looked)  # removed clusters keep their old rows until settled
+    region = {m.id: m for m in near}
+    missing = [cid for cid in old_members if cid not in region]
+    region.update((m.id, m) for m in rows.clusters_by_ids(sql, missing))
+    old = rows.signatures(sql, set(old_members.values()))
+    _settle(sql, rule, list(region.values()), old, old_members, tally)
+
+
+def _merged(starts: Iterable[int], window_us: int) -> list[tuple[int, int]]:
+    """``[start - W, start + W]`` around each start, overlapping ranges merged (so no cluster is read
+    twice), in order."""
+    merged: list[tuple[int, int]] = []
+    for start in sorted(starts):
+        lo, hi = start - window_us, start + window_us
+        if merged and lo <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], hi)
+        else:
+            merged.append((lo, hi))
+    return merged
+
+
+def compute(sql: Sql, region: Iterable[Member], rule: Rule) -> list[Built]:
+    """The incidents of a set of clusters closed under links, with their distinct events counted."""
+    groups = components(region, rule.window_us)
+    spans: list[tuple[str, int, int]] = []
+    owners: list[tuple[int, str]] = []  # per span: its group and type
+    for g, group in enumerate(groups):
+        for kind in repeated_types(group):
+            for member in group:
+                if member.event_type == kind:
+                    spans.append((kind, member.start_us, member.end_us))
+                    owners.append((g, kind))
+    events: list[dict[str, set[int]]] = [{} for _ in groups]
+    for (g, kind), found in zip(owners, failures.event_sets(sql, spans), strict=True):
+        events[g].setdefault(kind, set()).update(found)
+    return [build(group, {k: len(v) for k, v in counted.items()})
+            for group, counted in zip(groups, events, strict=True)]
+
+
+def _settle(
+    sql: Sql, rule: Rule, region: list[Member], old: Mapping[str, rows.Signature],
+    old_members: Mapping[str, str], tally: IncidentTally,
+) -> None:
+    """Make the stored incidents of a region (``old``, with the membership rows ``old_members`` of its
+    clusters) those computed from its clusters; unchanged rows stay in place."""
+    fresh = {b.id: b for b in compute(sql, region, rule)}
+    stale: list[str] = []
+    inserts: list[rows.Row_] = []
+    for iid, built in fresh.items():
+        row = rows.incident_row(built, rule.window_seconds)
+        before = old.get(iid)
+        if before is None:
+            tally.added += 1
+            inserts.append(row)
+        elif before != row[1:]:
+            tally.changed += 1
+            stale.append(iid)
+            inserts.append(row)
+        else:
+            tally.unchanged += 1
+    gone = [iid for iid in old if iid not in fresh]
+    tally.removed += len(gone)
+    wanted = {m.id: b.id for b in fresh.values() for m in b.members}
+    rows.delete(sql, "incident_cluster", "cluster_id",
+                [cid for cid, iid in old_members.items() if wanted.get(cid) != iid])
+    rows.delete(sql, "incident", "id", [*stale, *gone])
+    rows.insert(sql, "incident", rows.COLUMNS, inserts, rows.INCIDENT_CASTS)
+    rows.insert(sql, "incident_cluster", ("cluster_id", "incident_id"),
+                [(cid, iid) for cid, iid in wanted.items() if old_members.get(cid) != iid], rows.MEMBER_CASTS)
