@@ -9,6 +9,7 @@ can link to another's.
 from __future__ import annotations
 
 import itertools
+import json
 import random
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -18,6 +19,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from cli_support import invoke, run_main
 from conftest import FakeClock
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
@@ -270,3 +272,28 @@ def test_health_names_an_active_incident_and_reading_writes_nothing(
     clock.now = BASE + timedelta(seconds=910 + 601)
     assert not big_ledger.health().active_incidents
     assert big_ledger.incidents(active=True) == []
+
+
+def test_the_cli_lists_and_shows_incidents_and_only_reads(
+    big_ledger: Ledger, db_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    outage(big_ledger)
+    big_ledger.correlate()
+    before = dump(db_url)
+    listed = invoke(db_url, "incidents", "--json")
+    assert listed.exit_code == 0, listed.output
+    [found] = json.loads(listed.stdout)
+    assert found["event_types"] == ["crm", "mail", "pay"] and found["start"] == "2026-01-01T00:00:00Z"
+    assert json.loads(invoke(db_url, "incidents", "--type", "crm", "--json").stdout)[0]["id"] == found["id"]
+    assert json.loads(invoke(db_url, "incidents", "--active", "--json").stdout) == []  # the clock is now
+    shown = invoke(db_url, "incidents", "show", found["id"], "--json")
+    detail = json.loads(shown.stdout)
+    assert [c["event_type"] for c in detail["clusters"]] == ["pay", "mail", "crm"]
+    assert detail["incident"]["shared_fingerprints"][0]["example"] == "gateway 503 from edge-1"
+    text = invoke(db_url, "incidents", "show", found["id"], env={"COLUMNS": "200"}).stdout
+    assert found["id"] in text and "gateway 503 from edge-1" in text
+    assert found["id"] in invoke(db_url, "incidents", env={"COLUMNS": "200"}).stdout
+    assert f"incidents: {found['id']}" in invoke(db_url, "show", "1").stdout
+    missing = run_main(capsys, "--db", db_url, "incidents", "show", "i_0000000000000000")
+    assert missing.code == 1 and "no incident" in missing.err and "Traceback" not in missing.err
+    assert dump(db_url) == before
