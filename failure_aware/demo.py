@@ -22,7 +22,9 @@ from .timeutil import utc_now
 TYPES = ("payment.webhook", "crm.sync", "email.send", "report.build")
 STEP = timedelta(minutes=1)
 SPAN = timedelta(hours=2)
-OUTAGE = (timedelta(minutes=62), timedelta(minutes=80))  # offsets from the start: payments are down
+# Offsets from the start: the shared API gateway is down, so payments and e-mails fail together (an incident).
+OUTAGE = (timedelta(minutes=62), timedelta(minutes=80))
+GATEWAY_TYPES = ("payment.webhook", "email.send")
 CRM_DOWN = (timedelta(minutes=110), timedelta(minutes=118))  # the CRM rejects everything: retries pile up
 # The simulation stops here; the demo then shows the retries it left scheduled, moves the clock to the
 # present (when they are due) and runs them with an explicit `retry --due`.
@@ -56,9 +58,9 @@ class Workload:
         return CRM_DOWN[0] <= offset < CRM_DOWN[1]
 
     def handle(self, event: Event) -> None:
-        """The handler: a payments provider with an outage, a flaky CRM, strict e-mail validation."""
-        if event.event_type == "payment.webhook" and self.in_outage():
-            host = f"api-{self.rng.randint(1, 4)}.payments.example"
+        """The handler: a gateway outage (payments and e-mail), a flaky CRM, strict e-mail validation."""
+        if event.event_type in GATEWAY_TYPES and self.in_outage():
+            host = f"api-{self.rng.randint(1, 4)}.gateway.example"
             raise ConnectionError(f"503 Service Unavailable from {host} after {self.rng.randint(20, 30)}s")
         if event.event_type == "crm.sync" and self.crm_down():
             raise ConnectionRefusedError("CRM at crm.example:443 refused the connection")
