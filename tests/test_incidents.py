@@ -35,6 +35,7 @@ from test_correlation_db import (
     record,
 )
 from test_correlation_rule import reference
+from test_schema import migrate
 
 from failure_aware import Ledger, NotFound, ValidationError, fingerprint
 from failure_aware.correlation import Rule, cluster_id, incidents_match_rebuild
@@ -297,3 +298,36 @@ def test_the_cli_lists_and_shows_incidents_and_only_reads(
     missing = run_main(capsys, "--db", db_url, "incidents", "show", "i_0000000000000000")
     assert missing.code == 1 and "no incident" in missing.err and "Traceback" not in missing.err
     assert dump(db_url) == before
+
+
+def test_a_v3_database_upgrades_and_its_next_correlate_computes_the_incidents(
+    db_url: str, clock: FakeClock
+) -> None:
+    """Schema v7 clears the clusters of an older database (derived data): the next correlate is a rebuild
+    and computes clusters and incidents together."""
+    migrate(db_url, upto=3)
+    engine = sa.create_engine(db_url)
+    with engine.begin() as conn:
+        for event_id, kind in enumerate(["pay", "pay", "mail", "mail"], start=1):
+            conn.execute(sa.text(
+                "INSERT INTO event_detected (id, event_type, key, payload, detected_at_us, recorded_at_us) "
+                "VALUES (:id, :kind, :key, '{}', 0, 0)"),
+                {"id": event_id, "kind": kind, "key": f"k{event_id}"})
+            for number in (1, 2):
+                conn.execute(sa.text(
+                    "INSERT INTO attempt (event_id, event_type, number, at_us, outcome, error, fingerprint, "
+                    "forced, actor) VALUES (:id, :kind, :n, :at, 'failed', 'boom', :fp, false, 'test')"),
+                    {"id": event_id, "kind": kind, "n": number, "fp": fingerprint("boom"),
+                     "at": to_us(BASE) + (event_id * 10 + number) * S})
+        conn.execute(sa.text(
+            "INSERT INTO failure_cluster VALUES ('c_old', 'pay', 0, 1, 3, 2, '[]', 600, 3, 2)"))
+        conn.execute(sa.text("INSERT INTO correlation_state VALUES (1, 600000000, 3, 2, 8, 0, 1)"))
+    engine.dispose()
+    with Ledger(db_url, upgrade=True, config=CONFIG, clock=clock) as upgraded:
+        assert upgraded.clusters() == [] and upgraded.incidents() == []
+        report = upgraded.correlate()
+        assert report.mode == "rebuild" and report.incidents_added == 1
+        [incident] = upgraded.incidents()
+        assert incident.event_types == ("mail", "pay") and incident.failure_count == 8
+        with upgraded.store.read() as conn:
+            assert incidents_match_rebuild(conn) == []
