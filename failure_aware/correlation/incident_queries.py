@@ -110,7 +110,8 @@ def _incidents(conn: Connection, rows: Sequence[Row[Any]], now_us: int) -> list[
         Incident(
             id=row.id, start=from_us(row.start_us), end=from_us(row.end_us), cluster_count=row.cluster_count,
             failure_count=int(row.failure_count), event_count=int(row.event_count),
-            event_types=tuple(json.loads(row.event_types)), cluster_ids=tuple(members[row.id]),
+            event_types=tuple(kind for kind, _ in json.loads(row.event_types)),
+            cluster_ids=tuple(members[row.id]),
             shared_fingerprints=tuple(SharedFingerprint(f, int(c), int(n))
                                       for f, c, n in json.loads(row.shared_fingerprints)),
             window_seconds=int(row.window_seconds),

@@ -30,7 +30,7 @@ _JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 def incident_row(built: Built, window_seconds: int) -> Row_:
     """The stored form of a computed incident (``COLUMNS`` order)."""
     return (built.id, built.start_us, built.end_us, len(built.members), built.failure_count,
-            built.event_count, _JSON.encode(list(built.event_types)),
+            built.event_count, _JSON.encode([list(t) for t in built.event_types]),
             _JSON.encode([list(s) for s in built.shared]), window_seconds)
 
 

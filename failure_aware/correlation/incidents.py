@@ -23,6 +23,7 @@ chains a great many clusters is read whole when one of them changes.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
@@ -46,8 +47,9 @@ class IncidentTally:
 
 
 def rebuild(sql: Sql, rule: Rule, tally: IncidentTally) -> None:
-    """Recompute every incident from every stored cluster."""
-    _settle(sql, rule, rows.all_clusters(sql), rows.signatures(sql, None), rows.all_membership(sql), tally)
+    """Recompute every incident from every stored cluster (nothing stored is reused)."""
+    fresh = compute(sql, rows.all_clusters(sql), rule)
+    _settle(sql, rule, fresh, rows.signatures(sql, None), rows.all_membership(sql), tally)
 
 
 def update(sql: Sql, rule: Rule, tally: IncidentTally) -> None:
@@ -62,7 +64,8 @@ def update(sql: Sql, rule: Rule, tally: IncidentTally) -> None:
     missing = [cid for cid in old_members if cid not in region]
     region.update((m.id, m) for m in rows.clusters_by_ids(sql, missing))
     old = rows.signatures(sql, set(old_members.values()))
-    _settle(sql, rule, list(region.values()), old, old_members, tally)
+    known = _known_events(region, old, old_members, set(tally.gone))
+    _settle(sql, rule, compute(sql, region.values(), rule, known), old, old_members, tally)
 
 
 def _merged(starts: Iterable[int], window_us: int) -> list[tuple[int, int]]:
@@ -78,13 +81,52 @@ def _merged(starts: Iterable[int], window_us: int) -> list[tuple[int, int]]:
     return merged
 
 
-def compute(sql: Sql, region: Iterable[Member], rule: Rule) -> list[Built]:
-    """The incidents of a set of clusters closed under links, with their distinct events counted."""
+Known = dict[frozenset[str], int]  # the clusters of one type in one incident -> their distinct events
+
+
+def _known_events(
+    region: Mapping[str, Member], old: Mapping[str, rows.Signature], old_members: Mapping[str, str],
+    gone: set[str],
+) -> Known:
+    """The distinct events of each type of each old incident that can be reused: that type's clusters in
+    it are all still stored and unchanged (the events of the same clusters are the same events). Counting
+    them again means reading their failures: in an incident of thousands of clusters, most of the work."""
+    by_type: dict[tuple[str, str], set[str]] = {}
+    spoilt: set[tuple[str, str]] = set()
+    broken: set[str] = set()  # incidents that lost a cluster (its type is no longer known)
+    for cid, iid in old_members.items():
+        member = region.get(cid)
+        if member is None:
+            broken.add(iid)
+            continue
+        key = (iid, member.event_type)
+        by_type.setdefault(key, set()).add(cid)
+        if cid in gone:
+            spoilt.add(key)
+    known: Known = {}
+    for iid, signature in old.items():
+        if iid in broken:
+            continue
+        for kind, events in json.loads(signature[rows.COLUMNS.index("event_types") - 1]):
+            clusters = by_type.get((iid, kind))
+            if clusters is not None and (iid, kind) not in spoilt:
+                known[frozenset(clusters)] = int(events)
+    return known
+
+
+def compute(sql: Sql, region: Iterable[Member], rule: Rule, known: Known | None = None) -> list[Built]:
+    """The incidents of a set of clusters closed under links, with their distinct events counted (read
+    from the failures, except for the sets of clusters in ``known``)."""
     groups = components(region, rule.window_us)
     spans: list[tuple[str, int, int]] = []
     owners: list[tuple[int, str]] = []  # per span: its group and type
+    counted: list[dict[str, int]] = [{} for _ in groups]
     for g, group in enumerate(groups):
         for kind in repeated_types(group):
+            mine = frozenset(m.id for m in group if m.event_type == kind)
+            if known and mine in known:
+                counted[g][kind] = known[mine]
+                continue
             for member in group:
                 if member.event_type == kind:
                     spans.append((kind, member.start_us, member.end_us))
@@ -92,17 +134,18 @@ def compute(sql: Sql, region: Iterable[Member], rule: Rule) -> list[Built]:
     events: list[dict[str, set[int]]] = [{} for _ in groups]
     for (g, kind), found in zip(owners, failures.event_sets(sql, spans), strict=True):
         events[g].setdefault(kind, set()).update(found)
-    return [build(group, {k: len(v) for k, v in counted.items()})
-            for group, counted in zip(groups, events, strict=True)]
+    for g, sets in enumerate(events):
+        counted[g].update((kind, len(ids)) for kind, ids in sets.items())
+    return [build(group, events) for group, events in zip(groups, counted, strict=True)]
 
 
 def _settle(
-    sql: Sql, rule: Rule, region: list[Member], old: Mapping[str, rows.Signature],
+    sql: Sql, rule: Rule, computed: list[Built], old: Mapping[str, rows.Signature],
     old_members: Mapping[str, str], tally: IncidentTally,
 ) -> None:
     """Make the stored incidents of a region (``old``, with the membership rows ``old_members`` of its
-    clusters) those computed from its clusters; unchanged rows stay in place."""
-    fresh = {b.id: b for b in compute(sql, region, rule)}
+    clusters) those ``computed`` from its clusters; unchanged rows stay in place."""
+    fresh = {b.id: b for b in computed}
     stale: list[str] = []
     inserts: list[rows.Row_] = []
     for iid, built in fresh.items():

@@ -100,7 +100,7 @@ class Built:
     end_us: int
     failure_count: int
     event_count: int
-    event_types: tuple[str, ...]
+    event_types: tuple[tuple[str, int], ...]  # (event type, its distinct events), by name
     shared: tuple[tuple[str, int, int], ...]  # (fingerprint, clusters having it, their failures with it)
     members: tuple[Member, ...]
 
@@ -115,8 +115,8 @@ def build(group: Sequence[Member], events: Mapping[str, int] | None = None) -> B
     """
     found = events or {}
     per_type = Counter(m.event_type for m in group)
-    event_count = sum(found[t] for t in per_type if per_type[t] > 1) + sum(
-        m.event_count for m in group if per_type[m.event_type] == 1)
+    events = {t: found[t] for t in per_type if per_type[t] > 1}
+    events.update((m.event_type, m.event_count) for m in group if per_type[m.event_type] == 1)
     clusters: Counter[str] = Counter()
     failures: Counter[str] = Counter()
     for member in group:
@@ -131,8 +131,8 @@ def build(group: Sequence[Member], events: Mapping[str, int] | None = None) -> B
         start_us=group[0].start_us,
         end_us=max(m.end_us for m in group),
         failure_count=sum(m.failure_count for m in group),
-        event_count=event_count,
-        event_types=tuple(sorted(per_type)),
+        event_count=sum(events.values()),
+        event_types=tuple(sorted(events.items())),
         shared=tuple(shared),
         members=tuple(group),
     )

@@ -226,7 +226,7 @@ incident = Table(
     Column("cluster_count", Integer, nullable=False),
     Column("failure_count", BigInteger, nullable=False),
     Column("event_count", BigInteger, nullable=False),  # distinct events among its clusters' failures
-    Column("event_types", Text, nullable=False),  # JSON: sorted list of names
+    Column("event_types", Text, nullable=False),  # JSON: [[event type, its distinct events], ...] by name
     Column("shared_fingerprints", Text, nullable=False),  # JSON: [[fingerprint, clusters, failures], ...]
     Column("window_seconds", BigInteger, nullable=False),  # the W that linked them
 )
