@@ -118,7 +118,7 @@ def stored_incidents(ledger: Ledger, types: set[str]) -> dict[str, tuple[Any, ..
 def test_the_sweep_finds_the_connected_sets_of_pairwise_links(
     starts: list[tuple[str, int]], window: int
 ) -> None:
-    members = [Member(f"c{k}", kind, start, start, 1, 1, ()) for k, (kind, start) in enumerate(starts)]
+    members = [Member(f"c{k}", kind, start, start, 1, 1) for k, (kind, start) in enumerate(starts)]
     parent = {m.id: m.id for m in members}
 
     def root(x: str) -> str:

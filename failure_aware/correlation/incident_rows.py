@@ -59,6 +59,13 @@ def all_clusters(sql: Sql) -> list[Member]:
             for r in batch]
 
 
+def clusters_in_order(sql: Sql) -> Iterator[Member]:
+    """Every stored cluster in (``window_start``, event type) order, streamed (a rebuild of incidents)."""
+    query = f"SELECT {_MEMBER} FROM failure_cluster ORDER BY window_start_us, event_type"
+    for batch in sql.stream(query):
+        yield from map(member_from_row, batch)
+
+
 def clusters_starting(sql: Sql, ranges: Sequence[tuple[int, int]]) -> list[Member]:
     """The stored clusters of any type whose ``window_start`` lies in one of the ``[lo, hi]`` ranges (which
     must not overlap): an index range each on ``ix_failure_cluster_start``."""

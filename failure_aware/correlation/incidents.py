@@ -29,9 +29,11 @@ from dataclasses import dataclass, field
 
 from . import failures
 from . import incident_rows as rows
-from .linking import Built, Member, build, components, repeated_types
+from .linking import Built, Member, build, components, repeated_types, streamed
 from .rule import Rule
 from .sql import Sql
+
+REBUILD_BATCH = 2000  # incidents built and written together by a rebuild
 
 
 @dataclass
@@ -47,9 +49,33 @@ class IncidentTally:
 
 
 def rebuild(sql: Sql, rule: Rule, tally: IncidentTally) -> None:
-    """Recompute every incident from every stored cluster (nothing stored is reused)."""
-    fresh = compute(sql, rows.all_clusters(sql), rule)
-    _settle(sql, rule, fresh, rows.signatures(sql, None), rows.all_membership(sql), tally)
+    """Recompute every incident from every stored cluster (nothing stored is reused).
+
+    The clusters are streamed in start order and each incident is built and written as soon as no later
+    cluster can join it (``linking.streamed``), in batches: memory holds the window, the open incidents
+    and the stored incidents' ids, not every cluster."""
+    old = rows.signatures(sql, None)
+    old_members = rows.all_membership(sql)
+    found: set[str] = set()
+    kept: set[str] = set()  # clusters in an incident
+    batch: list[list[Member]] = []
+    for group in streamed(rows.clusters_in_order(sql), rule.window_us):
+        batch.append(group)
+        if len(batch) >= REBUILD_BATCH:
+            _flush(sql, rule, batch, old, old_members, found, kept, tally)
+    _flush(sql, rule, batch, old, old_members, found, kept, tally)
+    _drop(sql, [iid for iid in old if iid not in found], [cid for cid in old_members if cid not in kept],
+          tally)
+
+
+def _flush(
+    sql: Sql, rule: Rule, batch: list[list[Member]], old: Mapping[str, rows.Signature],
+    old_members: Mapping[str, str], found: set[str], kept: set[str], tally: IncidentTally,
+) -> None:
+    built = counted(sql, batch)
+    kept.update(_write(sql, rule, built, old, old_members, tally))
+    found.update(b.id for b in built)
+    batch.clear()
 
 
 def update(sql: Sql, rule: Rule, tally: IncidentTally) -> None:
@@ -117,15 +143,20 @@ def _known_events(
 def compute(sql: Sql, region: Iterable[Member], rule: Rule, known: Known | None = None) -> list[Built]:
     """The incidents of a set of clusters closed under links, with their distinct events counted (read
     from the failures, except for the sets of clusters in ``known``)."""
-    groups = components(region, rule.window_us)
+    return counted(sql, components(region, rule.window_us), known)
+
+
+def counted(sql: Sql, groups: list[list[Member]], known: Known | None = None) -> list[Built]:
+    """The incidents of connected sets, with the distinct events of each type with several clusters in a
+    set read from the failures (one batch of statements for all), unless ``known``."""
     spans: list[tuple[str, int, int]] = []
     owners: list[tuple[int, str]] = []  # per span: its group and type
-    counted: list[dict[str, int]] = [{} for _ in groups]
+    per_type: list[dict[str, int]] = [{} for _ in groups]
     for g, group in enumerate(groups):
         for kind in repeated_types(group):
             mine = frozenset(m.id for m in group if m.event_type == kind)
             if known and mine in known:
-                counted[g][kind] = known[mine]
+                per_type[g][kind] = known[mine]
                 continue
             for member in group:
                 if member.event_type == kind:
@@ -135,8 +166,8 @@ def compute(sql: Sql, region: Iterable[Member], rule: Rule, known: Known | None 
     for (g, kind), found in zip(owners, failures.event_sets(sql, spans), strict=True):
         events[g].setdefault(kind, set()).update(found)
     for g, sets in enumerate(events):
-        counted[g].update((kind, len(ids)) for kind, ids in sets.items())
-    return [build(group, events) for group, events in zip(groups, counted, strict=True)]
+        per_type[g].update((kind, len(ids)) for kind, ids in sets.items())
+    return [build(group, events) for group, events in zip(groups, per_type, strict=True)]
 
 
 def _settle(
@@ -145,27 +176,43 @@ def _settle(
 ) -> None:
     """Make the stored incidents of a region (``old``, with the membership rows ``old_members`` of its
     clusters) those ``computed`` from its clusters; unchanged rows stay in place."""
-    fresh = {b.id: b for b in computed}
+    wanted = _write(sql, rule, computed, old, old_members, tally)
+    _drop(sql, [iid for iid in old if iid not in {b.id for b in computed}],
+          [cid for cid in old_members if cid not in wanted], tally)
+
+
+def _write(
+    sql: Sql, rule: Rule, computed: list[Built], old: Mapping[str, rows.Signature],
+    old_members: Mapping[str, str], tally: IncidentTally,
+) -> dict[str, str]:
+    """Insert the computed incidents that are new or changed and their memberships (replacing the rows
+    they change); returns the memberships they want (cluster id -> incident id)."""
     stale: list[str] = []
     inserts: list[rows.Row_] = []
-    for iid, built in fresh.items():
+    for built in computed:
         row = rows.incident_row(built, rule.window_seconds)
-        before = old.get(iid)
+        before = old.get(built.id)
         if before is None:
             tally.added += 1
             inserts.append(row)
         elif before != row[1:]:
             tally.changed += 1
-            stale.append(iid)
+            stale.append(built.id)
             inserts.append(row)
         else:
             tally.unchanged += 1
-    gone = [iid for iid in old if iid not in fresh]
-    tally.removed += len(gone)
-    wanted = {m.id: b.id for b in fresh.values() for m in b.members}
-    rows.delete(sql, "incident_cluster", "cluster_id",
-                [cid for cid, iid in old_members.items() if wanted.get(cid) != iid])
-    rows.delete(sql, "incident", "id", [*stale, *gone])
+    wanted = {m.id: b.id for b in computed for m in b.members}
+    moved = [cid for cid, iid in wanted.items() if old_members.get(cid) != iid]
+    rows.delete(sql, "incident_cluster", "cluster_id", [cid for cid in moved if cid in old_members])
+    rows.delete(sql, "incident", "id", stale)
     rows.insert(sql, "incident", rows.COLUMNS, inserts, rows.INCIDENT_CASTS)
-    rows.insert(sql, "incident_cluster", ("cluster_id", "incident_id"),
-                [(cid, iid) for cid, iid in wanted.items() if old_members.get(cid) != iid], rows.MEMBER_CASTS)
+    rows.insert(sql, "incident_cluster", ("cluster_id", "incident_id"), [(cid, wanted[cid]) for cid in moved],
+                rows.MEMBER_CASTS)
+    return wanted
+
+
+def _drop(sql: Sql, incidents: list[str], memberships: list[str], tally: IncidentTally) -> None:
+    """Delete the incidents no longer found, and the memberships of clusters in none any more."""
+    tally.removed += len(incidents)
+    rows.delete(sql, "incident_cluster", "cluster_id", memberships)
+    rows.delete(sql, "incident", "id", incidents)

@@ -19,18 +19,20 @@ from __future__ import annotations
 
 import json
 from collections import Counter, deque
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from hashlib import blake2b
+from operator import itemgetter
+from typing import NamedTuple
 
 from .rule import Rule
 
 Fingerprints = tuple[tuple[str | None, int], ...]  # a cluster's top fingerprints with their counts
 
 
-@dataclass(frozen=True)
-class Member:
-    """What incidents need of a stored cluster."""
+class Member(NamedTuple):
+    """What incidents need of a stored cluster: its row as read (a named tuple: a rebuild makes one per
+    cluster, straight from the row). ``tops`` is the stored JSON of its top fingerprints, parsed only for
+    clusters that turn out to be in an incident (``fingerprints``)."""
 
     id: str
     event_type: str
@@ -38,19 +40,23 @@ class Member:
     end_us: int
     failure_count: int
     event_count: int
-    fingerprints: Fingerprints
+    tops: str = "[]"
 
-    @property
-    def order(self) -> tuple[int, str]:
-        """Earliest first; ties of ``window_start`` broken by event type name (SPEC 13)."""
-        return self.start_us, self.event_type
 
 
 def components(members: Iterable[Member], window_us: int) -> list[list[Member]]:
-    """The incidents among ``members``: connected sets of two clusters or more, each in ``order``, the
+    """The incidents among ``members``: connected sets of two clusters or more, each in ``_ORDER``, the
     list ordered by its first member. ``members`` must be closed under links (see ``incidents``)."""
-    ordered = sorted(members, key=lambda m: m.order)
-    parent = list(range(len(ordered)))
+    return sorted(streamed(sorted(members, key=_ORDER), window_us), key=lambda group: _ORDER(group[0]))
+
+
+def streamed(ordered: Iterable[Member], window_us: int) -> Iterator[list[Member]]:
+    """``components`` of clusters given in ``_ORDER`` (a rebuild streams them from the database), each
+    set yielded as soon as no later cluster can join it: when its last member leaves the window (W before
+    the newest start). Memory: the window and the sets still open, not the history."""
+    parent: dict[int, int] = {}
+    groups: dict[int, list[tuple[int, Member]]] = {}  # open sets by root, with each member's index
+    in_window: dict[int, int] = {}  # open sets by root: how many of their members are in the window
 
     def root(k: int) -> int:
         while parent[k] != k:
@@ -60,30 +66,55 @@ def components(members: Iterable[Member], window_us: int) -> list[list[Member]]:
 
     def union(a: int, b: int) -> None:
         ra, rb = root(a), root(b)
-        if ra != rb:
-            parent[max(ra, rb)] = min(ra, rb)
+        if ra == rb:
+            return
+        if len(groups[ra]) < len(groups[rb]):
+            ra, rb = rb, ra
+        parent[rb] = ra
+        groups[ra] += groups.pop(rb)
+        in_window[ra] += in_window.pop(rb)
 
-    window: deque[int] = deque()  # indexes of the clusters starting at most W before the current one
-    by_type: dict[str, deque[int]] = {}  # the same, per type (only types present)
+    window: deque[tuple[int, Member]] = deque()  # the clusters starting at most W before the current one
+    by_type: dict[str, deque[int]] = {}  # their indexes, per type (only types present)
+    last = None
     for k, member in enumerate(ordered):
-        while window and ordered[window[0]].start_us < member.start_us - window_us:
-            gone = window.popleft()
-            kind = ordered[gone].event_type
+        if last is not None and _ORDER(member) < last:
+            raise ValueError("clusters must come in (start, type) order")
+        last = _ORDER(member)
+        while window and window[0][1].start_us < member.start_us - window_us:
+            gone, left = window.popleft()
+            kind = left.event_type
             by_type[kind].popleft()
             if not by_type[kind]:
                 del by_type[kind]
+            r = root(gone)
+            in_window[r] -= 1
+            if not in_window[r]:  # nothing of this set can link to a later cluster any more
+                del in_window[r]
+                closed = groups.pop(r)
+                for index, _ in closed:
+                    del parent[index]
+                if len(closed) >= 2:
+                    yield _in_order(closed)
+        parent[k], groups[k], in_window[k] = k, [(k, member)], 1
         others = [kind for kind in by_type if kind != member.event_type]
         if len(others) >= 2:
             union(k, by_type[others[0]][-1])
         elif others:
             for other in by_type[others[0]]:
                 union(k, other)
-        window.append(k)
+        window.append((k, member))
         by_type.setdefault(member.event_type, deque()).append(k)
-    groups: dict[int, list[Member]] = {}
-    for k, member in enumerate(ordered):
-        groups.setdefault(root(k), []).append(member)
-    return [group for _, group in sorted(groups.items()) if len(group) >= 2]
+    for closed in groups.values():
+        if len(closed) >= 2:
+            yield _in_order(closed)
+
+
+def _in_order(group: list[tuple[int, Member]]) -> list[Member]:
+    return [member for _, member in sorted(group)]  # indexes follow the (start, type) order
+
+
+_ORDER = itemgetter(2, 1)  # (start, type): earliest first, ties of window_start by event type (SPEC 13)
 
 
 def incident_id(earliest_cluster_id: str) -> str:
@@ -91,9 +122,8 @@ def incident_id(earliest_cluster_id: str) -> str:
     return "i_" + blake2b(earliest_cluster_id.encode(), digest_size=8).hexdigest()
 
 
-@dataclass(frozen=True)
-class Built:
-    """An incident computed from its clusters, before it is stored (``store.incident_row``)."""
+class Built(NamedTuple):
+    """An incident computed from its clusters, before it is stored (``incident_rows.incident_row``)."""
 
     id: str
     start_us: int
@@ -113,44 +143,36 @@ def build(group: Sequence[Member], events: Mapping[str, int] | None = None) -> B
     Shared fingerprints: those among the top fingerprints of more than one of the clusters (None, a
     failure without a message, is no evidence), most clusters first, then most failures, then by name.
     """
-    found = events or {}
-    per_type = Counter(m.event_type for m in group)
-    events = {t: found[t] for t in per_type if per_type[t] > 1}
-    events.update((m.event_type, m.event_count) for m in group if per_type[m.event_type] == 1)
-    clusters: Counter[str] = Counter()
-    failures: Counter[str] = Counter()
+    counted: dict[str, int] = {}
+    for member in group:  # a type seen twice gets the count given for it below
+        counted[member.event_type] = member.event_count if member.event_type not in counted else -1
+    if events:
+        counted.update((kind, n) for kind, n in events.items() if counted.get(kind) == -1)
+    clusters: dict[str, int] = {}
+    failures: dict[str, int] = {}
     for member in group:
-        for fingerprint, count in member.fingerprints:
+        for entry in json.loads(member.tops):  # [fingerprint, count] (old rows add an example: ignored)
+            fingerprint = entry[0]
             if fingerprint is not None:
-                clusters[fingerprint] += 1
-                failures[fingerprint] += count
+                clusters[fingerprint] = clusters.get(fingerprint, 0) + 1
+                failures[fingerprint] = failures.get(fingerprint, 0) + entry[1]
     shared = sorted(((f, n, failures[f]) for f, n in clusters.items() if n > 1),
                     key=lambda s: (-s[1], -s[2], s[0]))
-    return Built(
-        id=incident_id(group[0].id),
-        start_us=group[0].start_us,
-        end_us=max(m.end_us for m in group),
-        failure_count=sum(m.failure_count for m in group),
-        event_count=sum(events.values()),
-        event_types=tuple(sorted(events.items())),
-        shared=tuple(shared),
-        members=tuple(group),
-    )
+    return Built(incident_id(group[0].id), group[0].start_us, max(m.end_us for m in group),
+                 sum(m.failure_count for m in group), sum(counted.values()), tuple(sorted(counted.items())),
+                 tuple(shared), tuple(group))
 
 
 def repeated_types(group: Sequence[Member]) -> list[str]:
     """The event types with two clusters or more in a set: their distinct events must be counted."""
+    if len({m.event_type for m in group}) == len(group):
+        return []  # the common case: one cluster per type
     per_type = Counter(m.event_type for m in group)
     return sorted(t for t, n in per_type.items() if n > 1)
 
 
-def member_from_row(row: Sequence[object]) -> Member:
-    """A ``Member`` from ``(id, event_type, window_start_us, window_end_us, failure_count, event_count,
-    top_fingerprints JSON)``."""
-    cid, kind, start, end, failure_count, event_count, tops = row
-    prints = tuple((entry[0], int(entry[1])) for entry in json.loads(str(tops)))
-    return Member(str(cid), str(kind), int(start), int(end), int(failure_count),  # type: ignore[call-overload]
-                  int(event_count), prints)  # type: ignore[call-overload]
+member_from_row = Member._make  # from (id, event_type, window_start_us, window_end_us, failure_count,
+# event_count, top_fingerprints): the column order of every read of clusters for incidents
 
 
 def describe(rule: Rule) -> str:
