@@ -8,7 +8,7 @@ index predicate and would scan the whole table. Statements run through ``sql.Sql
 from __future__ import annotations
 
 import json
-from collections.abc import Generator, Iterator, Sequence
+from collections.abc import Generator, Iterable, Iterator, Sequence
 from functools import lru_cache
 from operator import itemgetter
 from typing import Any
@@ -217,6 +217,23 @@ def event_sets(sql: Sql, spans: Sequence[tuple[str, int, int]]) -> list[set[int]
             batch = spans[offset : offset + SQLITE_POINTS]
             for k, event_id in sql.all(_arms_of_events(len(batch)), [x for span in batch for x in span]):
                 found[offset + k].add(event_id)
+    return found
+
+
+def failure_times(sql: Sql, event_ids: Iterable[int]) -> dict[int, list[int]]:
+    """The failure times of some events, by event (``ix_attempt_event``: a few rows each)."""
+    wanted = sorted(set(event_ids))
+    found: dict[int, list[int]] = {}
+    select = "SELECT event_id, at_us FROM attempt WHERE outcome IN ('failed', 'abandoned') AND event_id"
+    if sql.postgres:
+        rows: list[Any] = sql.all(f"{select} = ANY(?::bigint[])", [wanted]) if wanted else []
+    else:
+        rows = []
+        for offset in range(0, len(wanted), 500):
+            chunk = wanted[offset : offset + 500]
+            rows += sql.all(f"{select} IN ({', '.join('?' * len(chunk))})", chunk)
+    for event_id, at_us in rows:
+        found.setdefault(event_id, []).append(at_us)
     return found
 
 

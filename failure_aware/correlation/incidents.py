@@ -147,26 +147,40 @@ def compute(sql: Sql, region: Iterable[Member], rule: Rule, known: Known | None 
 
 
 def counted(sql: Sql, groups: list[list[Member]], known: Known | None = None) -> list[Built]:
-    """The incidents of connected sets, with the distinct events of each type with several clusters in a
-    set read from the failures (one batch of statements for all), unless ``known``."""
+    """The incidents of connected sets, with the distinct events of each type that has several clusters
+    in a set. Read from the failures (one batch of statements for all), except what ``known`` tells: a
+    set of clusters counted before is reused, and when part of a type's clusters is such a set K, only
+    the other clusters' events are read, and those that also failed inside K (a few index lookups of
+    their attempts) are not counted twice. So an incremental run reads the failures of the clusters that
+    changed, not those of a whole incident they joined."""
+    part_of = {cid: part for part in known or {} for cid in part}
     spans: list[tuple[str, int, int]] = []
     owners: list[tuple[int, str]] = []  # per span: its group and type
     per_type: list[dict[str, int]] = [{} for _ in groups]
+    bases: dict[tuple[int, str], tuple[int, list[Member]]] = {}  # a known part: its count, its clusters
     for g, group in enumerate(groups):
         for kind in repeated_types(group):
-            mine = frozenset(m.id for m in group if m.event_type == kind)
-            if known and mine in known:
-                per_type[g][kind] = known[mine]
-                continue
-            for member in group:
-                if member.event_type == kind:
+            mine = [m for m in group if m.event_type == kind]
+            ids = frozenset(m.id for m in mine)
+            parts = {part_of[c] for c in ids if c in part_of and part_of[c] <= ids}
+            base = max(parts, key=len, default=frozenset())
+            if base:
+                bases[g, kind] = (known[base] if known else 0, [m for m in mine if m.id in base])
+            for member in mine:
+                if member.id not in base:
                     spans.append((kind, member.start_us, member.end_us))
                     owners.append((g, kind))
-    events: list[dict[str, set[int]]] = [{} for _ in groups]
-    for (g, kind), found in zip(owners, failures.event_sets(sql, spans), strict=True):
-        events[g].setdefault(kind, set()).update(found)
-    for g, sets in enumerate(events):
-        per_type[g].update((kind, len(ids)) for kind, ids in sets.items())
+            if base == ids:
+                per_type[g][kind] = bases[g, kind][0]
+    events: dict[tuple[int, str], set[int]] = {}
+    for owner, found in zip(owners, failures.event_sets(sql, spans), strict=True):
+        events.setdefault(owner, set()).update(found)
+    times = failures.failure_times(sql, {e for key, ids in events.items() if key in bases for e in ids})
+    for (g, kind), read in events.items():
+        base_count, base_members = bases.get((g, kind), (0, []))
+        again = {e for e in read if any(m.start_us <= at <= m.end_us for at in times.get(e, [])
+                                        for m in base_members)}
+        per_type[g][kind] = base_count + len(read) - len(again)
     return [build(group, events) for group, events in zip(groups, per_type, strict=True)]
 
 
