@@ -159,11 +159,15 @@ def counted(sql: Sql, groups: list[list[Member]], known: Known | None = None) ->
     per_type: list[dict[str, int]] = [{} for _ in groups]
     bases: dict[tuple[int, str], tuple[int, list[Member]]] = {}  # a known part: its count, its clusters
     for g, group in enumerate(groups):
-        for kind in repeated_types(group):
-            mine = [m for m in group if m.event_type == kind]
+        repeated = set(repeated_types(group))
+        of_type: dict[str, list[Member]] = {}
+        for member in group:
+            if member.event_type in repeated:
+                of_type.setdefault(member.event_type, []).append(member)
+        for kind, mine in of_type.items():
             ids = frozenset(m.id for m in mine)
-            parts = {part_of[c] for c in ids if c in part_of and part_of[c] <= ids}
-            base = max(parts, key=len, default=frozenset())
+            parts = {part_of[c] for c in ids if c in part_of}
+            base = max((p for p in parts if p <= ids), key=len, default=frozenset())
             if base:
                 bases[g, kind] = (known[base] if known else 0, [m for m in mine if m.id in base])
             for member in mine:
