@@ -31,7 +31,9 @@ from .webhooks.receiver import Answer, LocalReceiver, Received
 TYPES = ("payment.webhook", "crm.sync", "email.send", "report.build")
 STEP = timedelta(minutes=1)
 SPAN = timedelta(hours=2)
-OUTAGE = (timedelta(minutes=62), timedelta(minutes=80))  # offsets from the start: payments are down
+# Offsets from the start: the shared API gateway is down, so payments and e-mails fail together (an incident).
+OUTAGE = (timedelta(minutes=62), timedelta(minutes=80))
+GATEWAY_TYPES = ("payment.webhook", "email.send")
 CRM_DOWN = (timedelta(minutes=110), timedelta(minutes=118))  # the CRM rejects everything: retries pile up
 # The simulation stops here; the demo then shows the retries it left scheduled, moves the clock to the
 # present (when they are due) and runs them with an explicit `retry --due`.
@@ -68,17 +70,22 @@ class Workload:
         return CRM_DOWN[0] <= offset < CRM_DOWN[1]
 
     def provider(self, _request: Received) -> Answer:
-        """The payments provider's receiver: down (503, Retry-After) during the outage, else 200."""
+        """The payments provider's receiver, behind the gateway: down (503, Retry-After) during the outage,
+        else 200."""
         if self.in_outage():
             return Answer(503, headers={"retry-after": OUTAGE_RETRY_AFTER}, body=b"provider outage")
         return Answer(200, headers={"content-type": "application/json"}, body=b'{"received": true}')
 
     def handle(self, event: Event) -> object:
-        """The handler: payments by webhook (real HTTP), a flaky CRM, strict e-mail validation."""
+        """The handler: payments by webhook (real HTTP), e-mail through the same gateway (both fail during
+        its outage), a flaky CRM, strict e-mail validation."""
         if event.event_type == "payment.webhook":
             if self.webhooks is None:
                 raise RuntimeError("the demo's receiver is not running (start_receiver)")
             return self.webhooks(event)
+        if event.event_type in GATEWAY_TYPES and self.in_outage():
+            host = f"api-{self.rng.randint(1, 4)}.gateway.example"
+            raise ConnectionError(f"503 Service Unavailable from {host} after {self.rng.randint(20, 30)}s")
         if event.event_type == "crm.sync" and self.crm_down():
             raise ConnectionRefusedError("CRM at crm.example:443 refused the connection")
         if event.event_type == "crm.sync" and self.rng.random() < 0.3:

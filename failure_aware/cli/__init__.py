@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "admin",  # db upgrade, verify, demo
     "health",  # health
     "clusters",  # correlate, clusters
+    "incidents",  # incidents
     "demo",  # demo
     "webhooks",  # deliver
 )

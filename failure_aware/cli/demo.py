@@ -28,6 +28,7 @@ from .clusters import render_cluster, render_timeline
 from .context import app
 from .events import render_detail
 from .health import render_health
+from .incidents import render_incident
 from .webhooks import detail_lines
 
 
@@ -42,8 +43,9 @@ def demo() -> None:
         out.print(f"database: [bold]{ledger.url}[/]")
         out.print(
             f"simulating {int(SPAN.total_seconds() // 60)} minutes of deliveries: payment.webhook, crm.sync "
-            f"(flaky), email.send (some addresses invalid), report.build; the payments provider is down "
-            f"from minute {int(OUTAGE[0].total_seconds() // 60)} to {int(OUTAGE[1].total_seconds() // 60)}."
+            f"(flaky), email.send (some addresses invalid), report.build; the API gateway that payments and "
+            f"e-mails go through is down from minute {int(OUTAGE[0].total_seconds() // 60)} to "
+            f"{int(OUTAGE[1].total_seconds() // 60)}."
         )
         out.print(
             "payment.webhook events are real HTTP: signed POSTs (Standard Webhooks) by the webhook handler "
@@ -60,10 +62,11 @@ def demo() -> None:
         _show_webhooks(out, ledger, receiver)
         _show_dead_letter(out, ledger)
         _show_clusters(out, ledger)
+        _show_incidents(out, ledger)
         _show_health(out, ledger)
     out.print(Rule())
     out.print(f"done in {time.perf_counter() - started:.1f}s. Try: failure-aware events --state FAILED; "
-              "failure-aware show ID; failure-aware clusters; failure-aware health")
+              "failure-aware show ID; failure-aware clusters; failure-aware incidents; failure-aware health")
 
 
 def _show_states(out: Console, ledger: Ledger) -> None:
@@ -138,9 +141,18 @@ def _show_clusters(out: Console, ledger: Ledger) -> None:
         out.print("no cluster found")
         return
     biggest = max(outage, key=lambda c: c.failure_count)
-    ledger.annotate_cluster(biggest.id, "payments provider outage; retries recovered it", author="demo")
+    ledger.annotate_cluster(biggest.id, "API gateway outage; retries recovered it", author="demo")
     out.print(render_cluster(ledger.cluster(biggest.id), max_attempts=6))
     out.print(render_timeline(ledger.timeline(buckets=60)))
+
+
+def _show_incidents(out: Console, ledger: Ledger) -> None:
+    out.print(Rule("did several kinds of work fail together? incidents", style="dim"))
+    found = ledger.incidents()
+    if not found:
+        out.print("no incident: no clusters of different types started together")
+        return
+    out.print(render_incident(ledger.incident(found[0].id)))
 
 
 def _show_health(out: Console, ledger: Ledger) -> None:
