@@ -23,6 +23,7 @@ from .core import claims, counters, operator, queries, recording, validation
 from .core.claims import ClaimOutcome
 from .core.recording import Reported
 from .correlation.models import Cluster, ClusterDetail, CorrelateReport, Timeline
+from .dbwait import DEFAULT_MAX_DB_WAIT_SECONDS
 from .diagnostics.health_report import HealthReport
 from .diagnostics.verify import VerifyReport
 from .errors import FailureAwareError, ValidationError
@@ -206,6 +207,15 @@ class Ledger:
         being recorded: a claim that no longer holds its event is refused on its own, the others are
         recorded. Invalid input (``ValidationError``) or a database error records none of them.
         """
+        reported = self._reported(outcomes)
+        if not reported:
+            return []
+        with self.store.write() as conn:
+            return claims.finish_claims(conn, reported, policies=self.config.policies,
+                                        now_us=self.store.now_us())
+
+    def _reported(self, outcomes: Sequence[ClaimOutcome]) -> list[tuple[Claim, Reported]]:
+        """Check ``ClaimOutcome`` items and turn them into what recording takes."""
         reported = []
         for outcome in outcomes:
             if not isinstance(outcome, ClaimOutcome):
@@ -215,11 +225,47 @@ class Ledger:
             _check_outcome_fields(outcome.ok, outcome.error_type, outcome.error)
             reported.append((outcome.claim, Reported(ok=outcome.ok, at_us=self._now_us(outcome.at),
                                                      error_type=outcome.error_type, error=outcome.error)))
-        if not reported:
-            return []
+        return reported
+
+    def cycle(
+        self,
+        outcomes: Sequence[ClaimOutcome] = (),
+        *,
+        claim: int = 0,
+        renew: Sequence[Claim] = (),
+        event_type: str | None = None,
+        worker: str | None = None,
+        lease_seconds: float = claims.DEFAULT_LEASE_SECONDS,
+        prefix: str | None = None,
+        after_fault: bool = False,
+    ) -> claims.Cycle:
+        """A worker's step, in one transaction: record ``outcomes`` (as ``finish_many``), extend the leases
+        of the claims in ``renew`` still running, and claim up to ``claim`` due events.
+
+        One transaction instead of three, because a worker claims only as many events as it has free
+        handler slots, so without it every attempt would pay for two or three commits. ``prefix`` starts
+        the tokens of the new claims. ``after_fault`` says this repeats a call whose connection broke
+        (``DatabaseUnavailable``), perhaps while committing: outcomes it recorded then are recognised
+        (not reported lost), and the claims it took then (found by ``prefix``) are returned, not taken
+        twice. A claim no longer held is simply not renewed.
+        """
+        reported = self._reported(outcomes)
+        validation.positive_int("claim", claim or None)
+        if event_type is not None:
+            validation.event_type(event_type)
+        worker = validation.name("worker", worker or claims.default_worker_id())
+        lease_us = _lease_us(lease_seconds)
+        prefix = prefix or claims.new_prefix()
         with self.store.write() as conn:
-            return claims.finish_claims(conn, reported, policies=self.config.policies,
-                                        now_us=self.store.now_us())
+            now_us = self.store.now_us()
+            results = claims.finish_claims(conn, reported, policies=self.config.policies, now_us=now_us,
+                                           after_fault=after_fault) if reported else []
+            renewed = claims.renew(conn, renew, lease_us=lease_us, now_us=now_us)
+            taken = claims.adopt(conn, prefix) if after_fault and claim else []
+            if claim > len(taken):
+                taken += claims.claim_due(conn, worker=worker, lease_us=lease_us, now_us=now_us,
+                                          limit=claim - len(taken), event_type=event_type, prefix=prefix)
+            return claims.Cycle(results, taken, renewed)
 
     def run(
         self,
@@ -256,28 +302,24 @@ class Ledger:
         event_type: str | None = None,
         limit: int | None = None,
         worker: str | None = None,
-        batch_size: int = 20,
         lease_seconds: float = claims.DEFAULT_LEASE_SECONDS,
-        flush_seconds: float = claims.DEFAULT_FLUSH_SECONDS,
+        max_db_wait_seconds: float = DEFAULT_MAX_DB_WAIT_SECONDS,
         should_stop: Callable[[], bool] | None = None,
         on_result: Callable[[AttemptResult], None] | None = None,
     ) -> list[AttemptResult]:
         """Run every event due now (PENDING, or FAILED past ``next_retry_at``), at most ``limit``.
 
-        One pass of the foreground worker (``failure_aware.worker.Worker`` with ``once``): claims in batches
-        of at most ``batch_size`` (sized to about half a second of work), runs each claimed event, and
-        records the outcomes of a batch together (group commit, each fenced by its own claim; see the
-        worker's docstring for how promptly; ``flush_seconds``: the worker's bound, 0 records each outcome
-        before the next handler starts). ``should_stop`` is checked after each attempt is reported (a
-        Ctrl-C): then nothing more is claimed and the claims in hand are run, so none is left behind.
-        Returns the recorded results in order; a claim lost meanwhile (``StaleClaim``: its lease expired and
-        it was recovered) has no result.
+        One pass of the foreground worker (``failure_aware.worker.Worker`` with ``once``): claims one event
+        at a time (the one its handler is about to run), records each outcome in the same transaction as
+        the next claim, and rides out a database outage of up to ``max_db_wait_seconds``. ``should_stop``
+        is checked after each attempt is reported (a Ctrl-C): then nothing more is claimed. Returns the
+        recorded results in order; a claim lost meanwhile (``StaleClaim``: its lease expired and it was
+        recovered) has no result.
         """
         from .worker import Worker
 
-        runner = Worker(self, handler, event_type=event_type, batch_size=batch_size,
-                        lease_seconds=lease_seconds, flush_seconds=flush_seconds, worker_id=worker,
-                        limit=limit)
+        runner = Worker(self, handler, event_type=event_type, lease_seconds=lease_seconds, worker_id=worker,
+                        limit=limit, max_db_wait_seconds=max_db_wait_seconds)
         results: list[AttemptResult] = []
 
         def collect(report: Any) -> None:

@@ -13,11 +13,13 @@ from typing import Any
 
 from sqlalchemy import URL, Connection, Engine
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeout
 
-from ..errors import FailureAwareError, SchemaError, StorageError
+from ..errors import DatabaseUnavailable, FailureAwareError, SchemaError, StorageError
 from ..timeutil import Clock, to_us, utc_now
 from . import migrations
 from .engine import WRITE_OPTION, make_engine, parse_url, resolve_url, sqlite_path
+from .faults import is_transient
 
 
 class Store:
@@ -113,7 +115,10 @@ class Store:
         except FailureAwareError:
             raise
         except DBAPIError as exc:
-            raise StorageError(f"{self.where}: {_first_line(exc.orig)}") from exc
+            kind = DatabaseUnavailable if is_transient(exc) else StorageError
+            raise kind(f"{self.where}: {_first_line(exc.orig)}") from exc
+        except SQLAlchemyTimeout as exc:  # no pooled connection came free in time: the server is busy
+            raise DatabaseUnavailable(f"{self.where}: {_first_line(exc)}") from exc
         except SQLAlchemyError as exc:
             raise StorageError(f"{self.where}: {_first_line(exc)}") from exc
 
