@@ -560,7 +560,8 @@ class Ledger:
         """Revive every event that died at or after ``since`` (of one type); returns the ids revived.
 
         With ``dry_run`` nothing is written and the ids that would be revived are returned. The whole bulk
-        revive is one transaction: all listed events are revived, or none.
+        revive is one transaction: all listed events are revived, or none. The events are locked as they
+        are found (skipping those another bulk revive holds), so two at once revive disjoint sets.
         """
         since_us = to_us(aware(since, field="since"))  # type: ignore[arg-type]
         if event_type is not None:
@@ -572,7 +573,7 @@ class Ledger:
             with self.store.read() as conn:
                 return operator.dead_since(conn, event_type=event_type, since_us=since_us, limit=limit)
         with self.store.write() as conn:
-            ids = operator.dead_since(conn, event_type=event_type, since_us=since_us, limit=limit)
+            ids = operator.dead_since(conn, event_type=event_type, since_us=since_us, limit=limit, lock=True)
             now_us = self.store.now_us()
             for event_id in ids:
                 operator.revive(conn, event_id, actor=actor, reason=reason, now_us=now_us)

@@ -33,8 +33,16 @@ def revive(conn: Connection, event_id: int, *, actor: str, reason: str, now_us: 
     )
 
 
-def dead_since(conn: Connection, *, event_type: str | None, since_us: int, limit: int | None) -> list[int]:
-    """Ids of events now DEAD whose move to DEAD happened at or after ``since_us``, in id order."""
+def dead_since(
+    conn: Connection, *, event_type: str | None, since_us: int, limit: int | None, lock: bool = False
+) -> list[int]:
+    """Ids of events now DEAD whose move to DEAD happened at or after ``since_us``, in id order.
+
+    With ``lock`` (a bulk revive), their projection rows are locked for the caller's transaction, skipping
+    rows another transaction holds (PostgreSQL ``FOR UPDATE SKIP LOCKED``; SQLite's write transaction
+    holds the whole database): two bulk revives at once revive disjoint sets, each event once, instead of
+    the second failing on events the first revived.
+    """
     died = (
         select(transition.c.event_id)
         .where(transition.c.to_state == State.DEAD, transition.c.at_us >= since_us)
@@ -50,6 +58,8 @@ def dead_since(conn: Connection, *, event_type: str | None, since_us: int, limit
         query = query.where(event_state.c.event_type == event_type)
     if limit is not None:
         query = query.limit(limit)
+    if lock and conn.dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True, of=event_state)
     return list(conn.execute(query).scalars())
 
 

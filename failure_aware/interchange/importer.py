@@ -161,7 +161,9 @@ def write(conn: Connection, checked: Checked, ctx: ImportContext) -> ImportRepor
                 pairs = []
         all_ids.extend(_event_ids(conn, pairs, check_keys))
         for table, columns, build in rows.tables():
-            if rows.has_rows(table):
+            if table is event_detected:
+                _insert_events_pg(conn, checked.spool, all_ids, rows)
+            elif rows.has_rows(table):
                 bulk.insert_rows(conn, table, columns, _across_chunks(checked.spool, all_ids, build))
     counters.apply(conn, rows.delta)
     return ImportReport(
@@ -171,6 +173,41 @@ def write(conn: Connection, checked: Checked, ctx: ImportContext) -> ImportRepor
         attempts=rows.attempts,
         annotations=rows.annotations,
     )
+
+
+def _insert_events_pg(conn: Connection, spool: Spool, ids: array[int], rows: _Rows) -> None:
+    """PostgreSQL: insert the events, skipping keys a concurrent writer inserted after ours were looked up.
+
+    Other writers go on while an import runs, so a ``detect`` may commit one of its keys after
+    ``existing_keys`` looked: a plain ``COPY`` would then fail the whole import on the unique key. The rows
+    go through a temporary table instead, and ``INSERT ... ON CONFLICT DO NOTHING`` (which waits for a
+    writer still holding the key, then skips it if that writer commits) moves them over. The events it
+    skipped are taken out of ``ids`` (0: skip) and of the totals, so their other rows are not written and
+    they count as skipped, as a key found by the lookup does.
+    """
+    conn.exec_driver_sql(
+        "CREATE TEMPORARY TABLE fa_import_event (LIKE event_detected INCLUDING DEFAULTS) ON COMMIT DROP"
+    )
+    bulk.insert_rows(conn, bulk.staging(event_detected, "fa_import_event"), EVENT_COLUMNS,
+                     _across_chunks(spool, ids, rows.event_rows))
+    names = ", ".join(EVENT_COLUMNS)
+    inserted = conn.exec_driver_sql(
+        f"WITH moved AS (INSERT INTO event_detected ({names}) SELECT {names} FROM fa_import_event "
+        "ON CONFLICT (event_type, key) DO NOTHING RETURNING 1) SELECT count(*) FROM moved"
+    ).scalar_one()
+    if inserted == rows.events:
+        return
+    lost = {r[0] for r in conn.exec_driver_sql(
+        "SELECT s.id FROM fa_import_event s "
+        "WHERE NOT EXISTS (SELECT 1 FROM event_detected e WHERE e.id = s.id)"
+    )}
+    position = 0
+    for chunk in spool.chunks(ROWS_CHUNK):
+        for record in chunk:
+            if ids[position] in lost:
+                ids[position] = 0
+                rows.skip(record)
+            position += 1
 
 
 def _event_ids(conn: Connection, pairs: list[tuple[str, str]], check_keys: bool) -> list[int]:
@@ -229,7 +266,7 @@ class _Rows:
             return self.annotations > 0
         return self.events > 0
 
-    def _skip(self, record: tuple[Any, ...]) -> None:
+    def skip(self, record: tuple[Any, ...]) -> None:
         """Take a record that exists already out of the totals."""
         self.events -= 1
         self.skipped += 1
@@ -245,7 +282,7 @@ class _Rows:
                 _, event_type, key, detected_at_us, payload_json, *_ = record
                 yield (event_id, event_type, key, payload_json, detected_at_us, now_us)
             else:
-                self._skip(record)
+                self.skip(record)
 
     def attempt_rows(self, chunk: list[tuple[Any, ...]], ids: Sequence[int]) -> Iterator[tuple[Any, ...]]:
         known = self._fingerprints
