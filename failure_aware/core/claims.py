@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, String, bindparam, cast, insert, select, update
+from sqlalchemy import Connection, Row, bindparam, insert, or_, select, update
 
 from .. import states
 from ..errors import InvalidTransition, NotFound, StaleClaim
@@ -37,7 +37,7 @@ from ..policy import PolicySet
 from ..states import State, Step
 from ..storage.tables import attempt, event_state, transition
 from ..timeutil import format_time, from_us, opt_from_us, to_us
-from . import counters, recording
+from . import chain, counters, recording
 from .recording import Reported, check_retry_time
 from .rows import attempt_from_row, event_from_row, event_select
 
@@ -50,6 +50,7 @@ _CLAIMABLE = tuple(sorted(states.from_states(Step.CLAIM)))
 _CLAIM_COLUMNS = event_select().add_columns(
     event_state.c.event_id, event_state.c.next_retry_at_us, event_state.c.claim_token,
     event_state.c.claimed_at_us, event_state.c.claim_forced,
+    event_state.c.chain_seq, event_state.c.chain_hash,
 )
 
 
@@ -74,17 +75,16 @@ _ONE = {
     ),
 }
 
-# One UPDATE claims the whole batch. Each event's token is the batch's random prefix plus its id: unique per
-# claim (a later claim of the same event draws a new prefix), computed by the database.
+# One UPDATE statement claims the whole batch (executemany: each row gets its own token and chain head).
+# A token is the batch's random prefix plus the event id: unique per claim (a later claim of the same event
+# draws a new prefix).
 _TAKE = (
     update(event_state)
-    .where(
-        event_state.c.event_id.in_(bindparam("b_ids", expanding=True)),
-        event_state.c.state.in_(_CLAIMABLE),
-    )
+    # executemany cannot expand IN lists: the claimable states as ORs
+    .where(event_state.c.event_id == bindparam("b_id"), or_(*(event_state.c.state == s for s in _CLAIMABLE)))
     .values(
         state=State.IN_FLIGHT,
-        claim_token=bindparam("b_prefix", type_=String) + cast(event_state.c.event_id, String),
+        claim_token=bindparam("b_token"),
         claimed_by=bindparam("b_worker"),
         claimed_at_us=bindparam("b_now"),
         lease_expires_at_us=bindparam("b_expires"),
@@ -92,6 +92,8 @@ _TAKE = (
         due_at_us=None,
         next_retry_at_us=None,  # set only while FAILED; the attempt's outcome sets it anew
         updated_at_us=bindparam("b_now"),
+        chain_seq=bindparam("b_seq"),
+        chain_hash=bindparam("b_hash"),
     )
 )
 _INSERT_TRANSITIONS = insert(transition)
@@ -151,21 +153,23 @@ def _take(
     """Move the locked ``rows`` to IN_FLIGHT for ``worker``: one UPDATE, one INSERT, the counters."""
     prefix = prefix or new_prefix()
     expires_us = now_us + lease_us
-    changed = conn.execute(_TAKE, {
-        "b_ids": [row.event_id for row in rows], "b_prefix": prefix, "b_worker": worker, "b_now": now_us,
-        "b_expires": expires_us, "b_forced": forced,
-    }).rowcount
+    reason = "claimed" + (" (forced before next_retry_at)" if forced else "")
+    transitions, updates = [], []
+    for row in rows:
+        moved = {"event_id": row.event_id, "at_us": now_us, "from_state": row.state,
+                 "to_state": State.IN_FLIGHT, "actor": worker, "reason": reason, "attempt_number": None}
+        head = chain.link(chain.head_of(row), "transition", moved)
+        transitions.append(moved)
+        updates.append({"b_id": row.event_id, "b_token": prefix + str(row.event_id), "b_worker": worker,
+                        "b_now": now_us, "b_expires": expires_us, "b_forced": forced, "b_seq": head.seq,
+                        "b_hash": head.hash})
+    changed = conn.execute(_TAKE, updates).rowcount
     if changed != len(rows):
         # The rows are locked (FOR UPDATE on PostgreSQL, BEGIN IMMEDIATE on SQLite), so this means a bug or
         # a foreign writer; raising rolls the whole batch back, so nothing is half-claimed.
         raise InvalidTransition(f"{len(rows) - changed} of {len(rows)} events changed while being claimed; "
                                 "nothing was claimed, try again")
-    reason = "claimed" + (" (forced before next_retry_at)" if forced else "")
-    conn.execute(_INSERT_TRANSITIONS, [
-        {"event_id": row.event_id, "at_us": now_us, "from_state": row.state, "to_state": State.IN_FLIGHT,
-         "actor": worker, "reason": reason, "attempt_number": None}
-        for row in rows
-    ])
+    conn.execute(_INSERT_TRANSITIONS, transitions)
     delta: Counter[counters.Key] = Counter()
     for row in rows:
         # update(), not +=: Counter addition drops negative counts, losing the -1 of the state left.
@@ -266,7 +270,7 @@ _es = event_state
 _CLAIMED_ROWS = select(
     _es.c.event_id, _es.c.event_type, _es.c.state, _es.c.attempt_count, _es.c.budget_failures,
     _es.c.detected_at_us, _es.c.last_attempt_at_us, _es.c.claim_token, _es.c.claimed_by, _es.c.claimed_at_us,
-    _es.c.claim_forced,
+    _es.c.claim_forced, _es.c.chain_seq, _es.c.chain_hash,
 ).where(_es.c.event_id.in_(bindparam("b_ids", expanding=True))).order_by(_es.c.event_id)
 _LOCK_CLAIMED: dict[bool, Any] = {False: _CLAIMED_ROWS, True: _CLAIMED_ROWS.with_for_update()}
 

@@ -5,13 +5,15 @@ Every one is recorded with its actor and reason; none rewrites history.
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import Connection, insert, select
 
-from ..errors import NotFound
 from ..models import Annotation
 from ..states import State, Step
-from ..storage.tables import annotation, event_detected, event_state, transition
+from ..storage.tables import annotation, event_state, transition
 from ..timeutil import from_us
+from . import chain
 from .recording import change_state, lock_state
 
 
@@ -65,12 +67,8 @@ def dead_since(
 
 def annotate_event(conn: Connection, event_id: int, text: str, *, author: str, now_us: int) -> Annotation:
     """Add a note to an event (``NotFound`` if there is no such event)."""
-    exists = conn.execute(select(event_detected.c.id).where(event_detected.c.id == event_id)).first()
-    if exists is None:
-        raise NotFound(f"no event with id {event_id}")
-    new_id = conn.execute(
-        insert(annotation)
-        .values(event_id=event_id, author=author, at_us=now_us, text=text)
-        .returning(annotation.c.id)
-    ).scalar_one()
+    row = lock_state(conn, event_id)  # NotFound for an unknown event; holds the event's chain head
+    note: dict[str, Any] = {"event_id": event_id, "author": author, "at_us": now_us, "text": text}
+    chain.append_to_event(conn, event_id, chain.link(chain.head_of(row), "annotation", note))
+    new_id = conn.execute(insert(annotation).values(**note).returning(annotation.c.id)).scalar_one()
     return Annotation(id=new_id, author=author, at=from_us(now_us), text=text, event_id=event_id)

@@ -33,7 +33,7 @@ from sqlalchemy import (
 )
 
 from ..errors import SchemaError
-from . import tables, triggers
+from . import backfill, tables, triggers
 from .tables import metadata, schema_version
 
 
@@ -62,12 +62,24 @@ _V2_CORRELATION_STATE = Table(
 )
 
 
+# Columns that later versions add to tables v1 creates from the live definitions: v1 drops them again
+# (both backends drop a column of an empty table cheaply), so that the later step can add them.
+_LATER_COLUMNS = {
+    "event_detected": ("chain_seq", "chain_hash"), "attempt": ("chain_seq", "chain_hash"),
+    "transition": ("chain_seq", "chain_hash"), "annotation": ("chain_seq", "chain_hash"),
+    "event_state": ("chain_seq", "chain_hash"),
+}
+
+
 def _v1_core_ledger(conn: Connection) -> None:
     for table in (tables.event_detected, tables.attempt, tables.transition, tables.annotation,
                   tables.event_state):
         table.create(conn)
     conn.execute(text("DROP INDEX ix_attempt_failures"))  # the live one is v3's
     conn.execute(text(_V1_FAILURE_INDEX))
+    for table_name, columns in _LATER_COLUMNS.items():
+        for column in columns:
+            conn.execute(text(f"ALTER TABLE {table_name} DROP COLUMN {column}"))
     triggers.install(conn)
 
 
@@ -93,6 +105,23 @@ def _v3_index_only_correlation(conn: Connection) -> None:
     conn.execute(text("ALTER TABLE correlation_state ADD COLUMN cluster_count BIGINT NOT NULL DEFAULT 0"))
 
 
+def _v5_hash_chains(conn: Connection) -> None:
+    # Every history row gets its place and hash in its event's chain (cluster notes: their type's chain),
+    # every event_state row the head of its chain. Existing rows are hashed here: the append-only triggers
+    # refuse the UPDATE, so this transaction drops the UPDATE triggers, fills the columns and installs the
+    # triggers again. Both backends do DDL inside the transaction, so no other session ever sees a history
+    # table without its trigger (PostgreSQL locks the tables until commit; SQLite's write lock is held).
+    for table_name in _LATER_COLUMNS:
+        conn.execute(text(f"ALTER TABLE {table_name} ADD COLUMN chain_seq INTEGER"))
+        conn.execute(text(f"ALTER TABLE {table_name} ADD COLUMN chain_hash VARCHAR(64)"))
+    tables.note_chain.create(conn)
+    for table in tables.HISTORY_TABLES:
+        on = f" ON {table.name}" if conn.dialect.name == "postgresql" else ""
+        conn.execute(text(f"DROP TRIGGER IF EXISTS {table.name}_no_update{on}"))
+    backfill.hash_existing_history(conn)
+    triggers.install(conn)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         1, "core ledger: events, attempts, transitions, annotations, state projection", _v1_core_ledger
@@ -101,6 +130,11 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         3, "fingerprints in the failure index; cluster examples read, not stored (clusters are rebuilt by "
         "the next correlate)", _v3_index_only_correlation,
+    ),
+    # v4 is issue 9's (attempt tracebacks, durations, details): absent from this branch, the gap is fine.
+    Migration(
+        5, "tamper evidence: history rows chained by hash per event (cluster notes per event type)",
+        _v5_hash_chains,
     ),
 )
 LATEST_VERSION = MIGRATIONS[-1].version
