@@ -716,14 +716,21 @@ class Ledger:
     def verify(self) -> VerifyReport:
         """Check the ledger against itself; writes nothing (works on a ``readonly`` ledger).
 
-        The projection must equal a replay of history, the counters a recount, the clusters a rebuild, and
-        the immutability triggers must be in place. ``report.ok`` is true when nothing disagrees.
+        The projection must equal a replay of history, the counters a recount, the clusters a rebuild, the
+        immutability triggers must be in place and refuse a change (tried in a transaction that is always
+        rolled back, on probe rows of negative ids), and every hash chain of history must recompute from
+        its rows (SPEC 14). ``report.ok`` is true when nothing disagrees; ``report.digest`` is one digest
+        of all history (``verify --digest``).
         """
         from .diagnostics import verify as checks
 
         with self.store.read() as conn:
             checks.consistent_snapshot(conn)  # first statement of the transaction: one snapshot throughout
-            return checks.verify(conn, self.config.policies)
+            report = checks.verify(conn, self.config.policies)
+        refusals = self.store.probe_triggers()
+        if refusals:
+            report = dataclasses.replace(report, problems=report.problems + tuple(refusals))
+        return report
 
 
     # -- schema --------------------------------------------------------------------------------------

@@ -96,7 +96,7 @@ def note_genesis(event_type: str) -> str:
     return hashlib.sha256(f"cluster notes\n{event_type}".encode()).hexdigest()
 
 
-def check(rows: Sequence[tuple[str, Mapping[str, Any]]], start: str = GENESIS) -> tuple[Head, str | None]:
+def check(rows: Sequence[tuple[str, Any]], start: str = GENESIS) -> tuple[Head, str | None]:
     """Recompute one chain from its rows ((table name, row) pairs, in any order); returns the head it
     reaches and the first problem found (None when the chain is whole)."""
     ordered = sorted(rows, key=lambda r: (r[1].get("chain_seq") is None, r[1].get("chain_seq") or 0))

@@ -17,7 +17,7 @@ from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeout
 
 from ..errors import DatabaseUnavailable, FailureAwareError, SchemaError, StorageError
 from ..timeutil import Clock, to_us, utc_now
-from . import migrations
+from . import migrations, triggers
 from .engine import WRITE_OPTION, make_engine, parse_url, resolve_url, sqlite_path
 from .faults import is_transient
 
@@ -121,6 +121,26 @@ class Store:
             raise DatabaseUnavailable(f"{self.where}: {_first_line(exc)}") from exc
         except SQLAlchemyError as exc:
             raise StorageError(f"{self.where}: {_first_line(exc)}") from exc
+
+    def probe_triggers(self) -> list[str]:
+        """Try to change history, in a transaction that is always rolled back: the problems found (see
+        ``triggers.probe``). Needs a connection that may write, even on a ``readonly`` store: one is opened
+        for the probe alone (SQLite holds its write lock for the few milliseconds the probe takes)."""
+        engine = make_engine(self.url) if self.readonly else self.engine
+        try:
+            with engine.connect() as opened:
+                conn = opened.execution_options(**{WRITE_OPTION: True})
+                transaction = conn.begin()
+                try:
+                    return triggers.probe(conn)
+                finally:
+                    transaction.rollback()
+        except DBAPIError as exc:
+            return [f"could not check the triggers by trying a change (in a transaction rolled back): "
+                    f"{_first_line(exc.orig)}"]
+        finally:
+            if engine is not self.engine:
+                engine.dispose()
 
     def dispose(self) -> None:
         """Close every pooled connection."""
