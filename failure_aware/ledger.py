@@ -256,7 +256,7 @@ class Ledger:
         worker = validation.name("worker", worker or claims.default_worker_id())
         lease_us = _lease_us(lease_seconds)
         prefix = prefix or claims.new_prefix()
-        with self.store.write() as conn:
+        with self.store.write() as conn, counters.deferred(conn):  # one counter upsert for the step
             now_us = self.store.now_us()
             results = claims.finish_claims(conn, reported, policies=self.config.policies, now_us=now_us,
                                            after_fault=after_fault) if reported else []

@@ -12,7 +12,8 @@ import functools
 import os
 import threading
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import Connection, TextClause, func, select, text
@@ -31,9 +32,34 @@ def moved(event_type: str, old: str | None, new: str) -> Counter[Key]:
     return delta
 
 
+_DEFERRED = "failure_aware_deferred_counters"
+
+
+@contextmanager
+def deferred(conn: Connection) -> Iterator[None]:
+    """Collect the deltas ``apply`` is given inside the block and write their sum once at its end.
+
+    A worker's step records an outcome and claims the next event in one transaction (``Ledger.cycle``):
+    summed, the claim's +1 IN_FLIGHT and the outcome's -1 cancel, and one upsert is written, not two.
+    """
+    collected: Counter[Key] = Counter()
+    conn.info[_DEFERRED] = collected
+    try:
+        yield
+    finally:
+        del conn.info[_DEFERRED]
+    apply(conn, collected)
+
+
 def apply(conn: Connection, delta: Counter[Key] | Iterable[tuple[Key, int]]) -> None:
-    """Add ``delta`` to the counters (rows are created on first use)."""
+    """Add ``delta`` to the counters (rows are created on first use), or to the sum being collected by
+    ``deferred``."""
     pairs = delta.items() if isinstance(delta, Counter) else delta
+    collecting = conn.info.get(_DEFERRED)
+    if collecting is not None:
+        for key, n in pairs:
+            collecting[key] += n
+        return
     items = sorted((k, n) for k, n in pairs if n)
     shard = _shard()
     for start in range(0, len(items), ROWS_PER_STATEMENT):
