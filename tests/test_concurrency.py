@@ -2,9 +2,10 @@
 
 PostgreSQL: 8 processes over 5,000 due events (claims with ``FOR UPDATE SKIP LOCKED``); SQLite: 2 processes
 over 5,000 (short ``BEGIN IMMEDIATE`` transactions). (20,000 before workers claimed one event per free
-slot, with a transaction per attempt instead of per batch of up to 50: the same count took 4-8x longer.) Each process is the real CLI,
-``python -m failure_aware worker --once``, and its handler appends each event id to a file of its own, so
-the proof does not rely on the ledger's own records: the files must be disjoint and cover every id once.
+slot, with a transaction per attempt instead of per batch of up to 50: the same count took 4-8x longer.)
+Each process is the real CLI, ``python -m failure_aware worker --once``, and its handler appends each event
+id to a file of its own, so the proof does not rely on the ledger's own records: the files must be
+disjoint and cover every id once.
 
 ``FA_TEST_CONCURRENCY_EVENTS`` sets another number of events (for a quick local run); CI uses the default.
 """
