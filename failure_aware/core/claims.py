@@ -13,7 +13,9 @@ does not rebuild and re-key them per call.
 Finishing is batched the same way (``finish_claims``): a group of outcomes costs one locking SELECT, one
 UPDATE, one INSERT per history table and one counter upsert, in one transaction, and each outcome in it is
 fenced on its own: a stale claim is reported for that claim (``StaleClaim``), the rest are recorded. The
-worker uses it for group commit (see ``failure_aware.worker``); ``Ledger.finish`` is a group of one.
+worker records the outcomes that came back with the next claims and the lease renewals of the handlers
+still running, in one transaction (``Ledger.cycle``, see ``failure_aware.worker``); ``Ledger.finish`` is a
+group of one. Every history row written here is linked into its event's hash chain (``core.chain``).
 """
 
 from __future__ import annotations
