@@ -3,8 +3,7 @@
 Usage (from the repository root)::
 
     python bench/attempt_cycle_bench.py [--n 10000] [--workers 1,4] [-k 3] [--backends sqlite,postgresql]
-                                        [--no-procrastinate] [--per-attempt] [--pg ADMIN_URL] [--smoke]
-                                        [--json OUT]
+                                        [--no-procrastinate] [--pg ADMIN_URL] [--smoke] [--json OUT]
 
 Setup, untimed, on a fresh database per run: ``n`` due events (PENDING, imported with ``import_events``) for
 us; ``n`` deferred no-op jobs (``task.batch_defer``) for Procrastinate, on a fresh database of the same
@@ -12,13 +11,12 @@ PostgreSQL server with its schema applied. Each worker process starts, connects,
 the clock runs from the start signal until the last worker has drained the queue, so both sides are measured
 on the processing phase only (no process start-up, no imports, no enqueueing).
 
-- ours: each process runs ``Ledger.retry_due(noop)``, one pass of the foreground ``Worker`` (claims due
-  events in batches with ``FOR UPDATE SKIP LOCKED`` on PostgreSQL, runs the handler, records the outcomes
-  of a batch together - group commit: one transaction writes the attempts, transitions and counters of
-  the batch, each outcome fenced by its own claim) until nothing is due. SQLite: one process; PostgreSQL:
-  1 and ``--workers`` processes.
-- ours-per-attempt (with ``--per-attempt``): the same with ``flush_seconds=0``, which records every
-  outcome in its own transaction before the next handler starts, as Procrastinate finishes each job.
+- ours: each process runs ``Ledger.retry_due(noop)``, one pass of the foreground ``Worker`` with one
+  handler slot: it claims only the event its handler is about to run (``FOR UPDATE SKIP LOCKED`` on
+  PostgreSQL) and writes each outcome in the same transaction as the next claim (``Ledger.cycle``), each
+  fenced by its own claim, until nothing is due. SQLite: one process; PostgreSQL: 1 and ``--workers``
+  processes. (Before issue 10 the worker claimed batches of up to 50 and wrote their outcomes together;
+  docs/benchmarks.md has both.)
 - Procrastinate (its default PsycopgConnector, ``async def`` no-op task - its cheapest path, no thread hop):
   each process runs ``app.run_worker_async(wait=False, listen_notify=False, concurrency=1)``, which fetches
   and finishes one job per query until the queue is empty, then returns. Jobs are kept
@@ -39,7 +37,6 @@ import sys
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -59,7 +56,6 @@ from failure_aware import Ledger
 from failure_aware.timeutil import format_time
 
 EVENT_TYPE = "bench.noop"
-PER_ATTEMPT = "ours-per-attempt"  # group commit off: one transaction per outcome
 QUEUE = "bench"
 START_TIMEOUT_S = 120
 
@@ -106,18 +102,14 @@ def seed_procrastinate(url: str, n: int) -> None:
 
 
 # -- worker processes (module level: started with the spawn method) ------------------------------------------
-def ours_worker(url: str, ready: Any, go: Any, results: Any, flush_seconds: float | None = None) -> None:
-    """Connect, wait for the start signal, run ``retry_due(noop)`` until nothing is due; report times.
-
-    ``flush_seconds``: the worker's group-commit bound (None: its default; 0: one transaction per outcome).
-    """
+def ours_worker(url: str, ready: Any, go: Any, results: Any) -> None:
+    """Connect, wait for the start signal, run ``retry_due(noop)`` until nothing is due; report times."""
     ledger = Ledger(url)
     ledger.due(limit=1)  # open the connection before the clock starts
-    options = {} if flush_seconds is None else {"flush_seconds": flush_seconds}
     ready.put(1)
     go.wait()
     start, cpu = time.perf_counter(), time.process_time()
-    done = len(ledger.retry_due(noop, **options))
+    done = len(ledger.retry_due(noop))
     end, cpu = time.perf_counter(), time.process_time() - cpu
     ledger.close()
     results.put((start, end, done, cpu))
@@ -272,8 +264,7 @@ def measure(dbs: Databases, side: str, backend: str, workers: int,
     try:
         if side.startswith("ours"):
             seed_ours(url, n)
-            flush = 0.0 if side == PER_ATTEMPT else None
-            wall, done, cpu, server = run_processes(partial(ours_worker, flush_seconds=flush), url, workers)
+            wall, done, cpu, server = run_processes(ours_worker, url, workers)
             finished = processed_ours(url)
         else:
             seed_procrastinate(url, n)
@@ -292,8 +283,6 @@ def main() -> int:
     parser.add_argument("--n", type=int, default=10_000, help="due events / deferred jobs per run")
     parser.add_argument("--workers", default="1,4", help="PostgreSQL worker process counts")
     parser.add_argument("--no-procrastinate", action="store_true", help="measure our side only")
-    parser.add_argument("--per-attempt", action="store_true",
-                        help="also measure ours with group commit off (flush_seconds=0), on PostgreSQL")
     args = parser.parse_args()
     n = 100 if args.smoke else args.n
     k = 1 if args.smoke else (args.repeat or 3)
@@ -307,8 +296,6 @@ def main() -> int:
     if "postgresql" in chosen:
         for w in counts:
             configs.append(("ours", "postgresql", w))
-            if args.per_attempt:
-                configs.append((PER_ATTEMPT, "postgresql", w))
             if not args.no_procrastinate:
                 configs.append(("procrastinate", "postgresql", w))
     if "sqlite" in chosen:

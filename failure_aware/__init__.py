@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from .core.claims import ClaimOutcome
 from .errors import (
+    DatabaseUnavailable,
     FailureAwareError,
     InvalidTransition,
     NotFound,
@@ -34,6 +35,7 @@ __all__ = [
     "AttemptResult",
     "Claim",
     "ClaimOutcome",
+    "DatabaseUnavailable",
     "Event",
     "EventDetail",
     "FailureAwareError",

@@ -10,6 +10,7 @@
     ├── StaleClaim                    finishing an attempt with a token that no longer holds the claim
     ├── SchemaError                   a database of an unknown, older or newer schema
     └── StorageError                  wrong URL, unreachable database, a driver error (kept as __cause__)
+        └── DatabaseUnavailable       the connection failed or was lost: the same call may succeed later
 
 Nothing here imports a database driver: storage errors are wrapped at the storage boundary.
 """
@@ -53,3 +54,9 @@ class SchemaError(FailureAwareError):
 
 class StorageError(FailureAwareError):
     """The database could not be reached or refused an operation; the driver error is ``__cause__``."""
+
+
+class DatabaseUnavailable(StorageError):
+    """The database could not be reached, or the connection was lost mid-transaction (a server restart, a
+    terminated backend, a lock wait that timed out): nothing of the transaction was committed, unless the
+    connection broke during the commit itself. Retrying the same call later may succeed; workers do so."""

@@ -23,9 +23,10 @@ from .core import claims, counters, handler_outcome, operator, queries, recordin
 from .core.claims import ClaimOutcome
 from .core.recording import Reported
 from .correlation.models import Cluster, ClusterDetail, CorrelateReport, Incident, IncidentDetail, Timeline
+from .dbwait import DEFAULT_MAX_DB_WAIT_SECONDS
 from .diagnostics.health_report import HealthReport
 from .diagnostics.verify import VerifyReport
-from .errors import FailureAwareError, StorageError, ValidationError
+from .errors import DatabaseUnavailable, FailureAwareError, StorageError, ValidationError
 from .models import Annotation, AttemptResult, Claim, Event, EventDetail, ImportReport
 from .states import State, Step
 from .storage.store import SchemaStatus, Store, inspect_schema
@@ -259,9 +260,18 @@ class Ledger:
         is written in a transaction of its own, so one bad outcome never costs the others; one that fails
         alone gets its ``StorageError``. A database that fails every write raises.
         """
+        slots, reported = self._checked_outcomes(outcomes)
+        written = iter(self._finish_reported(reported) if reported else [])
+        return [next(written) if slot is None else slot for slot in slots]
+
+    def _checked_outcomes(
+        self, outcomes: Sequence[ClaimOutcome]
+    ) -> tuple[list[claims.Unrecorded | None], list[tuple[Claim, Reported]]]:
+        """Each outcome checked on its own: ``(slots, reported)``, a slot holding the ``ValidationError``
+        of an invalid outcome or None for one in ``reported`` (in order)."""
         if isinstance(outcomes, str | bytes) or not isinstance(outcomes, Sequence):
             raise ValidationError("finish_many takes a sequence of ClaimOutcome items")
-        slots: list[AttemptResult | claims.Unrecorded | None] = []
+        slots: list[claims.Unrecorded | None] = []
         reported: list[tuple[Claim, Reported]] = []
         for outcome in outcomes:
             if not isinstance(outcome, ClaimOutcome):
@@ -277,8 +287,7 @@ class Ledger:
                 slots.append(None)
             except ValidationError as refused:
                 slots.append(refused)
-        written = iter(self._finish_reported(reported) if reported else [])
-        return [next(written) if slot is None else slot for slot in slots]
+        return slots, reported
 
     def _finish_reported(
         self, reported: list[tuple[Claim, Reported]]
@@ -301,6 +310,67 @@ class Ledger:
             if all(isinstance(r, StorageError) for r in alone):
                 raise group_error from None  # the database itself, not one outcome
             return alone
+
+    def cycle(
+        self,
+        outcomes: Sequence[ClaimOutcome] = (),
+        *,
+        claim: int = 0,
+        renew: Sequence[Claim] = (),
+        event_type: str | None = None,
+        worker: str | None = None,
+        lease_seconds: float = claims.DEFAULT_LEASE_SECONDS,
+        prefix: str | None = None,
+        after_fault: bool = False,
+    ) -> claims.Cycle:
+        """A worker's step, in one transaction: record ``outcomes`` (as ``finish_many``), extend the leases
+        of the claims in ``renew`` still running, and claim up to ``claim`` due events.
+
+        One transaction instead of three, because a worker claims only as many events as it has free
+        handler slots, so without it every attempt would pay for two or three commits. ``prefix`` starts
+        the tokens of the new claims. ``after_fault`` says this repeats a call whose connection broke
+        (``DatabaseUnavailable``), perhaps while committing: outcomes it recorded then are recognised
+        (not reported lost), and the claims it took then (found by ``prefix``) are returned, not taken
+        twice. A claim no longer held is simply not renewed.
+
+        Outcomes are judged one by one, as ``finish_many`` judges them: an invalid one gets its
+        ``ValidationError`` in ``results``. Should the step's transaction fail on one outcome's data (a
+        ``StorageError`` other than ``DatabaseUnavailable``), the outcomes are written one transaction
+        each, then the step is taken again without them.
+        """
+        slots, reported = self._checked_outcomes(outcomes)
+        validation.positive_int("claim", claim or None)
+        if event_type is not None:
+            validation.event_type(event_type)
+        worker = validation.name("worker", worker or claims.default_worker_id())
+        lease_us = _lease_us(lease_seconds)
+        prefix = prefix or claims.new_prefix()
+
+        def step(reported: list[tuple[Claim, Reported]]) -> claims.Cycle:
+            with self.store.write() as conn, counters.deferred(conn):  # one counter upsert for the step
+                now_us = self.store.now_us()
+                results = claims.finish_claims(conn, reported, policies=self.config.policies, now_us=now_us,
+                                               after_fault=after_fault) if reported else []
+                renewed = claims.renew(conn, renew, lease_us=lease_us, now_us=now_us)
+                taken = claims.adopt(conn, prefix) if after_fault and claim else []
+                if claim > len(taken):
+                    taken += claims.claim_due(conn, worker=worker, lease_us=lease_us, now_us=now_us,
+                                              limit=claim - len(taken), event_type=event_type, prefix=prefix)
+                return claims.Cycle(results, taken, renewed)
+
+        try:
+            done = step(reported)
+        except DatabaseUnavailable:
+            raise
+        except StorageError:
+            if not reported:
+                raise
+            alone = self._finish_reported(reported)  # each outcome on its own merits; raises if none lands
+            done = step([])
+            done = claims.Cycle(alone, done.claims, done.renewed)
+        results = iter(done.results)
+        return claims.Cycle([next(results) if slot is None else slot for slot in slots], done.claims,
+                            done.renewed)
 
     def run(
         self,
@@ -341,28 +411,24 @@ class Ledger:
         event_type: str | None = None,
         limit: int | None = None,
         worker: str | None = None,
-        batch_size: int = 20,
         lease_seconds: float = claims.DEFAULT_LEASE_SECONDS,
-        flush_seconds: float = claims.DEFAULT_FLUSH_SECONDS,
+        max_db_wait_seconds: float = DEFAULT_MAX_DB_WAIT_SECONDS,
         should_stop: Callable[[], bool] | None = None,
         on_result: Callable[[AttemptResult], None] | None = None,
     ) -> list[AttemptResult]:
         """Run every event due now (PENDING, or FAILED past ``next_retry_at``), at most ``limit``.
 
-        One pass of the foreground worker (``failure_aware.worker.Worker`` with ``once``): claims in batches
-        of at most ``batch_size`` (sized to about half a second of work), runs each claimed event, and
-        records the outcomes of a batch together (group commit, each fenced by its own claim; see the
-        worker's docstring for how promptly; ``flush_seconds``: the worker's bound, 0 records each outcome
-        before the next handler starts). ``should_stop`` is checked after each attempt is reported (a
-        Ctrl-C): then nothing more is claimed and the claims in hand are run, so none is left behind.
-        Returns the recorded results in order; a claim lost meanwhile (``StaleClaim``: its lease expired and
-        it was recovered) has no result.
+        One pass of the foreground worker (``failure_aware.worker.Worker`` with ``once``): claims one event
+        at a time (the one its handler is about to run), records each outcome in the same transaction as
+        the next claim, and rides out a database outage of up to ``max_db_wait_seconds``. ``should_stop``
+        is checked after each attempt is reported (a Ctrl-C): then nothing more is claimed. Returns the
+        recorded results in order; a claim lost meanwhile (``StaleClaim``: its lease expired and it was
+        recovered) has no result.
         """
         from .worker import Worker
 
-        runner = Worker(self, handler, event_type=event_type, batch_size=batch_size,
-                        lease_seconds=lease_seconds, flush_seconds=flush_seconds, worker_id=worker,
-                        limit=limit)
+        runner = Worker(self, handler, event_type=event_type, lease_seconds=lease_seconds, worker_id=worker,
+                        limit=limit, max_db_wait_seconds=max_db_wait_seconds)
         results: list[AttemptResult] = []
 
         def collect(report: Any) -> None:
@@ -611,7 +677,8 @@ class Ledger:
         """Revive every event that died at or after ``since`` (of one type); returns the ids revived.
 
         With ``dry_run`` nothing is written and the ids that would be revived are returned. The whole bulk
-        revive is one transaction: all listed events are revived, or none.
+        revive is one transaction: all listed events are revived, or none. The events are locked as they
+        are found (skipping those another bulk revive holds), so two at once revive disjoint sets.
         """
         if since is None:
             raise ValidationError("since is required: revive the events that died at or after it")
@@ -625,7 +692,7 @@ class Ledger:
             with self.store.read() as conn:
                 return operator.dead_since(conn, event_type=event_type, since_us=since_us, limit=limit)
         with self.store.write() as conn:
-            ids = operator.dead_since(conn, event_type=event_type, since_us=since_us, limit=limit)
+            ids = operator.dead_since(conn, event_type=event_type, since_us=since_us, limit=limit, lock=True)
             now_us = self.store.now_us()
             for event_id in ids:
                 operator.revive(conn, event_id, actor=actor, reason=reason, now_us=now_us)
@@ -798,14 +865,21 @@ class Ledger:
     def verify(self) -> VerifyReport:
         """Check the ledger against itself; writes nothing (works on a ``readonly`` ledger).
 
-        The projection must equal a replay of history, the counters a recount, the clusters a rebuild, and
-        the immutability triggers must be in place. ``report.ok`` is true when nothing disagrees.
+        The projection must equal a replay of history, the counters a recount, the clusters a rebuild, the
+        immutability triggers must be in place and refuse a change (tried in a transaction that is always
+        rolled back, on probe rows of negative ids), and every hash chain of history must recompute from
+        its rows (SPEC 14). ``report.ok`` is true when nothing disagrees; ``report.digest`` is one digest
+        of all history (``verify --digest``).
         """
         from .diagnostics import verify as checks
 
         with self.store.read() as conn:
             checks.consistent_snapshot(conn)  # first statement of the transaction: one snapshot throughout
-            return checks.verify(conn, self.config.policies)
+            report = checks.verify(conn, self.config.policies)
+        refusals = self.store.probe_triggers()
+        if refusals:
+            report = dataclasses.replace(report, problems=report.problems + tuple(refusals))
+        return report
 
 
     # -- schema --------------------------------------------------------------------------------------

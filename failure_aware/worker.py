@@ -4,71 +4,64 @@ Nothing here runs on its own: a ``Worker`` works only inside ``run()``, which th
 ``worker``, ``Ledger.retry_due``) invokes and which returns when the work is done (``once``), the
 ``limit`` is reached, or ``stop()`` is called.
 
-Batches and stopping. Each loop claims a batch of due events in one short transaction, then runs them one
-by one, recording their outcomes in groups (below). Claimed events are IN_FLIGHT, and the state machine
-has no way back to PENDING, so a claim that is never run is closed by ``recover`` as an ``abandoned``
-attempt: a failure that did not happen. The worker therefore never leaves claims behind on a graceful
-stop: after ``stop()`` it claims nothing more, and runs the claims already in hand. To keep that short,
-the batch is sized from the measured time per attempt so that a batch is about ``batch_seconds`` of work:
-one claim at a time for slow handlers (the "attempt in hand"), up to ``batch_size`` for fast ones. A claim
-whose lease has already expired when its turn comes is not started (``skipped``); ``recover`` closes it.
+One loop, ``concurrency`` handler slots. The loop (the caller's thread) makes every database call; the
+handlers run in ``concurrency`` slot threads (``failure_aware.slots``), which only call the handler. Each
+turn of the loop is one transaction (``Ledger.cycle``) that records the outcomes that came back, renews
+the leases of the handlers still running, and claims one due event per free slot, and no more:
 
-Group commit. The outcomes of a batch are recorded together, in one transaction (``Ledger.finish_many``:
-one statement per table for the whole group), instead of one transaction each: for fast handlers that is
-most of the cost of an attempt. What stays as it was:
+- a claim is an event some handler is about to run. Claimed events are IN_FLIGHT and the state machine
+  has no way back to PENDING, so a claim never run is closed by ``recover`` as an ``abandoned`` attempt, a
+  failure that did not happen. Claiming only for free slots means a killed worker costs at most
+  ``concurrency`` such attempts, and only for handlers that were really running;
+- a handler still running has its lease renewed (to now + ``lease_seconds``) by the loop once a third of
+  it has passed, so a slow handler is never taken for a dead one (``lease_seconds`` is how long a worker
+  that stopped renewing, because it was killed or lost the database, keeps its claims);
+- outcomes are recorded as soon as they come back, together when several do (group commit), each fenced
+  by its own claim: a claim lost meanwhile is reported ``lost`` (``StaleClaim``) on its own. Each attempt
+  keeps its own time (when its handler returned) and gets its own ``on_result`` report once written.
 
-- every outcome is recorded exactly once, fenced by its own claim's token: a claim lost meanwhile is
-  reported ``lost`` (``StaleClaim``) on its own, and the other outcomes of its group are recorded;
-- each attempt keeps its own time (``at`` is when its handler returned, not when the group was written)
-  and gets its own ``on_result`` report, in claim order, once its group is written;
-- promptly: a group is written when the batch's handlers are done, and before the next handler starts
-  when waiting for it (expected to take as long as the last one) would keep the oldest outcome waiting
-  ``flush_seconds`` or more. So slow handlers have each outcome written before the next handler starts,
-  and an outcome waits at most ``flush_seconds`` plus one handler that runs longer than its predecessor;
-  ``flush_seconds=0`` writes every outcome before the next handler starts;
-- ``stop()`` (Ctrl-C) still runs the claims in hand and writes their outcomes. Whatever a handler raises
-  is a failed attempt (``core.handler_outcome``); a handler's ``SystemExit`` stops the worker like
-  ``stop()`` (the claims in hand are run) and is raised once their outcomes are written, a
-  ``KeyboardInterrupt`` (any other ``BaseException``) is raised as soon as the outcomes known are
-  written (the claims not yet run wait for their lease to expire and ``recover``). A database error writes
-  the outcomes already known before it is raised;
-- one bad outcome never costs the others: ``Ledger.finish_many`` judges each on its own, and one it
-  cannot store as it is gets recorded as a plain failure saying why (``handler_outcome.record``).
+Database faults. A step that fails because the database is unavailable (``DatabaseUnavailable``: the
+server restarted, the connection was terminated) is repeated with backoff (``failure_aware.dbwait``),
+holding the outcomes in hand, while the handlers already running go on; the worker gives up, raising
+``DatabaseUnavailable`` with one clear line, only after ``max_db_wait_seconds`` of unavailability in a
+row. A repeat recognises what a commit that broke mid-way did: outcomes it recorded are reported as
+recorded, claims it took are run (found by their token prefix), never left to expire.
 
-What changes is the window a crash can lose: a process killed with outcomes not yet written loses those
-(their claims expire, ``recover`` closes them as ``abandoned`` and they run again), as a crash between a
-handler and its ``finish`` always could, for one attempt.
+Whatever a handler raises is a failed attempt (``core.handler_outcome``): a handler's ``SystemExit`` or
+``KeyboardInterrupt`` (any ``BaseException``) is recorded like any failure, then stops the worker like
+``stop()`` and is raised once the handlers still running are done and written. One bad outcome never costs
+the others: ``Ledger.cycle`` judges each on its own, and one it cannot store as it is gets recorded again
+as a plain failure saying why (``handler_outcome.unrecordable``).
 
-Concurrency N runs N loops in threads of this process, each claiming for itself (worker id
-``host:pid/i``). Handlers run in those threads; callbacks are called one at a time. SQLAlchemy engines are
-thread-safe, and every transaction takes its own connection (SQLite's writers queue on the database
-lock), so threads are safe on both backends; they pay off when handlers wait on I/O. For CPU-bound
-handlers, or more throughput on PostgreSQL, start several worker processes instead.
+Stopping: after ``stop()`` (Ctrl-C) nothing more is claimed; the handlers running finish and their
+outcomes are written. A handler's ``BaseException`` stops claiming too, and is raised once the others
+are done and written (its own claim stays IN_FLIGHT until its lease expires and ``recover`` closes it).
+A process killed loses the outcomes not yet written, at most one per slot.
 """
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .core import claims, handler_outcome, validation
-from .core.claims import ClaimOutcome
+from .core.claims import ClaimOutcome, Cycle
 from .core.handler_outcome import exception_text
-from .errors import FailureAwareError, ValidationError
+from .dbwait import DEFAULT_MAX_DB_WAIT_SECONDS, DatabaseWait
+from .errors import DatabaseUnavailable, FailureAwareError, StorageError, ValidationError
 from .models import AttemptResult, Claim
+from .slots import Slots
 from .states import State
 from .timeutil import format_time
 
 if TYPE_CHECKING:
     from .ledger import Handler, Ledger
 
-DEFAULT_BATCH_SIZE = 50
-DEFAULT_BATCH_SECONDS = 0.5
 MAX_CONCURRENCY = 64
 MAX_LEASE_SECONDS = 7 * 86400  # as Ledger.claim accepts
+RENEW_FRACTION = 1 / 3  # a running claim's lease is renewed once this part of it has passed
 
 
 @dataclass(frozen=True)
@@ -120,6 +113,7 @@ class WorkerSummary:
     dead: int = 0  # attempts that failed and left the event DEAD
     lost: int = 0  # handler ran, but the claim had been lost (StaleClaim): not recorded
     skipped: int = 0  # lease expired before the handler started: not run
+    unrecorded: int = 0  # handler ran, but the worker gave up on the database before writing the outcome
     elapsed_seconds: float = 0.0
     stopped: bool = False  # ended by stop() (Ctrl-C) rather than by running out of work or the limit
     by_type: dict[str, int] = field(default_factory=dict)  # attempts recorded per event type
@@ -156,26 +150,23 @@ class WorkerSummary:
         """A JSON-ready dict (the last line of ``worker --json``)."""
         return {
             "kind": "summary", "attempts": self.attempts, "succeeded": self.succeeded, "failed": self.failed,
-            "dead": self.dead, "lost": self.lost, "skipped": self.skipped,
+            "dead": self.dead, "lost": self.lost, "skipped": self.skipped, "unrecorded": self.unrecorded,
             "elapsed_seconds": round(self.elapsed_seconds, 3),
             "attempts_per_second": round(self.attempts_per_second, 1), "stopped": self.stopped,
             "by_type": dict(sorted(self.by_type.items())),
         }
 
 
-def next_batch_size(current: int, seconds_per_attempt: float, *, cap: int, target_seconds: float) -> int:
-    """The next claim size: about ``target_seconds`` of work at the measured rate, growing at most 2x."""
-    wanted = cap if seconds_per_attempt <= 0 else int(target_seconds / seconds_per_attempt)
-    return max(1, min(cap, 2 * current, wanted))
 
 
 class Worker:
-    """Runs due events through ``handler`` with ``concurrency`` loops; see the module docstring.
+    """Runs due events through ``handler`` in ``concurrency`` slots; see the module docstring.
 
-    ``limit`` caps the claims of the whole run. ``lease_seconds`` is each claim's lease: an attempt not
-    recorded by then is stuck, and ``recover`` closes it. ``idle_sleep_seconds`` is the polling interval
-    when nothing is due (not with ``once``). ``flush_seconds`` bounds how long an outcome waits for others
-    to be recorded with it (group commit; 0: none waits). Invalid arguments raise ``ValidationError``.
+    ``limit`` caps the claims of the whole run. ``lease_seconds`` is each claim's lease (renewed while its
+    handler runs): how long a claim outlives a worker that stopped renewing it before ``recover`` may
+    close it. ``idle_sleep_seconds`` is the polling interval when nothing is due (not with ``once``).
+    ``max_db_wait_seconds`` is how long the database may stay unavailable before the worker gives up.
+    Invalid arguments raise ``ValidationError``.
     """
 
     def __init__(
@@ -185,11 +176,9 @@ class Worker:
         *,
         event_type: str | None = None,
         concurrency: int = 1,
-        batch_size: int = DEFAULT_BATCH_SIZE,
-        batch_seconds: float = DEFAULT_BATCH_SECONDS,
         lease_seconds: float = claims.DEFAULT_LEASE_SECONDS,
         idle_sleep_seconds: float = 1.0,
-        flush_seconds: float = claims.DEFAULT_FLUSH_SECONDS,
+        max_db_wait_seconds: float = DEFAULT_MAX_DB_WAIT_SECONDS,
         worker_id: str | None = None,
         limit: int | None = None,
     ) -> None:
@@ -200,17 +189,11 @@ class Worker:
         validation.positive_int("concurrency", concurrency, allow_none=False)
         if concurrency > MAX_CONCURRENCY:
             raise ValidationError(f"concurrency must be at most {MAX_CONCURRENCY}, got {concurrency}")
-        validation.positive_int("batch_size", batch_size, allow_none=False)
         validation.positive_int("limit", limit)
-        for name, value in (("batch_seconds", batch_seconds), ("lease_seconds", lease_seconds),
-                            ("idle_sleep_seconds", idle_sleep_seconds)):
+        for name, value in (("lease_seconds", lease_seconds), ("idle_sleep_seconds", idle_sleep_seconds),
+                            ("max_db_wait_seconds", max_db_wait_seconds)):
             if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < float("inf"):
                 raise ValidationError(f"{name} must be a positive number of seconds, got {value!r}")
-        if isinstance(flush_seconds, bool) or not isinstance(flush_seconds, int | float) or not (
-            0 <= flush_seconds < float("inf")
-        ):
-            raise ValidationError(f"flush_seconds must be a number of seconds, 0 or more, "
-                                  f"got {flush_seconds!r}")
         if lease_seconds > MAX_LEASE_SECONDS:
             raise ValidationError(f"lease_seconds must be at most {MAX_LEASE_SECONDS} (7 days), "
                                   f"got {lease_seconds}")
@@ -218,127 +201,61 @@ class Worker:
         self.handler = handler
         self.event_type = event_type
         self.concurrency = concurrency
-        self.batch_size = batch_size
-        # A batch must be finished well within its lease, whatever the configured target.
-        self.batch_seconds = min(float(batch_seconds), lease_seconds / 4)
-        self.flush_seconds = min(float(flush_seconds), self.batch_seconds)
         self.lease_seconds = float(lease_seconds)
-        self.idle_sleep_seconds = min(float(idle_sleep_seconds), threading.TIMEOUT_MAX)
+        self.idle_sleep_seconds = min(float(idle_sleep_seconds), 365 * 86400.0)  # a poll that cannot overflow
+        self.max_db_wait_seconds = float(max_db_wait_seconds)
         self.worker_id = validation.name("worker_id", worker_id or claims.default_worker_id())
         self.limit = limit
-        self._stop = threading.Event()
-        self._lock = threading.Lock()
-        self._claimed = 0  # claims taken or reserved, against ``limit``
-        self._idle = False
+        self._stopped = False
+        self._claimed = 0  # claims taken, against ``limit``
         self._summary = WorkerSummary()
-        self._error: BaseException | None = None
 
     # -- control -------------------------------------------------------------------------------------
     def stop(self) -> None:
-        """Ask the loops to finish the claims in hand and return; safe from any thread or signal handler.
+        """Ask the loop to claim nothing more, let the running handlers finish, write their outcomes and
+        return; safe from a signal handler or another thread.
 
         Stopping is final: a stopped worker's ``run()`` returns at once (make a new ``Worker`` to go on).
         """
-        self._stop.set()
+        self._stopped = True
 
     @property
     def stopping(self) -> bool:
         """Whether ``stop()`` has been called."""
-        return self._stop.is_set()
+        return self._stopped
+
+    @property
+    def summary(self) -> WorkerSummary:
+        """The counts of the current (or last) ``run``, also when it ended with an error."""
+        return self._summary
 
     def run(
         self,
         once: bool = False,
         on_result: Callable[[AttemptReport], None] | None = None,
         on_idle: Callable[[], None] | None = None,
+        on_db_fault: Callable[[str], None] | None = None,
     ) -> WorkerSummary:
         """Work until stopped (or, with ``once``, until nothing is due); returns the counts.
 
         ``on_result`` is called after each claim is dealt with, ``on_idle`` when the worker runs out of due
-        events (once per idle spell). Both are called one at a time, from the loop threads. An error from
-        the database (or a handler's ``BaseException``) stops every loop and is raised here.
+        events (once per idle spell), ``on_db_fault`` with a line when the database becomes unavailable
+        and when it is back. All are called from the caller's thread. A handler's ``BaseException``, an
+        error from the database other than unavailability, or unavailability past
+        ``max_db_wait_seconds`` is raised here; ``summary`` still has the counts.
         """
         self._summary = WorkerSummary()
-        self._error = None
-        self._claimed, self._idle = 0, False
+        self._claimed = 0
         started = time.monotonic()
+        slots: Slots[Claim, _Ran] = Slots(self.concurrency, self._attempt)
         try:
-            if self.concurrency == 1:
-                self._loop(self.worker_id, once, on_result, on_idle)
-            else:
-                self._run_threads(once, on_result, on_idle)
+            wait = DatabaseWait(self.max_db_wait_seconds, on_db_fault)
+            _Loop(self, slots, once, on_result, on_idle, wait).run()
         finally:
+            slots.close()
             self._summary.elapsed_seconds = time.monotonic() - started
             self._summary.stopped = self.stopping
-        if self._error is not None:
-            raise self._error
         return self._summary
-
-    def _run_threads(self, once: bool, on_result: Any, on_idle: Any) -> None:
-        threads = [
-            threading.Thread(
-                target=self._guarded_loop, args=(f"{self.worker_id}/{i}", once, on_result, on_idle),
-                name=f"failure-aware-worker-{i}", daemon=True,  # a second Ctrl-C must not wait for them
-            )
-            for i in range(1, self.concurrency + 1)
-        ]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            while thread.is_alive():
-                thread.join(0.2)  # short joins keep the main thread responsive to signals
-
-    def _guarded_loop(self, name: str, once: bool, on_result: Any, on_idle: Any) -> None:
-        try:
-            self._loop(name, once, on_result, on_idle)
-        except BaseException as exc:  # hand it to run(); the other loops finish what they hold and stop
-            with self._lock:
-                if self._error is None:
-                    self._error = exc
-            self._stop.set()
-
-    # -- the loop ------------------------------------------------------------------------------------
-    def _loop(self, name: str, once: bool, on_result: Any, on_idle: Any) -> None:
-        size = 1  # start small: the first batch measures how long an attempt takes
-        while not self._stop.is_set():
-            want = self._reserve(size)
-            if want == 0:
-                return
-            taken = self.ledger.claim_due(
-                limit=want, event_type=self.event_type, worker=name, lease_seconds=self.lease_seconds
-            )
-            self._release(want - len(taken))
-            if not taken:
-                if once:
-                    return
-                self._notify_idle(on_idle)
-                self._stop.wait(self.idle_sleep_seconds)
-                continue
-            began = time.monotonic()
-            self._run_batch(taken, on_result)
-            size = next_batch_size(size, (time.monotonic() - began) / len(taken), cap=self.batch_size,
-                                   target_seconds=self.batch_seconds)
-
-    def _run_batch(self, taken: list[Claim], on_result: Any) -> None:
-        """Run every claim of the batch, even after stop() (they are the attempts in hand), recording the
-        outcomes in groups; whatever ends the batch, the outcomes already known are recorded."""
-        group = _Group()
-        exiting: BaseException | None = None  # a handler's SystemExit: raised once the batch is done
-        try:
-            for claim in taken:
-                if group.due(self.flush_seconds):
-                    self._flush(group, on_result)
-                ran = self._attempt(claim)
-                group.add(ran)
-                if ran.stop is not None and not isinstance(ran.stop, SystemExit):
-                    raise ran.stop  # exit at once (the outcomes known are written below)
-                if ran.stop is not None and exiting is None:
-                    exiting = ran.stop
-                    self.stop()
-        finally:
-            self._flush(group, on_result)
-        if exiting is not None:
-            raise exiting
 
     def _attempt(self, claim: Claim) -> _Ran:
         """Run the handler on one claim (unless its lease has expired); the outcome is not recorded yet."""
@@ -349,41 +266,141 @@ class Worker:
         ran = handler_outcome.run_handler(self.handler, claim, self.ledger.clock)
         return _Ran(claim, ran.outcome, ran.seconds, stop=ran.stop)
 
-    def _flush(self, group: _Group, on_result: Any) -> None:
-        """Record the group's outcomes in one transaction, then report each attempt, in claim order."""
-        ran = group.take()
+    def _deliver(self, report: AttemptReport, on_result: Callable[[AttemptReport], None] | None) -> None:
+        self._summary.add(report)
+        if on_result is not None:
+            on_result(report)
+
+
+@dataclass
+class _Running:
+    """A claim whose handler is running, and when its lease is next renewed (monotonic seconds)."""
+
+    claim: Claim
+    renew_at: float
+
+
+class _Loop:
+    """One ``Worker.run``: the foreground loop over the slots (see the module docstring)."""
+
+    def __init__(self, worker: Worker, slots: Slots[Claim, _Ran], once: bool, on_result: Any, on_idle: Any,
+                 wait: DatabaseWait) -> None:
+        self.w, self.slots, self.once = worker, slots, once
+        self.on_result, self.on_idle, self.wait = on_result, on_idle, wait
+        self.running: dict[str, _Running] = {}  # by token
+        self.held: list[_Ran] = []  # handlers done, outcomes not yet written
+        self.fatal: BaseException | None = None
+        self.drained = False  # once: a claim found less due than it asked for
+        self.next_poll = 0.0  # when nothing was due: when to look again
+        self.idle = False
+        self.renew_every = worker.lease_seconds * RENEW_FRACTION
+
+    def run(self) -> None:
+        try:
+            while True:
+                self._collect(0)
+                now = time.monotonic()
+                want = self._wanted(now)
+                renew = [r.claim for r in self.running.values() if r.renew_at <= now]
+                if self.held or want or renew:
+                    self._step(want, renew, now)
+                if not self.running:
+                    if self.fatal is not None:
+                        raise self.fatal
+                    if self._finished():
+                        return
+                    self._pause(self.next_poll - time.monotonic())
+                    continue
+                wake = min(r.renew_at for r in self.running.values())
+                if self.slots.free and not self.drained:
+                    wake = min(wake, self.next_poll)  # a free slot: look for due work again then
+                self._collect(max(0.001, wake - time.monotonic()))
+        except DatabaseUnavailable:
+            self.w.summary.unrecorded += sum(1 for r in self.held if r.outcome is not None)
+            raise
+
+    def _wanted(self, now: float) -> int:
+        """How many events to claim now: one per free slot, within the limit, unless stopping."""
+        w = self.w
+        if self.fatal is not None or w.stopping or self.drained or now < self.next_poll:
+            return 0
+        want = self.slots.free
+        if w.limit is not None:
+            want = min(want, w.limit - w._claimed)
+        return max(0, want)
+
+    def _finished(self) -> bool:
+        w = self.w
+        limit_reached = w.limit is not None and w._claimed >= w.limit
+        return self.drained or w.stopping or limit_reached
+
+    def _step(self, want: int, renew: list[Claim], now: float) -> None:
+        """Write the outcomes held, renew leases, claim ``want``: one transaction, retried through
+        outages; then report the outcomes and start the new claims."""
+        ran, self.held = self.held, []
         outcomes = [r.outcome for r in ran if r.outcome is not None]
+        prefix = claims.new_prefix()
+        w = self.w
+
+        def step(after_fault: bool) -> Cycle:
+            return w.ledger.cycle(outcomes, claim=want, renew=renew, event_type=w.event_type,
+                                  worker=w.worker_id, lease_seconds=w.lease_seconds, prefix=prefix,
+                                  after_fault=after_fault)
+
         began = time.monotonic()
-        results = iter(handler_outcome.record(self.ledger.finish_many, outcomes))
+        try:
+            cycle = self.wait.call(step)
+        except BaseException:
+            self.held = ran + self.held  # still in hand: counted as unrecorded if this ends the run
+            raise
+        refused = {i: r for i, r in enumerate(cycle.results) if isinstance(r, ValidationError | StorageError)}
+        if refused:  # stored as a plain failure saying why, so the claim is still closed and counted
+            again = self.wait.call(lambda _after_fault: handler_outcome.record(
+                w.ledger.finish_many,
+                [handler_outcome.unrecordable(outcomes[i], problem) for i, problem in refused.items()]))
+            for i, result in zip(refused, again, strict=True):
+                cycle.results[i] = result
         share = (time.monotonic() - began) / len(outcomes) if outcomes else 0.0
+        results = iter(cycle.results)
         for attempt in ran:
-            self._deliver(attempt.report(next(results) if attempt.outcome else None, share), on_result)
+            w._deliver(attempt.report(next(results) if attempt.outcome else None, share), self.on_result)
+        now = time.monotonic()
+        for claim in renew:
+            if claim.token in cycle.renewed and claim.token in self.running:
+                self.running[claim.token].renew_at = now + self.renew_every
+        w._claimed += len(cycle.claims)
+        for claim in cycle.claims:
+            self.running[claim.token] = _Running(claim, now + self.renew_every)
+            self.slots.submit(claim)
+        if cycle.claims:
+            self.idle = False
+        if want and len(cycle.claims) < want:
+            if self.once:
+                self.drained = True
+            else:
+                self.next_poll = now + w.idle_sleep_seconds
+                if not cycle.claims and not self.running and not self.idle:
+                    self.idle = True
+                    if self.on_idle is not None:
+                        self.on_idle()
 
-    def _reserve(self, size: int) -> int:
-        with self._lock:
-            want = size if self.limit is None else min(size, self.limit - self._claimed)
-            self._claimed += want
-            return want
+    def _collect(self, timeout: float) -> None:
+        """Take back the handlers that finished (waiting up to ``timeout`` seconds for one)."""
+        for done in self.slots.finished(timeout):
+            self.running.pop(done.job.token, None)
+            if done.error is not None:
+                if self.fatal is None:
+                    self.fatal = done.error
+            elif done.result is not None:
+                self.held.append(done.result)  # recorded first, whatever the handler raised
+                if done.result.stop is not None and self.fatal is None:
+                    self.fatal = done.result.stop  # a handler's SystemExit / KeyboardInterrupt: stop claiming
 
-    def _release(self, unused: int) -> None:
-        if unused:
-            with self._lock:
-                self._claimed -= unused
-
-    def _deliver(self, report: AttemptReport, on_result: Any) -> None:
-        with self._lock:
-            self._idle = False
-            self._summary.add(report)
-            if on_result is not None:
-                on_result(report)
-
-    def _notify_idle(self, on_idle: Any) -> None:
-        with self._lock:
-            if self._idle:
-                return
-            self._idle = True
-            if on_idle is not None:
-                on_idle()
+    def _pause(self, seconds: float) -> None:
+        """Nothing running, nothing due: wait to poll again, in short steps so ``stop()`` is seen."""
+        end = time.monotonic() + max(0.0, seconds)
+        while not self.w.stopping and time.monotonic() < end:
+            time.sleep(min(0.05, end - time.monotonic()))
 
 
 @dataclass(frozen=True)
@@ -407,30 +424,4 @@ class _Ran:
         return AttemptReport(self.claim, None, seconds, problem=str(recorded))  # lost: StaleClaim
 
 
-class _Group:
-    """The attempts of a batch run but not yet recorded, in claim order (one loop's; not shared)."""
-
-    def __init__(self) -> None:
-        self._ran: list[_Ran] = []
-        self._since = 0.0  # when the oldest of them was added
-
-    def add(self, ran: _Ran) -> None:
-        """Hold one more attempt."""
-        if not self._ran:
-            self._since = time.monotonic()
-        self._ran.append(ran)
-
-    def due(self, bound: float) -> bool:
-        """Whether to record now, before the next handler: waiting for it (as long as the last one took)
-        would keep the oldest outcome waiting ``bound`` seconds or more."""
-        if not self._ran:
-            return False
-        return time.monotonic() - self._since + self._ran[-1].seconds >= bound
-
-    def take(self) -> list[_Ran]:
-        """The attempts held, in order; the group is empty afterwards."""
-        ran, self._ran = self._ran, []
-        return ran
-
-
-__all__ = ["AttemptReport", "Worker", "WorkerSummary", "exception_text", "next_batch_size"]
+__all__ = ["AttemptReport", "Worker", "WorkerSummary", "exception_text"]

@@ -35,3 +35,15 @@ def fail(event: Event) -> None:
 
 
 NOT_CALLABLE = 42
+
+
+RUN_LOG = "FA_TEST_RUNLOG"  # logged: one line per handler run, "event_id attempt_number"
+SLEEP = "FA_TEST_SLEEP"  # logged: seconds each run takes (default 0.01)
+
+
+def logged(event: Event) -> None:
+    """Log this run (event id and attempt number) before doing anything, then take a little time: the
+    fault tests reconcile the recorded attempts with the runs that really happened."""
+    with open(os.environ[RUN_LOG], "a", encoding="utf-8") as log:
+        log.write(f"{event.id} {event.attempt_count + 1}\n")
+    time.sleep(float(os.environ.get(SLEEP, "0.01")))

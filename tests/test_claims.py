@@ -194,7 +194,7 @@ def test_retry_due_runs_what_is_due_up_to_the_limit(ledger: Ledger, clock: FakeC
         if ev.id == ids[0]:
             raise UpstreamDown("still down")
 
-    results = ledger.retry_due(handler, limit=3, batch_size=2)
+    results = ledger.retry_due(handler, limit=3)
     assert ran == ids[:3] and [r.state for r in results] == [State.FAILED, State.SUCCEEDED, State.SUCCEEDED]
     assert [r.event_id for r in ledger.retry_due(handler)] == [ids[3]]  # the failure is not due yet
     clock.advance(10)

@@ -136,7 +136,11 @@ def test_a_changed_state_shows_in_the_counters_too(ledger: Ledger, clock: FakeCl
 
 def test_a_missing_trigger_is_named(ledger: Ledger) -> None:
     drop_trigger(ledger, "attempt_no_update", "attempt")
-    assert problems_of(ledger) == ("immutability trigger attempt_no_update is missing",)
+    assert problems_of(ledger) == (  # by name, and by trying an UPDATE that is then rolled back
+        "immutability trigger attempt_no_update is missing",
+        "history table attempt accepts UPDATE: its append-only trigger is missing, disabled or does not "
+        "refuse (tried in a transaction rolled back)",
+    )
 
 
 def test_rewritten_history_is_named(ledger: Ledger, clock: FakeClock) -> None:

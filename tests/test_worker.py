@@ -8,21 +8,31 @@ import time
 import uuid
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from conftest import FakeClock
 
-from failure_aware import Event, Ledger, Outcome, State, ValidationError
+from failure_aware import DatabaseUnavailable, Event, Ledger, Outcome, State, ValidationError
 from failure_aware.config import Config
-from failure_aware.core.claims import ClaimOutcome
+from failure_aware.core.claims import ClaimOutcome, Cycle
 from failure_aware.handlers import load_handler
 from failure_aware.models import Claim
 from failure_aware.policy import PolicySet, RetryPolicy
-from failure_aware.worker import AttemptReport, Worker, next_batch_size
+from failure_aware.storage.tables import event_state
+from failure_aware.worker import AttemptReport, Worker
 
 
 def detect_many(ledger: Ledger, n: int, event_type: str = "job.run", **payload: object) -> list[int]:
     return [ledger.detect(event_type, dict(payload)).id for _ in range(n)]
+
+
+def in_flight_now(ledger: Ledger) -> int:
+    """IN_FLIGHT events, counted in one statement (one moment)."""
+    with ledger.store.read() as conn:
+        return int(conn.execute(sa.select(sa.func.count()).select_from(event_state)
+                                .where(event_state.c.state == State.IN_FLIGHT)).scalar_one())
 
 
 def attempts_of(ledger: Ledger, event_id: int) -> list[tuple[int, Outcome]]:
@@ -103,36 +113,21 @@ def test_stop_finishes_the_attempt_in_hand_and_leaves_no_claim(ledger: Ledger) -
     assert all(ledger.get(i).state is State.PENDING for i in ids[1:])  # not claimed, not left IN_FLIGHT
 
 
-def test_claims_in_hand_are_run_after_stop(ledger: Ledger) -> None:
+def test_stop_claims_nothing_more_and_the_running_handler_finishes(ledger: Ledger) -> None:
     ids = detect_many(ledger, 8)
     calls: list[int] = []
     worker: Worker
 
     def handler(event: Event) -> None:
         calls.append(event.id)
-        if len(calls) == 2:  # the first of the second batch, which holds two claims
+        if len(calls) == 2:
             worker.stop()
 
-    worker = Worker(ledger, handler, batch_seconds=60)  # batches 1, 2, 4, ...: independent of speed
+    worker = Worker(ledger, handler)
     summary = worker.run(once=True)
 
-    assert calls == ids[:3] and summary.succeeded == 3  # the claim already in hand ran; nothing more
-    assert [ledger.get(i).state for i in ids] == [State.SUCCEEDED] * 3 + [State.PENDING] * 5
-
-
-def test_a_claim_whose_lease_expired_is_skipped_then_recovered(ledger: Ledger, clock: FakeClock) -> None:
-    ids = detect_many(ledger, 3)
-
-    def handler(event: Event) -> None:
-        if event.id == ids[1]:  # first of a batch of two: the next claim's lease runs out meanwhile
-            clock.advance(61)
-
-    summary = Worker(ledger, handler, batch_seconds=60, lease_seconds=60).run(once=True)
-
-    assert (summary.succeeded, summary.skipped) == (2, 1)
-    assert ledger.get(ids[2]).state is State.IN_FLIGHT and ledger.show(ids[2]).attempts == ()
-    [recovered] = ledger.recover()
-    assert recovered.event_id == ids[2] and recovered.attempt.outcome is Outcome.ABANDONED
+    assert calls == ids[:2] and summary.succeeded == 2  # the attempt running finished; nothing more claimed
+    assert [ledger.get(i).state for i in ids] == [State.SUCCEEDED] * 2 + [State.PENDING] * 6
 
 
 def test_a_lost_claim_is_reported_not_recorded(ledger: Ledger, clock: FakeClock) -> None:
@@ -164,8 +159,7 @@ def test_threads_share_the_work_without_running_anything_twice(ledger: Ledger) -
     summary = Worker(ledger, handler, concurrency=4, worker_id="pool").run(once=True)
 
     assert summary.succeeded == 40 and sorted(ran) == ids
-    actors = {a.actor for i in ids for a in ledger.show(i).attempts}
-    assert actors <= {f"pool/{n}" for n in range(1, 5)}
+    assert {a.actor for i in ids for a in ledger.show(i).attempts} == {"pool"}
     assert all(len(ledger.show(i).attempts) == 1 for i in ids)
 
 
@@ -212,97 +206,75 @@ def test_retry_due_should_stop_leaves_no_claim_behind(ledger: Ledger) -> None:
     done: list[int] = []
     results = ledger.retry_due(lambda e: None, on_result=lambda r: done.append(r.event_id),
                                should_stop=lambda: len(done) >= 1)
-    assert [r.event_id for r in results] == done == ids[:1]  # the first claim is always a batch of one
-    assert [ledger.get(i).state for i in ids] == [State.SUCCEEDED] + [State.PENDING] * 4
+    # The first outcome was written with the second claim (one transaction): that claim in hand still ran.
+    assert [r.event_id for r in results] == done == ids[:2]
+    assert [ledger.get(i).state for i in ids] == [State.SUCCEEDED] * 2 + [State.PENDING] * 3
 
 
-# -- group commit ----------------------------------------------------------------------------------------
-class GroupSpy:
-    """Wraps ``ledger.finish_many`` and ``ledger.claim_due``: the sizes of the groups recorded, the claims."""
+# -- one transaction per step, claims only for free slots -----------------------------------------------
+class CycleSpy:
+    """Wraps ``ledger.cycle``: per call, the outcomes written and the claims asked for; the claims taken."""
 
     def __init__(self, ledger: Ledger, monkeypatch: pytest.MonkeyPatch) -> None:
-        self.groups: list[int] = []
+        self.calls: list[tuple[int, int]] = []
         self.claims: dict[int, Claim] = {}
-        finish_many, claim_due = ledger.finish_many, ledger.claim_due
+        cycle = ledger.cycle
 
-        def spy_finish(outcomes: list[ClaimOutcome]) -> list[object]:
-            self.groups.append(len(outcomes))
-            return finish_many(outcomes)  # type: ignore[return-value]
+        def spy(outcomes: list[ClaimOutcome] = (), **kwargs: Any) -> Cycle:  # type: ignore[assignment]
+            self.calls.append((len(outcomes), kwargs.get("claim", 0)))
+            done = cycle(outcomes, **kwargs)
+            self.claims.update((c.event.id, c) for c in done.claims)
+            return done
 
-        def spy_claim(**kwargs: object) -> list[Claim]:
-            taken = claim_due(**kwargs)  # type: ignore[arg-type]
-            self.claims.update((c.event.id, c) for c in taken)
-            return taken
-
-        monkeypatch.setattr(ledger, "finish_many", spy_finish)
-        monkeypatch.setattr(ledger, "claim_due", spy_claim)
+        monkeypatch.setattr(ledger, "cycle", spy)
 
 
-def test_outcomes_of_a_batch_are_recorded_together_each_with_its_time(
+def test_each_outcome_is_written_with_the_next_claim_each_with_its_time(
     ledger: Ledger, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    ids = detect_many(ledger, 8)
-    spy = GroupSpy(ledger, monkeypatch)
+    ids = detect_many(ledger, 4)
+    spy = CycleSpy(ledger, monkeypatch)
     started = clock.now
-    reports: list[AttemptReport] = []
+    held: list[int] = []
 
     def handler(event: Event) -> None:
         clock.advance(1)  # each attempt ends a second after the previous one
+        held.append(in_flight_now(ledger))
 
-    worker = Worker(ledger, handler, batch_seconds=60, flush_seconds=30)
-    summary = worker.run(once=True, on_result=reports.append)
+    summary = Worker(ledger, handler).run(once=True)
 
-    assert summary.succeeded == 8 and spy.groups == [1, 2, 4, 1]  # one transaction per batch (sizes 1, 2, 4)
-    assert [r.claim.event.id for r in reports] == ids and all(r.outcome == "succeeded" for r in reports)
-    ends = [started + timedelta(seconds=n) for n in range(1, 9)]
+    assert summary.succeeded == 4 and held == [1, 1, 1, 1]  # one claim at a time: the one running
+    assert spy.calls == [(0, 1), (1, 1), (1, 1), (1, 1), (1, 1)]  # outcome n and claim n+1 together
+    ends = [started + timedelta(seconds=n) for n in range(1, 5)]
     assert [ledger.show(i).attempts[0].at for i in ids] == ends
     assert ledger.verify().ok
 
 
-def test_flush_seconds_zero_records_each_outcome_before_the_next_handler(
-    ledger: Ledger, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    ids = detect_many(ledger, 7)
-    spy = GroupSpy(ledger, monkeypatch)
-    ran: list[int] = []
+def test_concurrency_n_never_holds_more_than_n_claims(ledger: Ledger) -> None:
+    detect_many(ledger, 24)
+    lock = threading.Lock()
+    in_flight: list[int] = []
 
     def handler(event: Event) -> None:
-        assert all(ledger.get(i).state is State.SUCCEEDED for i in ran)  # the earlier ones are recorded
-        ran.append(event.id)
+        with lock:
+            in_flight.append(in_flight_now(ledger))
+        time.sleep(0.01)
 
-    summary = Worker(ledger, handler, batch_seconds=60, flush_seconds=0).run(once=True)
-    assert summary.succeeded == 7 and ran == ids and spy.groups == [1] * 7
+    summary = Worker(ledger, handler, concurrency=3).run(once=True)
+    assert summary.succeeded == 24 and max(in_flight) <= 3 and len(in_flight) == 24
 
 
-def test_slow_handlers_have_each_outcome_recorded_before_the_next_starts(
-    ledger: Ledger, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    ids = detect_many(ledger, 4)
-    spy = GroupSpy(ledger, monkeypatch)
-    ran: list[int] = []
+def test_a_claim_lost_meanwhile_is_reported_alone(ledger: Ledger, monkeypatch: pytest.MonkeyPatch) -> None:
+    first, second, third = detect_many(ledger, 3)
+    spy = CycleSpy(ledger, monkeypatch)
 
     def handler(event: Event) -> None:
-        assert all(ledger.get(i).state is State.SUCCEEDED for i in ran)
-        ran.append(event.id)
-        time.sleep(0.05)  # longer than flush_seconds: waiting for the next one would hold this one too long
-
-    summary = Worker(ledger, handler, batch_seconds=60, flush_seconds=0.02).run(once=True)
-    assert summary.succeeded == 4 and ran == ids and spy.groups == [1] * 4
-
-
-def test_a_claim_lost_in_a_group_is_reported_alone(ledger: Ledger, monkeypatch: pytest.MonkeyPatch) -> None:
-    first, second, third = detect_many(ledger, 3)  # batches [first], [second, third]
-    spy = GroupSpy(ledger, monkeypatch)
-
-    def handler(event: Event) -> None:
-        if event.id == third:  # meanwhile, the claim on `second` is finished elsewhere
+        if event.id == second:  # meanwhile, this very claim is finished elsewhere
             ledger.finish(spy.claims[second], False, error_type="Elsewhere", error="finished by another")
 
     reports: list[AttemptReport] = []
-    worker = Worker(ledger, handler, batch_seconds=60, flush_seconds=30)
-    summary = worker.run(once=True, on_result=reports.append)
+    summary = Worker(ledger, handler).run(once=True, on_result=reports.append)
 
-    assert spy.groups == [1, 1, 2]  # the foreign finish, then the group [second, third]
     assert (summary.succeeded, summary.lost) == (2, 1)
     assert [(r.claim.event.id, r.outcome) for r in reports] == [
         (first, "succeeded"), (second, "lost"), (third, "succeeded")]
@@ -311,8 +283,88 @@ def test_a_claim_lost_in_a_group_is_reported_alone(ledger: Ledger, monkeypatch: 
     assert ledger.get(third).state is State.SUCCEEDED and ledger.verify().ok
 
 
+def test_a_slow_handler_keeps_its_claim_by_renewing_the_lease(db_url: str) -> None:
+    with Ledger(db_url, config=Config()) as real:  # the real clock: leases run out in real time
+        [event_id] = detect_many(real, 1)
+        recovered: list[object] = []
+
+        def handler(event: Event) -> None:
+            for _ in range(4):  # 1.2 s: twice the lease
+                time.sleep(0.3)
+                recovered.extend(real.recover())  # an operator's `recover`: must find nothing stuck
+
+        summary = Worker(real, handler, lease_seconds=0.6).run(once=True)
+        assert recovered == [] and summary.succeeded == 1
+        assert attempts_of(real, event_id) == [(1, Outcome.SUCCEEDED)]
+
+
+# -- database faults ---------------------------------------------------------------------------------------
+def test_the_worker_rides_out_an_outage_and_writes_the_outcomes_it_held(
+    ledger: Ledger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ids = detect_many(ledger, 3)
+    cycle = ledger.cycle
+    failures = iter([False, True, True, False, True])  # the second step fails twice, the fourth once
+
+    def flaky(*args: Any, **kwargs: Any) -> Cycle:
+        if next(failures, False):
+            raise DatabaseUnavailable("server closed the connection unexpectedly")
+        return cycle(*args, **kwargs)
+
+    monkeypatch.setattr(ledger, "cycle", flaky)
+    said: list[str] = []
+    summary = Worker(ledger, lambda e: None).run(once=True, on_db_fault=said.append)
+
+    assert summary.succeeded == 3 and summary.lost == 0
+    assert all(attempts_of(ledger, i) == [(1, Outcome.SUCCEEDED)] for i in ids)
+    assert len(said) == 4 and "retrying for up to 5m" in said[0] and said[1].startswith("database back")
+
+
+def test_a_commit_that_broke_midway_is_recognised_not_repeated(
+    ledger: Ledger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ids = detect_many(ledger, 3)
+    cycle = ledger.cycle
+    calls = iter(range(100))
+
+    def lands_then_breaks(*args: Any, **kwargs: Any) -> Cycle:
+        done = cycle(*args, **kwargs)
+        if next(calls) % 2 == 0 and not kwargs.get("after_fault"):
+            raise DatabaseUnavailable("connection lost during COMMIT")  # it had committed all the same
+        return done
+
+    monkeypatch.setattr(ledger, "cycle", lands_then_breaks)
+    ran: list[int] = []
+    summary = Worker(ledger, lambda e: ran.append(e.id)).run(once=True)
+
+    assert sorted(ran) == ids and summary.succeeded == 3 and summary.lost == 0
+    assert all(attempts_of(ledger, i) == [(1, Outcome.SUCCEEDED)] for i in ids)  # no abandoned claim
+    assert ledger.verify().ok
+
+
+def test_the_worker_gives_up_after_max_db_wait_counting_what_it_held(
+    ledger: Ledger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    detect_many(ledger, 2)
+    cycle = ledger.cycle
+    steps = iter(range(100))
+
+    def down_after_first(*args: Any, **kwargs: Any) -> Cycle:
+        if next(steps) > 0:
+            raise DatabaseUnavailable("connection refused")
+        return cycle(*args, **kwargs)
+
+    monkeypatch.setattr(ledger, "cycle", down_after_first)
+    worker = Worker(ledger, lambda e: None, max_db_wait_seconds=0.4)
+    began = time.monotonic()
+    with pytest.raises(DatabaseUnavailable, match=r"gave up: the database was unavailable .*refused"):
+        worker.run(once=True)
+    assert time.monotonic() - began < 3
+    assert worker.summary.unrecorded == 1 and worker.summary.attempts == 0
+
+
 def test_a_fatal_error_still_records_the_outcomes_known_before_it(ledger: Ledger) -> None:
-    first, second, third = detect_many(ledger, 3)  # batches [first], [second, third]
+    first, second, third = detect_many(ledger, 3)
 
     class Fatal(BaseException):
         pass
@@ -323,7 +375,7 @@ def test_a_fatal_error_still_records_the_outcomes_known_before_it(ledger: Ledger
 
     reports: list[AttemptReport] = []
     with pytest.raises(Fatal):
-        Worker(ledger, handler, batch_seconds=60, flush_seconds=30).run(once=True, on_result=reports.append)
+        Worker(ledger, handler).run(once=True, on_result=reports.append)
     # The attempt that raised it is recorded too (a failure is data): nothing is left IN_FLIGHT.
     assert [r.claim.event.id for r in reports] == [first, second, third]
     assert [ledger.get(i).state for i in (first, second, third)] == [State.SUCCEEDED, State.SUCCEEDED,
@@ -334,12 +386,11 @@ def test_a_fatal_error_still_records_the_outcomes_known_before_it(ledger: Ledger
 @pytest.mark.parametrize(("kwargs", "message"), [
     ({"concurrency": 0}, "concurrency"),
     ({"concurrency": 65}, "concurrency"),
-    ({"batch_size": 0}, "batch_size"),
     ({"lease_seconds": 0}, "lease_seconds"),
     ({"lease_seconds": 8 * 86400}, "lease_seconds"),
     ({"idle_sleep_seconds": -1}, "idle_sleep_seconds"),
-    ({"flush_seconds": -0.1}, "flush_seconds"),
-    ({"flush_seconds": float("nan")}, "flush_seconds"),
+    ({"max_db_wait_seconds": 0}, "max_db_wait_seconds"),
+    ({"max_db_wait_seconds": float("nan")}, "max_db_wait_seconds"),
     ({"limit": 0}, "limit"),
     ({"event_type": "bad type!"}, "event_type"),
 ])
@@ -351,14 +402,6 @@ def test_worker_refuses_bad_arguments(ledger: Ledger, kwargs: dict[str, object],
 def test_worker_refuses_a_handler_that_is_not_callable(ledger: Ledger) -> None:
     with pytest.raises(ValidationError, match="callable"):
         Worker(ledger, 42)  # type: ignore[arg-type]
-
-
-def test_next_batch_size_grows_gently_and_stays_small_for_slow_handlers() -> None:
-    assert next_batch_size(1, 0.001, cap=50, target_seconds=0.5) == 2
-    assert next_batch_size(32, 0.001, cap=50, target_seconds=0.5) == 50
-    assert next_batch_size(8, 0.1, cap=50, target_seconds=0.5) == 5
-    assert next_batch_size(8, 3.0, cap=50, target_seconds=0.5) == 1
-    assert next_batch_size(4, 0.0, cap=50, target_seconds=0.5) == 8
 
 
 # -- load_handler --------------------------------------------------------------------------------------------

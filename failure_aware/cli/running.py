@@ -21,6 +21,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from ..core.claims import DEFAULT_LEASE_SECONDS
+from ..dbwait import DEFAULT_MAX_DB_WAIT_SECONDS
 from ..durations import format_duration
 from ..handlers import load_handler
 from ..models import AttemptResult, Event
@@ -31,6 +32,11 @@ from .context import app
 from .params import COUNT, HANDLER, POSITIVE_DURATION
 
 HANDLER_HELP = "The handler, module:function (e.g. myapp.handlers:deliver); it gets the event."
+MAX_DB_WAIT = click.option(
+    "--max-db-wait", type=POSITIVE_DURATION, default=DEFAULT_MAX_DB_WAIT_SECONDS, show_default="5m",
+    help="How long the database may stay unreachable (reconnecting with backoff, holding the outcomes in "
+         "hand) before giving up with exit 1.",
+)
 
 
 @cli.command()
@@ -61,10 +67,11 @@ def run(event_id: int, handler_spec: str, force: bool, lease_seconds: float, as_
 @click.option("--lease", "lease_seconds", type=POSITIVE_DURATION, default=DEFAULT_LEASE_SECONDS,
               show_default="5m",
               help="How long each attempt may take before `recover` may close it.")
+@MAX_DB_WAIT
 @click.option("-q", "--quiet", is_flag=True, help="Print only the summary.")
 @output.json_option
 def retry(*, due: bool, handler_spec: str | None, event_type: str | None, limit: int | None, dry_run: bool,
-          lease_seconds: float, quiet: bool, as_json: bool) -> None:
+          lease_seconds: float, max_db_wait: float, quiet: bool, as_json: bool) -> None:
     """Run the events due now (PENDING, or FAILED past next_retry_at), print each outcome, then exit."""
     if not due:
         raise click.UsageError(
@@ -79,7 +86,8 @@ def retry(*, due: bool, handler_spec: str | None, event_type: str | None, limit:
     if handler_spec is None:
         raise click.UsageError("say which handler runs the events: --handler module:function")
     handler = load_handler(handler_spec, app().config())
-    worker = Worker(app().ledger(), handler, event_type=event_type, limit=limit, lease_seconds=lease_seconds)
+    worker = Worker(app().ledger(), handler, event_type=event_type, limit=limit, lease_seconds=lease_seconds,
+                    max_db_wait_seconds=max_db_wait)
     _run_worker(worker, once=True, quiet=quiet, as_json=as_json)
 
 
@@ -95,14 +103,16 @@ def retry(*, due: bool, handler_spec: str | None, event_type: str | None, limit:
 @click.option("--poll", "poll_seconds", type=POSITIVE_DURATION, default=1.0, show_default="1s",
               help="How often to look for due events when there are none.")
 @click.option("--limit", type=COUNT, help="Exit after N attempts.")
+@MAX_DB_WAIT
 @click.option("-q", "--quiet", is_flag=True, help="Print only the summary.")
 @output.json_option
 def worker(*, handler_spec: str, event_type: str | None, concurrency: int, once: bool, lease_seconds: float,
-           poll_seconds: float, limit: int | None, quiet: bool, as_json: bool) -> None:
+           poll_seconds: float, limit: int | None, max_db_wait: float, quiet: bool, as_json: bool) -> None:
     """Run due events in the foreground until Ctrl-C (first: finish the attempts in hand; second: exit)."""
     handler = load_handler(handler_spec, app().config())
     runner = Worker(app().ledger(), handler, event_type=event_type, concurrency=concurrency, limit=limit,
-                    lease_seconds=lease_seconds, idle_sleep_seconds=poll_seconds)
+                    lease_seconds=lease_seconds, idle_sleep_seconds=poll_seconds,
+                    max_db_wait_seconds=max_db_wait)
     if not as_json and not quiet:
         mode = "what is due now" if once else "due events until Ctrl-C"
         output.say(f"worker {escape(runner.worker_id)}: running {mode} with {escape(handler_spec)} "
@@ -172,17 +182,22 @@ def _run_worker(runner: Worker, *, once: bool, quiet: bool, as_json: bool) -> No
         out.print("stopping: finishing the attempt(s) in hand, then exiting (Ctrl-C again to exit at once; "
                   "an unfinished claim then waits for its lease to expire and `recover`)")
 
+    def on_db_fault(message: str) -> None:
+        click.echo(f"worker {runner.worker_id}: {message}", err=True)
+
     try:
         with _stop_on_signals(runner, on_first_signal):
-            summary = runner.run(once=once, on_result=on_result, on_idle=on_idle)
+            runner.run(once=once, on_result=on_result, on_idle=on_idle, on_db_fault=on_db_fault)
     except KeyboardInterrupt:
         out.print("exited at once: an attempt in hand stays IN_FLIGHT until its lease expires; then run "
                   "`failure-aware recover`")
         raise
-    if as_json:
-        click.echo(json.dumps(summary.as_dict()))
-    else:
-        out.print(_summary_line(summary))
+    finally:  # every exit prints the summary: the --json stream always ends with it
+        summary = runner.summary
+        if as_json:
+            click.echo(json.dumps(summary.as_dict()))
+        else:
+            out.print(_summary_line(summary))
 
 
 @contextmanager
@@ -232,6 +247,9 @@ def _summary_line(summary: WorkerSummary) -> str:
         parts.append(f"{summary.lost} lost (claim expired and recovered; outcome not recorded)")
     if summary.skipped:
         parts.append(f"{summary.skipped} skipped (lease expired before start; run `recover`)")
+    if summary.unrecorded:
+        parts.append(f"{summary.unrecorded} not recorded (the database stayed unreachable; their claims "
+                     "expire and `recover` closes them)")
     if summary.stopped:
         parts.append("stopped on request")
     return "; ".join(parts)

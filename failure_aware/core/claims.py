@@ -13,7 +13,9 @@ does not rebuild and re-key them per call.
 Finishing is batched the same way (``finish_claims``): a group of outcomes costs one locking SELECT, one
 UPDATE, one INSERT per history table and one counter upsert, in one transaction, and each outcome in it is
 fenced on its own: a stale claim is reported for that claim (``StaleClaim``), the rest are recorded. The
-worker uses it for group commit (see ``failure_aware.worker``); ``Ledger.finish`` is a group of one.
+worker records the outcomes that came back with the next claims and the lease renewals of the handlers
+still running, in one transaction (``Ledger.cycle``, see ``failure_aware.worker``); ``Ledger.finish`` is a
+group of one. Every history row written here is linked into its event's hash chain (``core.chain``).
 """
 
 from __future__ import annotations
@@ -28,18 +30,18 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, String, bindparam, cast, insert, select, update
+from sqlalchemy import Connection, Row, bindparam, insert, or_, select, update
 
 from .. import states
 from ..errors import InvalidTransition, NotFound, StaleClaim, StorageError, ValidationError
 from ..models import AttemptResult, Claim
 from ..policy import PolicySet
 from ..states import State, Step
-from ..storage.tables import event_state, transition
-from ..timeutil import format_time, from_us
-from . import counters, recording
+from ..storage.tables import attempt, event_state, transition
+from ..timeutil import format_time, from_us, opt_from_us, to_us
+from . import chain, counters, recording
 from .recording import Reported, check_retry_time
-from .rows import event_from_row, event_select
+from .rows import attempt_from_row, event_from_row, event_select
 
 DEFAULT_LEASE_SECONDS = 300.0
 DEFAULT_FLUSH_SECONDS = 0.1  # how long a worker lets an outcome wait to be recorded with others (see worker)
@@ -47,7 +49,11 @@ DEFAULT_FLUSH_SECONDS = 0.1  # how long a worker lets an outcome wait to be reco
 _CLAIMABLE = tuple(sorted(states.from_states(Step.CLAIM)))
 
 # The projection row joined with its event: everything a Claim's Event needs, read once.
-_CLAIM_COLUMNS = event_select().add_columns(event_state.c.event_id, event_state.c.next_retry_at_us)
+_CLAIM_COLUMNS = event_select().add_columns(
+    event_state.c.event_id, event_state.c.next_retry_at_us, event_state.c.claim_token,
+    event_state.c.claimed_at_us, event_state.c.claim_forced,
+    event_state.c.chain_seq, event_state.c.chain_hash,
+)
 
 
 def _due_query(*, postgres: bool, typed: bool) -> Any:
@@ -71,17 +77,16 @@ _ONE = {
     ),
 }
 
-# One UPDATE claims the whole batch. Each event's token is the batch's random prefix plus its id: unique per
-# claim (a later claim of the same event draws a new prefix), computed by the database.
+# One UPDATE statement claims the whole batch (executemany: each row gets its own token and chain head).
+# A token is the batch's random prefix plus the event id: unique per claim (a later claim of the same event
+# draws a new prefix).
 _TAKE = (
     update(event_state)
-    .where(
-        event_state.c.event_id.in_(bindparam("b_ids", expanding=True)),
-        event_state.c.state.in_(_CLAIMABLE),
-    )
+    # executemany cannot expand IN lists: the claimable states as ORs
+    .where(event_state.c.event_id == bindparam("b_id"), or_(*(event_state.c.state == s for s in _CLAIMABLE)))
     .values(
         state=State.IN_FLIGHT,
-        claim_token=bindparam("b_prefix", type_=String) + cast(event_state.c.event_id, String),
+        claim_token=bindparam("b_token"),
         claimed_by=bindparam("b_worker"),
         claimed_at_us=bindparam("b_now"),
         lease_expires_at_us=bindparam("b_expires"),
@@ -89,6 +94,8 @@ _TAKE = (
         due_at_us=None,
         next_retry_at_us=None,  # set only while FAILED; the attempt's outcome sets it anew
         updated_at_us=bindparam("b_now"),
+        chain_seq=bindparam("b_seq"),
+        chain_hash=bindparam("b_hash"),
     )
 )
 _INSERT_TRANSITIONS = insert(transition)
@@ -120,37 +127,51 @@ def claim_due(
     now_us: int,
     limit: int,
     event_type: str | None = None,
+    prefix: str | None = None,
 ) -> list[Claim]:
-    """Claim up to ``limit`` events that are due now, oldest due first, skipping rows others hold."""
+    """Claim up to ``limit`` events that are due now, oldest due first, skipping rows others hold.
+
+    ``prefix`` starts every token of the batch (default: a new random one): a worker that lost its
+    connection during the commit finds the claims it may have taken by it (``adopt``)."""
     query = _DUE[(conn.dialect.name == "postgresql", event_type is not None)]
     params: dict[str, Any] = {"b_now": now_us, "b_limit": limit}
     if event_type is not None:
         params["b_type"] = event_type
     rows = list(conn.execute(query, params))
-    return _take(conn, rows, worker=worker, lease_us=lease_us, now_us=now_us, forced=False) if rows else []
+    if not rows:
+        return []
+    return _take(conn, rows, worker=worker, lease_us=lease_us, now_us=now_us, forced=False, prefix=prefix)
+
+
+def new_prefix() -> str:
+    """A fresh token prefix for one batch of claims."""
+    return uuid.uuid4().hex + "-"
 
 
 def _take(
-    conn: Connection, rows: list[Row[Any]], *, worker: str, lease_us: int, now_us: int, forced: bool
+    conn: Connection, rows: list[Row[Any]], *, worker: str, lease_us: int, now_us: int, forced: bool,
+    prefix: str | None = None,
 ) -> list[Claim]:
     """Move the locked ``rows`` to IN_FLIGHT for ``worker``: one UPDATE, one INSERT, the counters."""
-    prefix = uuid.uuid4().hex + "-"
+    prefix = prefix or new_prefix()
     expires_us = now_us + lease_us
-    changed = conn.execute(_TAKE, {
-        "b_ids": [row.event_id for row in rows], "b_prefix": prefix, "b_worker": worker, "b_now": now_us,
-        "b_expires": expires_us, "b_forced": forced,
-    }).rowcount
+    reason = "claimed" + (" (forced before next_retry_at)" if forced else "")
+    transitions, updates = [], []
+    for row in rows:
+        moved = {"event_id": row.event_id, "at_us": now_us, "from_state": row.state,
+                 "to_state": State.IN_FLIGHT, "actor": worker, "reason": reason, "attempt_number": None}
+        head = chain.link(chain.head_of(row), "transition", moved)
+        transitions.append(moved)
+        updates.append({"b_id": row.event_id, "b_token": prefix + str(row.event_id), "b_worker": worker,
+                        "b_now": now_us, "b_expires": expires_us, "b_forced": forced, "b_seq": head.seq,
+                        "b_hash": head.hash})
+    changed = conn.execute(_TAKE, updates).rowcount
     if changed != len(rows):
         # The rows are locked (FOR UPDATE on PostgreSQL, BEGIN IMMEDIATE on SQLite), so this means a bug or
         # a foreign writer; raising rolls the whole batch back, so nothing is half-claimed.
         raise InvalidTransition(f"{len(rows) - changed} of {len(rows)} events changed while being claimed; "
                                 "nothing was claimed, try again")
-    reason = "claimed" + (" (forced before next_retry_at)" if forced else "")
-    conn.execute(_INSERT_TRANSITIONS, [
-        {"event_id": row.event_id, "at_us": now_us, "from_state": row.state, "to_state": State.IN_FLIGHT,
-         "actor": worker, "reason": reason, "attempt_number": None}
-        for row in rows
-    ])
+    conn.execute(_INSERT_TRANSITIONS, transitions)
     delta: Counter[counters.Key] = Counter()
     for row in rows:
         # update(), not +=: Counter addition drops negative counts, losing the -1 of the state left.
@@ -168,6 +189,58 @@ def _take(
         )
         for row in rows
     ]
+
+
+# Claims a batch with ``prefix`` took, still held: the rows ``_CLAIM_COLUMNS`` reads. IN_FLIGHT rows are few
+# and ix_event_state_lease starts with the state, so this reads no more than them.
+_ADOPT = _CLAIM_COLUMNS.where(
+    event_state.c.state == State.IN_FLIGHT,
+    event_state.c.claim_token.startswith(bindparam("b_prefix")),  # hex and "-": nothing to escape
+).order_by(event_state.c.event_id)
+
+
+def adopt(conn: Connection, prefix: str) -> list[Claim]:
+    """The claims whose tokens start with ``prefix`` that still hold their events.
+
+    After a transaction that claimed with ``prefix`` failed with the connection (``DatabaseUnavailable``),
+    its commit may or may not have happened: these are the claims it took if it did, so the worker runs
+    them instead of leaving them to expire into ``abandoned`` attempts no handler ever made.
+    """
+    claims_found = []
+    for row in conn.execute(_ADOPT, {"b_prefix": prefix}):
+        event = event_from_row(row)
+        claimed_at, expires = from_us(row.claimed_at_us), from_us(row.lease_expires_at_us)
+        claims_found.append(Claim(
+            event=event, token=row.claim_token, worker=row.claimed_by, claimed_at=claimed_at,
+            lease_expires_at=expires, attempt_number=row.attempt_count + 1, forced=bool(row.claim_forced),
+        ))
+    return claims_found
+
+
+_RENEW = (
+    update(event_state)
+    .where(
+        event_state.c.event_id.in_(bindparam("b_ids", expanding=True)),
+        event_state.c.claim_token.in_(bindparam("b_tokens", expanding=True)),
+        event_state.c.state == State.IN_FLIGHT,
+    )
+    .values(lease_expires_at_us=bindparam("b_expires"))
+    .returning(event_state.c.claim_token)
+)
+
+
+def renew(conn: Connection, held: Sequence[Claim], *, lease_us: int, now_us: int) -> set[str]:
+    """Extend the leases of claims still running to ``now + lease``; returns the tokens renewed.
+
+    A lease is not history (no row is appended): it only says until when ``recover`` must leave the
+    claim alone. A claim no longer held (recovered, finished elsewhere) is not renewed; its handler's
+    outcome will meet ``StaleClaim``.
+    """
+    if not held:
+        return set()
+    params = {"b_ids": sorted({c.event.id for c in held}), "b_tokens": sorted({c.token for c in held}),
+              "b_expires": now_us + lease_us}
+    return {row[0] for row in conn.execute(_RENEW, params)}
 
 
 @dataclass(frozen=True)
@@ -194,18 +267,29 @@ class ClaimOutcome:
 # Why one outcome of a group was not recorded: its claim was lost, or the outcome itself was refused.
 Unrecorded = StaleClaim | NotFound | ValidationError | StorageError
 
+
+@dataclass(frozen=True)
+class Cycle:
+    """What one worker step (``Ledger.cycle``) did: each outcome's result (in order), the new claims, and
+    the tokens of the claims whose leases were renewed."""
+
+    results: list[AttemptResult | Unrecorded]
+    claims: list[Claim]
+    renewed: set[str]
+
 # What finishing reads of a claimed row, locked: the claim (token, holder, times) and what settling needs.
 _es = event_state
 _CLAIMED_ROWS = select(
     _es.c.event_id, _es.c.event_type, _es.c.state, _es.c.attempt_count, _es.c.budget_failures,
     _es.c.detected_at_us, _es.c.last_attempt_at_us, _es.c.claim_token, _es.c.claimed_by, _es.c.claimed_at_us,
-    _es.c.claim_forced,
+    _es.c.claim_forced, _es.c.chain_seq, _es.c.chain_hash,
 ).where(_es.c.event_id.in_(bindparam("b_ids", expanding=True))).order_by(_es.c.event_id)
 _LOCK_CLAIMED: dict[bool, Any] = {False: _CLAIMED_ROWS, True: _CLAIMED_ROWS.with_for_update()}
 
 
 def finish_claims(
-    conn: Connection, outcomes: Sequence[tuple[Claim, Reported]], *, policies: PolicySet, now_us: int
+    conn: Connection, outcomes: Sequence[tuple[Claim, Reported]], *, policies: PolicySet, now_us: int,
+    after_fault: bool = False,
 ) -> list[AttemptResult | Unrecorded]:
     """Record the outcomes of claimed attempts, all in the caller's transaction, with one statement per
     table whatever their number; returns, in order, each one's result or why it was not recorded.
@@ -214,6 +298,11 @@ def finish_claims(
     claimed again, finished already) gets ``StaleClaim`` (``NotFound`` for an unknown event) and writes
     nothing, and the others are recorded all the same. The rows are locked in id order (``FOR UPDATE`` on
     PostgreSQL), so groups finishing concurrently cannot deadlock.
+
+    ``after_fault``: these outcomes were sent before, in a transaction whose connection broke, perhaps
+    during its commit. An outcome whose claim no longer holds the event because that commit did record
+    it (its attempt is there, made by the claim's worker at the claim's time) gets that attempt's result
+    instead of ``StaleClaim``: recorded once, and reported as recorded.
     """
     ids = sorted({claim.event.id for claim, _ in outcomes})
     locked = conn.execute(_LOCK_CLAIMED[conn.dialect.name == "postgresql"], {"b_ids": ids})
@@ -229,7 +318,8 @@ def finish_claims(
             continue
         stale = _stale(row, claim.token, finished.get(event_id))
         if stale is not None:
-            results.append(stale)
+            earlier = recorded_before(conn, claim) if after_fault else None
+            results.append(earlier or stale)
             continue
         settlement = _decide_finish(row, reported, policies=policies, now_us=now_us)
         finished[event_id] = settlement.result.state
@@ -237,6 +327,26 @@ def finish_claims(
         results.append(settlement.result)
     recording.write_settlements(conn, settlements)
     return results
+
+
+def recorded_before(conn: Connection, claim: Claim) -> AttemptResult | None:
+    """The result of ``claim``'s attempt if it is recorded already (see ``finish_claims``), else None."""
+    found = conn.execute(
+        select(attempt, transition.c.to_state, transition.c.reason)
+        .join(transition, (transition.c.event_id == attempt.c.event_id)
+              & (transition.c.attempt_number == attempt.c.number))
+        .where(attempt.c.event_id == claim.event.id, attempt.c.number == claim.attempt_number,
+               attempt.c.actor == claim.worker, attempt.c.started_at_us == to_us(claim.claimed_at))
+    ).first()
+    if found is None:
+        return None
+    next_retry = conn.execute(
+        select(event_state.c.next_retry_at_us).where(event_state.c.event_id == claim.event.id,
+                                                     event_state.c.attempt_count == claim.attempt_number)
+    ).scalar()
+    return AttemptResult(event_id=claim.event.id, attempt=attempt_from_row(found),
+                         state=State(found.to_state), next_retry_at=opt_from_us(next_retry),
+                         reason=found.reason)
 
 
 def _stale(row: Row[Any], token: str, finished: State | None) -> StaleClaim | None:

@@ -12,7 +12,9 @@ import functools
 import os
 import threading
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 from sqlalchemy import Connection, TextClause, func, select, text
@@ -31,9 +33,38 @@ def moved(event_type: str, old: str | None, new: str) -> Counter[Key]:
     return delta
 
 
+# The sum ``deferred`` collects, for the thread (context) running the block; None outside one.
+_COLLECTING: ContextVar[Counter[Key] | None] = ContextVar("failure_aware_deferred_counters", default=None)
+
+
+@contextmanager
+def deferred(conn: Connection) -> Iterator[None]:
+    """Collect the deltas ``apply`` is given inside the block and write their sum once at its end.
+
+    A worker's step records an outcome and claims the next event in one transaction (``Ledger.cycle``):
+    summed, the claim's +1 IN_FLIGHT and the outcome's -1 cancel, and one upsert is written, not two.
+    The sum is kept in a context variable, not on the connection: a connection broken mid-block must not
+    be touched again (SQLAlchemy refuses it until rolled back), and another thread's transactions must
+    never add to it. Nothing is written when the block raises.
+    """
+    collected: Counter[Key] = Counter()
+    token = _COLLECTING.set(collected)
+    try:
+        yield
+    finally:
+        _COLLECTING.reset(token)
+    apply(conn, collected)
+
+
 def apply(conn: Connection, delta: Counter[Key] | Iterable[tuple[Key, int]]) -> None:
-    """Add ``delta`` to the counters (rows are created on first use)."""
+    """Add ``delta`` to the counters (rows are created on first use), or to the sum being collected by
+    ``deferred``."""
     pairs = delta.items() if isinstance(delta, Counter) else delta
+    collecting = _COLLECTING.get()
+    if collecting is not None:
+        for key, n in pairs:
+            collecting[key] += n
+        return
     items = sorted((k, n) for k, n in pairs if n)
     shard = _shard()
     for start in range(0, len(items), ROWS_PER_STATEMENT):

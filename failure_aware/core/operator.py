@@ -5,13 +5,15 @@ Every one is recorded with its actor and reason; none rewrites history.
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import Connection, insert, select
 
-from ..errors import NotFound
 from ..models import Annotation
 from ..states import State, Step
-from ..storage.tables import annotation, event_detected, event_state, transition
+from ..storage.tables import annotation, event_state, transition
 from ..timeutil import from_us
+from . import chain
 from .recording import change_state, lock_state
 
 
@@ -33,8 +35,16 @@ def revive(conn: Connection, event_id: int, *, actor: str, reason: str, now_us: 
     )
 
 
-def dead_since(conn: Connection, *, event_type: str | None, since_us: int, limit: int | None) -> list[int]:
-    """Ids of events now DEAD whose move to DEAD happened at or after ``since_us``, in id order."""
+def dead_since(
+    conn: Connection, *, event_type: str | None, since_us: int, limit: int | None, lock: bool = False
+) -> list[int]:
+    """Ids of events now DEAD whose move to DEAD happened at or after ``since_us``, in id order.
+
+    With ``lock`` (a bulk revive), their projection rows are locked for the caller's transaction, skipping
+    rows another transaction holds (PostgreSQL ``FOR UPDATE SKIP LOCKED``; SQLite's write transaction
+    holds the whole database): two bulk revives at once revive disjoint sets, each event once, instead of
+    the second failing on events the first revived.
+    """
     died = (
         select(transition.c.event_id)
         .where(transition.c.to_state == State.DEAD, transition.c.at_us >= since_us)
@@ -50,17 +60,15 @@ def dead_since(conn: Connection, *, event_type: str | None, since_us: int, limit
         query = query.where(event_state.c.event_type == event_type)
     if limit is not None:
         query = query.limit(limit)
+    if lock and conn.dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True, of=event_state)
     return list(conn.execute(query).scalars())
 
 
 def annotate_event(conn: Connection, event_id: int, text: str, *, author: str, now_us: int) -> Annotation:
     """Add a note to an event (``NotFound`` if there is no such event)."""
-    exists = conn.execute(select(event_detected.c.id).where(event_detected.c.id == event_id)).first()
-    if exists is None:
-        raise NotFound(f"no event with id {event_id}")
-    new_id = conn.execute(
-        insert(annotation)
-        .values(event_id=event_id, author=author, at_us=now_us, text=text)
-        .returning(annotation.c.id)
-    ).scalar_one()
+    row = lock_state(conn, event_id)  # NotFound for an unknown event; holds the event's chain head
+    note: dict[str, Any] = {"event_id": event_id, "author": author, "at_us": now_us, "text": text}
+    chain.append_to_event(conn, event_id, chain.link(chain.head_of(row), "annotation", note))
+    new_id = conn.execute(insert(annotation).values(**note).returning(annotation.c.id)).scalar_one()
     return Annotation(id=new_id, author=author, at=from_us(now_us), text=text, event_id=event_id)

@@ -31,7 +31,7 @@ from ..policy import RetryPolicy, decide_after_failure
 from ..states import Outcome, State, Step
 from ..storage.tables import attempt, event_detected, event_state, transition
 from ..timeutil import format_time, from_us, opt_from_us, to_us
-from . import counters
+from . import chain, counters
 from .rows import event_from_row, event_select
 
 _LOCK = {pg: (select(event_state).where(event_state.c.event_id == bindparam("b_id")).with_for_update()
@@ -70,10 +70,12 @@ def detect(
         key = uuid.uuid4().hex
     dialect_insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
     ins = dialect_insert(event_detected)
-    stmt = ins.values(
-        event_type=event_type, key=key, payload=payload_json,
-        detected_at_us=detected_at_us, recorded_at_us=now_us,
-    ).on_conflict_do_nothing(index_elements=["event_type", "key"]).returning(event_detected.c.id)
+    event_row: dict[str, Any] = {"event_type": event_type, "key": key, "payload": payload_json,
+                                 "detected_at_us": detected_at_us, "recorded_at_us": now_us}
+    head = chain.link(chain.EMPTY, "event_detected", event_row)
+    stmt = ins.values(**event_row).on_conflict_do_nothing(
+        index_elements=["event_type", "key"]
+    ).returning(event_detected.c.id)
     new_id = conn.execute(stmt).scalar()
     if new_id is None:
         existing = conn.execute(
@@ -82,18 +84,18 @@ def detect(
             )
         ).scalar_one()
         return load_event(conn, existing), False
+    transition_row: dict[str, Any] = {"event_id": new_id, "at_us": detected_at_us, "from_state": None,
+                                      "to_state": State.PENDING, "actor": actor, "reason": "detected",
+                                      "attempt_number": None}
+    head = chain.link(head, "transition", transition_row)
     conn.execute(
         insert(event_state).values(
             event_id=new_id, event_type=event_type, state=State.PENDING, detected_at_us=detected_at_us,
             attempt_count=0, budget_failures=0, due_at_us=detected_at_us, updated_at_us=now_us,
+            chain_seq=head.seq, chain_hash=head.hash,
         )
     )
-    conn.execute(
-        insert(transition).values(
-            event_id=new_id, at_us=detected_at_us, from_state=None, to_state=State.PENDING,
-            actor=actor, reason="detected",
-        )
-    )
+    conn.execute(insert(transition).values(**transition_row))
     counters.apply(conn, counters.moved(event_type, None, State.PENDING))
     return load_event(conn, new_id), True
 
@@ -164,6 +166,7 @@ _SETTLE_GUARDED = {
         lease_expires_at_us=None, claim_forced=False,
         last_error_type=bindparam("b_error_type"), last_error=bindparam("b_error"),
         last_attempt_at_us=bindparam("b_at"), updated_at_us=bindparam("b_now"),
+        chain_seq=bindparam("b_seq"), chain_hash=bindparam("b_hash"),
     )
     for fenced in (False, True)
 }
@@ -261,6 +264,9 @@ def decide(
         "event_id": event_id, "at_us": outcome.at_us, "from_state": current, "to_state": target,
         "actor": actor, "reason": reason + (" (forced)" if forced else ""), "attempt_number": number,
     }
+    head = chain.link(chain.head_of(row), "attempt", attempt_row)
+    head = chain.link(head, "transition", transition_row)
+    update_params["b_seq"], update_params["b_hash"] = head.seq, head.hash
     result = AttemptResult(
         event_id=event_id,
         attempt=Attempt(
@@ -317,19 +323,18 @@ def change_state(
     """An operator's state change with no attempt (bury, revive): guarded update plus a history row."""
     current = State(row.state)
     states.require(step, current, target, row.event_id)
+    transition_row: dict[str, Any] = {"event_id": row.event_id, "at_us": now_us, "from_state": current,
+                                      "to_state": target, "actor": actor, "reason": reason,
+                                      "attempt_number": None}
+    head = chain.link(chain.head_of(row), "transition", transition_row)
     changed = conn.execute(
         update(event_state)
         .where(event_state.c.event_id == row.event_id, event_state.c.state == current)
-        .values(state=target, updated_at_us=now_us, **values)
+        .values(state=target, updated_at_us=now_us, chain_seq=head.seq, chain_hash=head.hash, **values)
     ).rowcount
     if changed != 1:
         raise InvalidTransition(f"event {row.event_id} changed concurrently; try again")
-    conn.execute(
-        insert(transition).values(
-            event_id=row.event_id, at_us=now_us, from_state=current, to_state=target, actor=actor,
-            reason=reason,
-        )
-    )
+    conn.execute(insert(transition).values(**transition_row))
     counters.apply(conn, _moved(row.event_type, current, target))
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from sqlalchemy import Connection, insert, select
 
+from ..core import chain
 from ..errors import NotFound
 from ..models import Annotation
 from ..storage.tables import annotation, failure_cluster
@@ -27,6 +28,7 @@ def annotate_cluster(conn: Connection, cluster_id: str, text: str, *, author: st
         "span_end_us": row.window_end_us, "cluster_id": cluster_id, "author": author, "at_us": now_us,
         "text": text,
     }
+    chain.link_note(conn, row.event_type, values)
     new_id = conn.execute(insert(annotation).values(**values).returning(annotation.c.id)).scalar_one()
     return Annotation(
         id=new_id, author=author, at=from_us(now_us), text=text, cluster_event_type=row.event_type,

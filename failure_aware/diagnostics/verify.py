@@ -1,13 +1,17 @@
 """``verify``: check that the derived data still agrees with history, and that history is protected.
 
-Four checks, all read-only (SPEC sections 1 and 9):
+Five checks, all read-only (SPEC sections 1, 9 and 14):
 
 (a) the projection: every ``event_state`` row equals a replay of its event's transitions and attempts, and
     the history itself is a legal chain (``replay.event_problems``);
 (b) the counters: ``state_count`` equals a recount of ``event_state``;
-(c) the immutability triggers are all in place;
+(c) the immutability triggers are all in place (by name here; by what they do in ``triggers.probe``,
+    which ``Ledger.verify`` runs in a transaction of its own that is always rolled back);
 (d) the clusters in ``failure_cluster`` equal a rebuild (``correlation.clusters_match_rebuild``), and the
-    incidents a rebuild from them (``correlation.incidents_match_rebuild``).
+    incidents a rebuild from them (``correlation.incidents_match_rebuild``);
+(e) tamper evidence: every event's hash chain (its event row, attempts, transitions, notes) and every
+    event type's chain of cluster notes recomputes from the rows and ends at the head its projection
+    row keeps (``core.chain``); the heads are folded into one digest of all history.
 
 The history is streamed in id-ordered chunks of events (four queries per chunk, never one per event), so
 memory stays constant on millions of events. Run it inside one read transaction; on PostgreSQL call
@@ -23,11 +27,11 @@ from typing import Any
 
 from sqlalchemy import Connection, Select, select, text
 
-from ..core import counters
+from ..core import chain, counters
 from ..correlation import clusters_match_rebuild, incidents_match_rebuild
 from ..policy import PolicySet
 from ..storage import triggers
-from ..storage.tables import attempt, event_detected, event_state, transition
+from ..storage.tables import annotation, attempt, event_detected, event_state, note_chain, transition
 from .replay import event_problems
 
 DEFAULT_BATCH_SIZE = 1000
@@ -43,6 +47,8 @@ class VerifyReport:
     checked_events: int
     notes: tuple[str, ...] = ()
     clusters_checked: bool = True  # whether failure_cluster was compared with a rebuild
+    digest: str | None = None  # one digest of all history (every chain's head; ``verify --digest``)
+    digest_rows: int = 0  # the history rows it covers
 
     @property
     def ok(self) -> bool:
@@ -57,6 +63,8 @@ class VerifyReport:
             "problems": list(self.problems),
             "notes": list(self.notes),
             "clusters_checked": self.clusters_checked,
+            "digest": self.digest,
+            "digest_rows": self.digest_rows,
         }
 
 
@@ -85,10 +93,11 @@ class _Findings:
             else:
                 self.more_notes += 1
 
-    def report(self, checked_events: int) -> VerifyReport:
+    def report(self, checked_events: int, digest: chain.Digest) -> VerifyReport:
         problems = self.problems + [f"... and {self.more_problems} more problems"] * bool(self.more_problems)
         notes = self.notes + [f"... and {self.more_notes} more notes"] * bool(self.more_notes)
-        return VerifyReport(tuple(problems), checked_events, tuple(notes))
+        return VerifyReport(tuple(problems), checked_events, tuple(notes), digest=digest.hexdigest(),
+                            digest_rows=digest.rows)
 
 
 def consistent_snapshot(conn: Connection) -> None:
@@ -107,36 +116,50 @@ def verify(
 ) -> VerifyReport:
     """Run every check over the database of ``conn``; writes nothing."""
     findings = _Findings(max_problems)
-    checked = _check_events(conn, policies, findings, batch_size)
+    digest = chain.Digest()
+    checked = _check_events(conn, policies, findings, batch_size, digest)
+    _check_note_chains(conn, findings, digest)
     _check_counters(conn, findings)
     findings.problem(*(f"immutability trigger {name} is missing" for name in triggers.missing(conn)))
     _check_clusters(conn, findings)
-    return findings.report(checked)
+    return findings.report(checked, digest)
 
 
 # -- (a) projection vs replay ------------------------------------------------------------------------
-def _check_events(conn: Connection, policies: PolicySet, findings: _Findings, batch_size: int) -> int:
+def _check_events(
+    conn: Connection, policies: PolicySet, findings: _Findings, batch_size: int, digest: chain.Digest
+) -> int:
     checked = 0
     after = 0  # ids are positive
     while True:
         events = conn.execute(
-            select(event_detected.c.id, event_detected.c.event_type, event_detected.c.detected_at_us)
-            .where(event_detected.c.id > after).order_by(event_detected.c.id).limit(batch_size)
+            select(event_detected).where(event_detected.c.id > after).order_by(event_detected.c.id)
+            .limit(batch_size)
         ).all()
         # The last chunk reaches to the end, so rows of events that do not exist are found too.
         upto = events[-1].id if len(events) == batch_size else None
-        es, tr, at = event_state.c, transition.c, attempt.c
+        es, tr, at, an = event_state.c, transition.c, attempt.c, annotation.c
         projections = {r.event_id: r for r in _chunk(conn, select(event_state), es.event_id, after, upto)}
-        history = _grouped(_chunk(conn, _transition_columns(), tr.event_id, after, upto, tr.id))
-        tries = _grouped(_chunk(conn, _attempt_columns(), at.event_id, after, upto, at.number))
+        # Whole rows: the chains cover every column.
+        history = _grouped(_chunk(conn, select(transition), tr.event_id, after, upto, tr.id))
+        tries = _grouped(_chunk(conn, select(attempt), at.event_id, after, upto, at.number))
+        notes = _grouped(_chunk(conn, select(annotation), an.event_id, after, upto, an.id))
         for event in events:
-            problems, notes = event_problems(
-                event, projections.pop(event.id, None), history.pop(event.id, ()), tries.pop(event.id, ()),
-                policies.for_type(event.event_type),
+            projection = projections.pop(event.id, None)
+            transitions, attempts = history.pop(event.id, ()), tries.pop(event.id, ())
+            problems, remarks = event_problems(
+                event, projection, transitions, attempts, policies.for_type(event.event_type),
             )
             findings.problem(*problems)
-            findings.note(*notes)
-        for table, orphans in (("event_state", projections), ("transition", history), ("attempt", tries)):
+            findings.note(*remarks)
+            rows = [("event_detected", event._mapping)]
+            rows += [("transition", r._mapping) for r in transitions]
+            rows += [("attempt", r._mapping) for r in attempts]
+            rows += [("annotation", r._mapping) for r in notes.pop(event.id, ())]
+            findings.problem(*_chain_problems(f"event {event.id}", rows, projection, chain.GENESIS))
+            digest.add(str(event.id), chain.check(rows)[0])
+        for table, orphans in (("event_state", projections), ("transition", history), ("attempt", tries),
+                               ("annotation", notes)):
             findings.problem(*(f"{table} has rows for event {i}, never detected" for i in sorted(orphans)))
         checked += len(events)
         if upto is None:
@@ -144,15 +167,39 @@ def _check_events(conn: Connection, policies: PolicySet, findings: _Findings, ba
         after = upto
 
 
-# Everything replay needs, and not the columns it does not (reasons, fingerprints) to keep chunks small.
-def _transition_columns() -> Select[Any]:
-    t = transition.c
-    return select(t.id, t.event_id, t.at_us, t.from_state, t.to_state, t.actor, t.attempt_number)
+def _chain_problems(where: str, rows: list[tuple[str, Any]], head_row: Any | None, start: str) -> list[str]:
+    """Problems of one chain: a row that does not match, a gap or repeat, or an end other than the head
+    its projection (or ``note_chain``) row keeps."""
+    head, problem = chain.check(rows, start)
+    if problem is not None:
+        return [f"{where}: history was altered past the triggers: {problem}"]
+    if head_row is None:
+        return []
+    kept = chain.head_of(head_row)
+    if (kept.seq, kept.hash) != (head.seq, head.hash):
+        return [f"{where}: history was altered past the triggers: its chain ends at position {head.seq}, "
+                f"but the last row written was position {kept.seq} (rows removed from the end, or added)"]
+    return []
 
 
-def _attempt_columns() -> Select[Any]:
-    a = attempt.c
-    return select(a.id, a.event_id, a.event_type, a.number, a.at_us, a.outcome, a.error_type, a.error)
+def _check_note_chains(conn: Connection, findings: _Findings, digest: chain.Digest) -> None:
+    """(e) for cluster notes: one chain per event type, its head in ``note_chain``."""
+    an = annotation.c
+    notes = conn.execute(
+        select(annotation).where(an.event_id.is_(None)).order_by(an.cluster_event_type, an.id)
+    )
+    by_type = {t: [("annotation", r._mapping) for r in rows]
+               for t, rows in groupby(notes, key=lambda r: r.cluster_event_type)}
+    heads = {r.event_type: r for r in conn.execute(select(note_chain))}
+    for event_type in sorted(set(by_type) | set(heads)):
+        rows = by_type.get(event_type, [])
+        start = chain.note_genesis(event_type)
+        where = f"cluster notes of {event_type}"
+        head_row = heads.get(event_type)
+        if head_row is None and rows:
+            findings.problem(f"{where}: no head in note_chain (rows added past the triggers?)")
+        findings.problem(*_chain_problems(where, rows, head_row, start))
+        digest.add(f"notes:{event_type}", chain.check(rows, start)[0])
 
 
 def _chunk(

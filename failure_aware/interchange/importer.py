@@ -24,7 +24,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Table, insert, select
 
-from ..core import counters
+from ..core import chain, counters
 from ..core.recording import failure_fingerprint
 from ..errors import ValidationError
 from ..models import ImportReport
@@ -47,23 +47,28 @@ ROWS_CHUNK = 1000
 KEYS_PER_QUERY = 5000
 
 # The columns each table's rows are built for, in order.
-EVENT_COLUMNS = ("id", "event_type", "key", "payload", "detected_at_us", "recorded_at_us")
+CHAIN = ("chain_seq", "chain_hash")  # each row's place in its event's hash chain (``core.chain``)
+EVENT_COLUMNS = ("id", "event_type", "key", "payload", "detected_at_us", "recorded_at_us", *CHAIN)
 STATE_COLUMNS = (
     "event_id", "event_type", "state", "detected_at_us", "attempt_count", "budget_failures",
     "next_retry_at_us", "due_at_us", "claim_token", "claimed_by", "claimed_at_us", "lease_expires_at_us",
-    "claim_forced", "last_error_type", "last_error", "last_attempt_at_us", "updated_at_us",
+    "claim_forced", "last_error_type", "last_error", "last_attempt_at_us", "updated_at_us", *CHAIN,
 )  # fmt: skip
 ATTEMPT_COLUMNS = (
     "event_id", "event_type", "number", "started_at_us", "at_us", "outcome", "error_type", "error",
-    "fingerprint", "forced", "actor", "traceback", "duration_us", "detail",
+    "fingerprint", "forced", "actor", "traceback", "duration_us", "detail", *CHAIN,
 )  # fmt: skip
-TRANSITION_COLUMNS = ("event_id", "at_us", "from_state", "to_state", "actor", "reason", "attempt_number")
-ANNOTATION_COLUMNS = ("event_id", "author", "at_us", "text")
+TRANSITION_COLUMNS = ("event_id", "at_us", "from_state", "to_state", "actor", "reason", "attempt_number",
+                      *CHAIN)
+ANNOTATION_COLUMNS = ("event_id", "author", "at_us", "text", *CHAIN)
 
 
 # Positions in the plain tuples the spool holds (``model.to_plain``): EventIn.event_type, EventIn.key,
-# EventIn.attempts, EventIn.annotations, EventIn.transitions, AttemptIn.at_us, TransitionIn.to_state.
+# EventIn.attempts, EventIn.annotations, EventIn.transitions, AttemptIn.at_us, TransitionIn.to_state; and
+# what the checking pass adds after EventIn's fields: the chain hashes of the event's rows and the
+# fingerprints of its attempts (``_Chains``).
 EVENT_TYPE, KEY, ATTEMPTS, ANNOTATIONS, TRANSITIONS, AT, TO_STATE = 1, 2, 5, 6, 7, 0, 2
+HASHES, FINGERPRINTS = 10, 11
 Numbered = Iterable[tuple[int, Any]]  # (line or record number, a parsed record or a Malformed)
 
 
@@ -111,6 +116,7 @@ def check(numbered: Numbered, ctx: ImportContext, *, label: str) -> Checked:
     seen: set[tuple[str, str]] = set()
     parse = Checker(ctx).plain
     park = checked.spool.add
+    chains = _Chains(ctx)
     ends = checked.ends
     attempts = annotations = 0
     try:
@@ -131,7 +137,7 @@ def check(numbered: Numbered, ctx: ImportContext, *, label: str) -> Checked:
                 checked.duplicates += 1
                 continue
             seen.add(pair)
-            park(record)
+            park((*record, *chains.of(record)))
             ends[(pair[0], record[TRANSITIONS][-1][TO_STATE])] += 1
             attempts += len(record[ATTEMPTS])
             annotations += len(record[ANNOTATIONS])
@@ -164,10 +170,10 @@ def _write_cluster_notes(conn: Connection, notes: list[tuple[str, int, int, int,
             a.span_end_us == end, a.at_us == at, a.author == author, a.text == text,
         ).limit(1)).first()
         if exists is None:
-            conn.execute(insert(annotation).values(
-                cluster_event_type=event_type, span_start_us=start, span_end_us=end, at_us=at, author=author,
-                text=text,
-            ))
+            values = {"cluster_event_type": event_type, "span_start_us": start, "span_end_us": end,
+                      "at_us": at, "author": author, "text": text}
+            chain.link_note(conn, event_type, values)  # chained per event type, like notes added by hand
+            conn.execute(insert(annotation).values(**values))
             added += 1
     return added
 
@@ -198,7 +204,9 @@ def write(conn: Connection, checked: Checked, ctx: ImportContext) -> ImportRepor
                 pairs = []
         all_ids.extend(_event_ids(conn, pairs, check_keys))
         for table, columns, build in rows.tables():
-            if rows.has_rows(table):
+            if table is event_detected:
+                _insert_events_pg(conn, checked.spool, all_ids, rows)
+            elif rows.has_rows(table):
                 bulk.insert_rows(conn, table, columns, _across_chunks(checked.spool, all_ids, build))
     counters.apply(conn, rows.delta)
     notes = _write_cluster_notes(conn, checked.cluster_notes)
@@ -209,6 +217,41 @@ def write(conn: Connection, checked: Checked, ctx: ImportContext) -> ImportRepor
         attempts=rows.attempts,
         annotations=rows.annotations + notes,
     )
+
+
+def _insert_events_pg(conn: Connection, spool: Spool, ids: array[int], rows: _Rows) -> None:
+    """PostgreSQL: insert the events, skipping keys a concurrent writer inserted after ours were looked up.
+
+    Other writers go on while an import runs, so a ``detect`` may commit one of its keys after
+    ``existing_keys`` looked: a plain ``COPY`` would then fail the whole import on the unique key. The rows
+    go through a temporary table instead, and ``INSERT ... ON CONFLICT DO NOTHING`` (which waits for a
+    writer still holding the key, then skips it if that writer commits) moves them over. The events it
+    skipped are taken out of ``ids`` (0: skip) and of the totals, so their other rows are not written and
+    they count as skipped, as a key found by the lookup does.
+    """
+    conn.exec_driver_sql(
+        "CREATE TEMPORARY TABLE fa_import_event (LIKE event_detected INCLUDING DEFAULTS) ON COMMIT DROP"
+    )
+    bulk.insert_rows(conn, bulk.staging(event_detected, "fa_import_event"), EVENT_COLUMNS,
+                     _across_chunks(spool, ids, rows.event_rows))
+    names = ", ".join(EVENT_COLUMNS)
+    inserted = conn.exec_driver_sql(
+        f"WITH moved AS (INSERT INTO event_detected ({names}) SELECT {names} FROM fa_import_event "
+        "ON CONFLICT (event_type, key) DO NOTHING RETURNING 1) SELECT count(*) FROM moved"
+    ).scalar_one()
+    if inserted == rows.events:
+        return
+    lost = {r[0] for r in conn.exec_driver_sql(
+        "SELECT s.id FROM fa_import_event s "
+        "WHERE NOT EXISTS (SELECT 1 FROM event_detected e WHERE e.id = s.id)"
+    )}
+    position = 0
+    for chunk in spool.chunks(ROWS_CHUNK):
+        for record in chunk:
+            if ids[position] in lost:
+                ids[position] = 0
+                rows.skip(record)
+            position += 1
 
 
 def _event_ids(conn: Connection, pairs: list[tuple[str, str]], check_keys: bool) -> list[int]:
@@ -247,7 +290,6 @@ class _Rows:
         self.delta: Counter[counters.Key] = Counter(checked.ends)
         self.events, self.skipped = checked.spool.count, 0
         self.attempts, self.annotations = checked.attempts, checked.annotations
-        self._fingerprints: dict[tuple[str | None, str | None], str] = {}
 
     def tables(self) -> list[tuple[Table, tuple[str, ...], Builder]]:
         """(table, columns, row builder), parents first (foreign keys)."""
@@ -267,7 +309,7 @@ class _Rows:
             return self.annotations > 0
         return self.events > 0
 
-    def _skip(self, record: tuple[Any, ...]) -> None:
+    def skip(self, record: tuple[Any, ...]) -> None:
         """Take a record that exists already out of the totals."""
         self.events -= 1
         self.skipped += 1
@@ -281,39 +323,37 @@ class _Rows:
         for event_id, record in zip(ids, chunk, strict=True):
             if event_id:
                 _, event_type, key, detected_at_us, payload_json, *_ = record
-                yield (event_id, event_type, key, payload_json, detected_at_us, now_us)
+                yield (event_id, event_type, key, payload_json, detected_at_us, now_us, 0, record[HASHES][0])
             else:
-                self._skip(record)
+                self.skip(record)
 
     def attempt_rows(self, chunk: list[tuple[Any, ...]], ids: Sequence[int]) -> Iterator[tuple[Any, ...]]:
-        known = self._fingerprints
         for event_id, record in zip(ids, chunk, strict=True):
             if not event_id:
                 continue
-            event_type = record[EVENT_TYPE]
+            event_type, hashes, fingerprints = record[EVENT_TYPE], record[HASHES], record[FINGERPRINTS]
             for number, values in enumerate(record[ATTEMPTS], 1):
                 (at_us, outcome, started_at_us, error_type, error, forced, actor, traceback, duration_us,
                  detail) = values
-                if outcome == OK:
-                    fingerprint = None
-                else:
-                    fingerprint = known.get((error_type, error)) or self._fingerprint(error_type, error)
                 yield (
                     event_id, event_type, number, started_at_us, at_us, outcome, error_type, error,
-                    fingerprint, forced, actor, traceback, duration_us, detail,
+                    fingerprints[number - 1], forced, actor, traceback, duration_us, detail, number,
+                    hashes[number],
                 )  # fmt: skip
 
     def transition_rows(self, chunk: list[tuple[Any, ...]], ids: Sequence[int]) -> Iterator[tuple[Any, ...]]:
         for event_id, record in zip(ids, chunk, strict=True):
             if event_id:
-                for values in record[TRANSITIONS]:
-                    yield (event_id, *values)
+                hashes, first = record[HASHES], 1 + len(record[ATTEMPTS])
+                for seq, values in enumerate(record[TRANSITIONS], first):
+                    yield (event_id, *values, seq, hashes[seq])
 
     def annotation_rows(self, chunk: list[tuple[Any, ...]], ids: Sequence[int]) -> Iterator[tuple[Any, ...]]:
         for event_id, record in zip(ids, chunk, strict=True):
             if event_id:
-                for at_us, author, text in record[ANNOTATIONS]:
-                    yield (event_id, author, at_us, text)
+                hashes, first = record[HASHES], 1 + len(record[ATTEMPTS]) + len(record[TRANSITIONS])
+                for seq, (at_us, author, text) in enumerate(record[ANNOTATIONS], first):
+                    yield (event_id, author, at_us, text, seq, hashes[seq])
 
     def state_rows(self, chunk: list[tuple[Any, ...]], ids: Sequence[int]) -> Iterator[tuple[Any, ...]]:
         """The ``event_state`` row the replayed history leaves (the columns ``recording`` keeps)."""
@@ -321,7 +361,8 @@ class _Rows:
         for event_id, record in zip(ids, chunk, strict=True):
             if not event_id:
                 continue
-            _, event_type, _, detected_at_us, _, attempts, _, transitions, next_retry, budget = record
+            _, event_type, _, detected_at_us, _, attempts, _, transitions, next_retry, budget, *_ = record
+            hashes = record[HASHES]
             last_at_us, _, state, last_actor, _, _ = transitions[-1]
             if next_retry is None and state == FAILED:  # a retry time drawn from the event id (jitter)
                 policy = self.ctx.policies.for_type(event_type)  # a FAILED event's last attempt failed
@@ -340,8 +381,50 @@ class _Rows:
                     error_type = error = None
             yield (
                 event_id, event_type, state, detected_at_us, len(attempts), budget, next_retry, due,
-                *claim, False, error_type, error, last_attempt_at_us, now_us,
+                *claim, False, error_type, error, last_attempt_at_us, now_us, len(hashes) - 1, hashes[-1],
             )  # fmt: skip
+
+
+class _Chains:
+    """The chain hashes of a checked record's rows (``core.chain``), computed once, in the checking pass,
+    and the fingerprints of its failed attempts (which the attempt rows' hashes cover).
+
+    An imported event's chain is its event row (position 0), its attempts, its transitions, then its notes,
+    in that order; the ids are not hashed (see ``core.chain``), so none is needed yet.
+    """
+
+    def __init__(self, ctx: ImportContext) -> None:
+        self.ctx = ctx
+        self._fingerprints: dict[tuple[str | None, str | None], str] = {}
+
+    def of(self, record: tuple[Any, ...]) -> tuple[tuple[str, ...], tuple[str | None, ...]]:
+        """(the hashes of the record's rows by position, the fingerprint of each attempt)."""
+        _, event_type, key, detected_at_us, payload_json, attempts, annotations, transitions, *_ = record
+        head = chain.link(chain.EMPTY, "event_detected", {
+            "event_type": event_type, "key": key, "payload": payload_json, "detected_at_us": detected_at_us,
+            "recorded_at_us": self.ctx.now_us})
+        hashes = [head.hash]
+        fingerprints: list[str | None] = []
+        for number, values in enumerate(attempts, 1):
+            (at_us, outcome, started_at_us, error_type, error, forced, actor, traceback, duration_us,
+             detail) = values
+            fingerprint = None if outcome == OK else self._fingerprint(error_type, error)
+            fingerprints.append(fingerprint)
+            head = chain.link(head, "attempt", {
+                "event_type": event_type, "number": number, "started_at_us": started_at_us, "at_us": at_us,
+                "outcome": outcome, "error_type": error_type, "error": error, "fingerprint": fingerprint,
+                "forced": forced, "actor": actor, "traceback": traceback, "duration_us": duration_us,
+                "detail": detail})
+            hashes.append(head.hash)
+        for at_us, from_state, to_state, actor, reason, attempt_number in transitions:
+            head = chain.link(head, "transition", {
+                "at_us": at_us, "from_state": from_state, "to_state": to_state, "actor": actor,
+                "reason": reason, "attempt_number": attempt_number})
+            hashes.append(head.hash)
+        for at_us, author, text in annotations:
+            head = chain.link(head, "annotation", {"author": author, "at_us": at_us, "text": text})
+            hashes.append(head.hash)
+        return tuple(hashes), tuple(fingerprints)
 
     def _fingerprint(self, error_type: str | None, error: str | None) -> str:
         key = (error_type, error)

@@ -14,7 +14,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Table, func, select, text
+from sqlalchemy import Column, Connection, MetaData, Table, func, select, text
 from sqlalchemy.exc import DBAPIError
 
 from .tables import event_detected
@@ -85,6 +85,12 @@ def existing_keys(conn: Connection, pairs: Sequence[tuple[str, str]]) -> set[tup
             )
             found.update((event_type, r[0]) for r in rows)
     return found
+
+
+def staging(table: Table, name: str) -> Table:
+    """A stand-in for a temporary copy of ``table`` named ``name``, for ``insert_rows`` (which needs only
+    the name: the columns are given)."""
+    return Table(name, MetaData(), *(Column(c.name, c.type) for c in table.columns))
 
 
 def insert_rows(

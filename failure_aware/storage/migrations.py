@@ -40,7 +40,7 @@ from sqlalchemy import (
 )
 
 from ..errors import SchemaError
-from . import tables, triggers
+from . import backfill, tables, triggers
 from .tables import metadata, schema_version
 
 
@@ -98,12 +98,29 @@ def _v1_attempt(target: MetaData) -> Table:
     return frozen
 
 
+# Columns that later versions add to the tables v1 creates from the live definitions (attempt is frozen in
+# ``_v1_attempt`` instead): v1 drops them again (both backends drop a column of an empty table cheaply), so
+# that the later step can add them.
+_LATER_COLUMNS = {
+    "event_detected": ("chain_seq", "chain_hash"),
+    "transition": ("chain_seq", "chain_hash"), "annotation": ("chain_seq", "chain_hash"),
+    "event_state": ("chain_seq", "chain_hash"),
+}
+
+
+# The tables v5 gives chain columns to.
+_CHAINED_TABLES = ("event_detected", "attempt", "transition", "annotation", "event_state")
+
+
 def _v1_core_ledger(conn: Connection) -> None:
     attempt_v1 = _v1_attempt(MetaData())
     for table in (tables.event_detected, attempt_v1, tables.transition, tables.annotation,
                   tables.event_state):
         table.create(conn)
     conn.execute(text(_V1_FAILURE_INDEX))
+    for table_name, columns in _LATER_COLUMNS.items():
+        for column in columns:
+            conn.execute(text(f"ALTER TABLE {table_name} DROP COLUMN {column}"))
     triggers.install(conn)
 
 
@@ -137,6 +154,23 @@ def _v4_attempt_detail(conn: Connection) -> None:
         conn.execute(text(f"ALTER TABLE attempt ADD COLUMN {name} {kind}"))
 
 
+def _v5_hash_chains(conn: Connection) -> None:
+    # Every history row gets its place and hash in its event's chain (cluster notes: their type's chain),
+    # every event_state row the head of its chain. Existing rows are hashed here: the append-only triggers
+    # refuse the UPDATE, so this transaction drops the UPDATE triggers, fills the columns and installs the
+    # triggers again. Both backends do DDL inside the transaction, so no other session ever sees a history
+    # table without its trigger (PostgreSQL locks the tables until commit; SQLite's write lock is held).
+    for table_name in _CHAINED_TABLES:
+        conn.execute(text(f"ALTER TABLE {table_name} ADD COLUMN chain_seq INTEGER"))
+        conn.execute(text(f"ALTER TABLE {table_name} ADD COLUMN chain_hash VARCHAR(64)"))
+    tables.note_chain.create(conn)
+    for table in tables.HISTORY_TABLES:
+        on = f" ON {table.name}" if conn.dialect.name == "postgresql" else ""
+        conn.execute(text(f"DROP TRIGGER IF EXISTS {table.name}_no_update{on}"))
+    backfill.hash_existing_history(conn)
+    triggers.install(conn)
+
+
 def _v7_incidents(conn: Connection) -> None:
     # Incidents (SPEC 13) and the index that finds clusters of any type near a time.
     next(i for i in tables.failure_cluster.indexes if i.name == "ix_failure_cluster_start").create(conn)
@@ -159,6 +193,10 @@ MIGRATIONS: tuple[Migration, ...] = (
     ),
     Migration(
         4, "attempts keep the handler's traceback, their duration and a detail object", _v4_attempt_detail
+    ),
+    Migration(
+        5, "tamper evidence: history rows chained by hash per event (cluster notes per event type)",
+        _v5_hash_chains,
     ),
     Migration(
         7, "incidents: clusters of several types that start together (clusters are rebuilt by the next "

@@ -13,11 +13,13 @@ from typing import Any
 
 from sqlalchemy import URL, Connection, Engine
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeout
 
-from ..errors import FailureAwareError, SchemaError, StorageError
+from ..errors import DatabaseUnavailable, FailureAwareError, SchemaError, StorageError
 from ..timeutil import Clock, to_us, utc_now
-from . import migrations
+from . import migrations, triggers
 from .engine import WRITE_OPTION, make_engine, parse_url, resolve_url, sqlite_path
+from .faults import is_transient
 
 
 class Store:
@@ -113,9 +115,32 @@ class Store:
         except FailureAwareError:
             raise
         except DBAPIError as exc:
-            raise StorageError(f"{self.where}: {_first_line(exc.orig)}") from exc
+            kind = DatabaseUnavailable if is_transient(exc) else StorageError
+            raise kind(f"{self.where}: {_first_line(exc.orig)}") from exc
+        except SQLAlchemyTimeout as exc:  # no pooled connection came free in time: the server is busy
+            raise DatabaseUnavailable(f"{self.where}: {_first_line(exc)}") from exc
         except SQLAlchemyError as exc:
             raise StorageError(f"{self.where}: {_first_line(exc)}") from exc
+
+    def probe_triggers(self) -> list[str]:
+        """Try to change history, in a transaction that is always rolled back: the problems found (see
+        ``triggers.probe``). Needs a connection that may write, even on a ``readonly`` store: one is opened
+        for the probe alone (SQLite holds its write lock for the few milliseconds the probe takes)."""
+        engine = make_engine(self.url) if self.readonly else self.engine
+        try:
+            with engine.connect() as opened:
+                conn = opened.execution_options(**{WRITE_OPTION: True})
+                transaction = conn.begin()
+                try:
+                    return triggers.probe(conn)
+                finally:
+                    transaction.rollback()
+        except DBAPIError as exc:
+            return [f"could not check the triggers by trying a change (in a transaction rolled back): "
+                    f"{_first_line(exc.orig)}"]
+        finally:
+            if engine is not self.engine:
+                engine.dispose()
 
     def dispose(self) -> None:
         """Close every pooled connection."""

@@ -35,6 +35,14 @@ Id = BigInteger().with_variant(Integer(), "sqlite")
 
 metadata = MetaData()
 
+
+def chain_columns() -> list[Column[object]]:
+    """A row's place in its hash chain and its hash (see ``core.chain``): on every history table, and on
+    ``event_state`` and ``note_chain`` as the head of a chain. Nullable only so that a migration can add
+    them to existing rows; every row written since schema v5 has them."""
+    return [Column("chain_seq", Integer), Column("chain_hash", String(64))]
+
+
 STATES = ("PENDING", "IN_FLIGHT", "SUCCEEDED", "FAILED", "DEAD")
 OUTCOMES = ("succeeded", "failed", "abandoned")
 # The failure condition (SPEC 7), also the WHERE of ix_attempt_failures: correlation queries use this very
@@ -50,6 +58,7 @@ event_detected = Table(
     Column("payload", Text, nullable=False),  # a JSON object, serialized
     Column("detected_at_us", BigInteger, nullable=False),
     Column("recorded_at_us", BigInteger, nullable=False),  # when this row was written (differs on import)
+    *chain_columns(),
     UniqueConstraint("event_type", "key", name="uq_event_type_key"),
 )
 
@@ -74,6 +83,7 @@ attempt = Table(
     Column("traceback", Text),
     Column("duration_us", BigInteger),
     Column("detail", Text),
+    *chain_columns(),
     UniqueConstraint("event_id", "number", name="uq_attempt_event_number"),
     CheckConstraint("outcome IN ('succeeded', 'failed', 'abandoned')", name="ck_attempt_outcome"),
 )
@@ -102,6 +112,7 @@ transition = Table(
     Column("actor", String(200), nullable=False),
     Column("reason", Text, nullable=False),
     Column("attempt_number", Integer),  # the attempt this transition records, when there is one
+    *chain_columns(),
 )
 Index("ix_transition_event", transition.c.event_id, transition.c.id)
 Index("ix_transition_to_at", transition.c.to_state, transition.c.at_us)
@@ -119,6 +130,7 @@ annotation = Table(
     Column("author", String(200), nullable=False),
     Column("at_us", BigInteger, nullable=False),
     Column("text", Text, nullable=False),
+    *chain_columns(),
     CheckConstraint(
         "(event_id IS NOT NULL) OR (cluster_event_type IS NOT NULL AND span_start_us IS NOT NULL"
         " AND span_end_us IS NOT NULL)",
@@ -150,6 +162,7 @@ event_state = Table(
     Column("last_error", Text),
     Column("last_attempt_at_us", BigInteger),
     Column("updated_at_us", BigInteger, nullable=False),
+    *chain_columns(),  # the head of the event's hash chain
     CheckConstraint(
         "state IN ('PENDING', 'IN_FLIGHT', 'SUCCEEDED', 'FAILED', 'DEAD')", name="ck_event_state_state"
     ),
@@ -185,6 +198,14 @@ state_totals = (
     select(state_count.c.event_type, state_count.c.state, func.sum(state_count.c.n).label("n"))
     .group_by(state_count.c.event_type, state_count.c.state)
     .subquery("state_totals")
+)
+
+# The head of each event type's chain of cluster notes (see ``core.chain``); locked by the writer of a note.
+note_chain = Table(
+    "note_chain",
+    metadata,
+    Column("event_type", String(200), primary_key=True),
+    *chain_columns(),
 )
 
 failure_cluster = Table(
@@ -255,4 +276,5 @@ schema_version = Table(
 )
 
 HISTORY_TABLES = (event_detected, attempt, transition, annotation)
-DERIVED_TABLES = (event_state, state_count, failure_cluster, correlation_state, incident, incident_cluster)
+DERIVED_TABLES = (event_state, state_count, failure_cluster, correlation_state, incident, incident_cluster,
+                  note_chain)
