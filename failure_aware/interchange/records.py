@@ -15,6 +15,7 @@ the reference. The fast path never raises and never decides that a record is inv
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
@@ -330,7 +331,8 @@ class Checker:
         key = get("key")
         if key is None:
             key = uuid.uuid4().hex
-        elif type(key) is not str or not key.strip() or len(key) > _MAX_KEY_CHARS or _unstorable(key):
+        elif (type(key) is not str or not key or key.isspace() or len(key) > _MAX_KEY_CHARS
+              or _unstorable(key)):
             return None
         latest = self.ctx.latest_us
         detected = get("detected_at")
@@ -383,8 +385,10 @@ class Checker:
             except Exception:  # any doubt: parse_record says what is wrong
                 self._encode = _c_encoder()  # a failed encoding may leave its circular-check markers behind
                 return None
-            if _unstorable(text) or "\\u0000" in text or text.count("{") + text.count("[") > _MAX_DEPTH:
-                return None  # maybe a NUL, a lone surrogate or nesting too deep: parse_record decides
+            if _unstorable_json(text) or (
+                len(text) > 2 * _MAX_DEPTH and text.count("{") + text.count("[") > _MAX_DEPTH
+            ):  # maybe a NUL, a lone surrogate or nesting too deep (it takes a bracket per level, and its
+                return None  # closing one: a short text cannot be): parse_record decides
             if len(text) <= self._payload_chars or len(text.encode("utf-8")) <= self.ctx.max_payload_bytes:
                 return text
             return None
@@ -413,8 +417,8 @@ class Checker:
                 return None
             error_type = get("error_type")
             if error_type is not None and (
-                type(error_type) is not str or len(error_type) > _MAX_NAME_CHARS or error_type.strip()
-                != error_type or not error_type or _unstorable(error_type)
+                type(error_type) is not str or not error_type or len(error_type) > _MAX_NAME_CHARS
+                or _unclean_name(error_type)
             ):
                 return None
             error = get("error")
@@ -522,6 +526,10 @@ _MAX_KEY_CHARS, _MAX_NAME_CHARS = validation.MAX_KEY_CHARS, validation.MAX_NAME_
 _MAX_ERROR_CHARS, _MAX_TEXT_CHARS = validation.MAX_ERROR_CHARS, validation.MAX_TEXT_CHARS
 _MAX_DEPTH = validation.MAX_JSON_DEPTH
 _unstorable = validation.UNSTORABLE.search  # NUL or a lone surrogate: the full checks say what is wrong
+# ... in JSON text (ensure_ascii=False): a lone surrogate as it is, a NUL escaped (or a text that says so)
+_unstorable_json = re.compile("[\ud800-\udfff]|\\\\u0000").search
+# An error type the full checks would change: blank at either end, or holding NUL or a lone surrogate.
+_unclean_name = re.compile("^\\s|\\s$|[\x00\ud800-\udfff]").search
 
 
 def _kind(value: Any) -> str:
