@@ -54,7 +54,7 @@ def run_until_done(ledger: Ledger) -> int:
     exits = 0
     for _ in range(len(KINDS) + 1):
         try:
-            Worker(ledger, poison, batch_size=50).run(once=True)
+            Worker(ledger, poison).run(once=True)
             return exits
         except SystemExit:
             exits += 1
