@@ -24,10 +24,6 @@ from hashlib import blake2b
 from operator import itemgetter
 from typing import NamedTuple
 
-from .rule import Rule
-
-Fingerprints = tuple[tuple[str | None, int], ...]  # a cluster's top fingerprints with their counts
-
 
 class Member(NamedTuple):
     """What incidents need of a stored cluster: its row as read (a named tuple: a rebuild makes one per
@@ -173,9 +169,3 @@ def repeated_types(group: Sequence[Member]) -> list[str]:
 
 member_from_row = Member._make  # from (id, event_type, window_start_us, window_end_us, failure_count,
 # event_count, top_fingerprints): the column order of every read of clusters for incidents
-
-
-def describe(rule: Rule) -> str:
-    """The linking rule in words."""
-    return (f"clusters of different event types starting at most {rule.window_seconds}s apart, "
-            "linked in chains")
