@@ -24,7 +24,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Table
 
-from ..core import counters
+from ..core import counters, totals
 from ..core.recording import failure_fingerprint
 from ..errors import ValidationError
 from ..models import ImportReport
@@ -164,6 +164,7 @@ def write(conn: Connection, checked: Checked, ctx: ImportContext) -> ImportRepor
             if rows.has_rows(table):
                 bulk.insert_rows(conn, table, columns, _across_chunks(checked.spool, all_ids, build))
     counters.apply(conn, rows.delta)
+    totals.apply(conn, rows.attempt_delta)
     return ImportReport(
         imported=rows.events,
         skipped_existing=checked.duplicates + rows.skipped,
@@ -210,6 +211,7 @@ class _Rows:
         self.events, self.skipped = checked.spool.count, 0
         self.attempts, self.annotations = checked.attempts, checked.annotations
         self._fingerprints: dict[tuple[str | None, str | None], str] = {}
+        self.attempt_delta: Counter[totals.Key] = Counter()  # filled as attempt rows are built
 
     def tables(self) -> list[tuple[Table, tuple[str, ...], Builder]]:
         """(table, columns, row builder), parents first (foreign keys)."""
@@ -249,12 +251,14 @@ class _Rows:
 
     def attempt_rows(self, chunk: list[tuple[Any, ...]], ids: Sequence[int]) -> Iterator[tuple[Any, ...]]:
         known = self._fingerprints
+        delta = self.attempt_delta
         for event_id, record in zip(ids, chunk, strict=True):
             if not event_id:
                 continue
             event_type = record[EVENT_TYPE]
             for number, values in enumerate(record[ATTEMPTS], 1):
                 at_us, outcome, started_at_us, error_type, error, forced, actor = values
+                delta[(event_type, outcome)] += 1
                 if outcome == OK:
                     fingerprint = None
                 else:

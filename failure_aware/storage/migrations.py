@@ -93,6 +93,17 @@ def _v3_index_only_correlation(conn: Connection) -> None:
     conn.execute(text("ALTER TABLE correlation_state ADD COLUMN cluster_count BIGINT NOT NULL DEFAULT 0"))
 
 
+def _v6_api(conn: Connection) -> None:
+    # Tokens of `serve`, and attempt counters for /metrics, backfilled from history.
+    for table in (tables.attempt_total, tables.api_token):
+        table.create(conn)
+    at = tables.attempt
+    counts = select(at.c.event_type, at.c.outcome, func.count()).group_by(at.c.event_type, at.c.outcome)
+    rows = [{"event_type": t, "outcome": o, "n": n} for t, o, n in conn.execute(counts)]
+    if rows:
+        conn.execute(insert(tables.attempt_total), rows)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         1, "core ledger: events, attempts, transitions, annotations, state projection", _v1_core_ledger
@@ -102,6 +113,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         3, "fingerprints in the failure index; cluster examples read, not stored (clusters are rebuilt by "
         "the next correlate)", _v3_index_only_correlation,
     ),
+    Migration(6, "HTTP API: token table (hashed secrets), attempt counters per type and outcome", _v6_api),
 )
 LATEST_VERSION = MIGRATIONS[-1].version
 
