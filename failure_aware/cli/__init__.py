@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "health",  # health
     "clusters",  # correlate, clusters
     "demo",  # demo
+    "server_cmds",  # serve, token
 )
 
 for _module in COMMAND_MODULES:

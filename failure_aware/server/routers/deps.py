@@ -1,0 +1,26 @@
+"""What every router needs: the ledger of the app, typed."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from ...ledger import Ledger
+from ...timeutil import format_time
+
+
+def ledger(request: Request) -> Ledger:
+    """The ``Ledger`` the app serves."""
+    found: Ledger = request.app.state.ledger
+    return found
+
+
+def time_text(value: object) -> str | None:
+    """A query time as the RFC 3339 text a cursor keeps (None passes through)."""
+    from datetime import datetime
+
+    return format_time(value) if isinstance(value, datetime) else None
+
+
+LedgerDep = Annotated[Ledger, Depends(ledger)]
