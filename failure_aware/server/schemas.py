@@ -39,7 +39,20 @@ def _text_time(value: object) -> object:
     return value
 
 
+def _failure_text(value: object) -> object:
+    # What a failure produced is recorded, never refused (SPEC 3). A lone surrogate (valid in a JSON
+    # escape, not in Unicode) cannot pass pydantic as it is: it becomes U+FFFD here, as the Ledger would
+    # make it; the Ledger applies the rest of the rule (NUL).
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return "".join("\ufffd" if "\ud800" <= c <= "\udfff" else c for c in value)
+    return value
+
+
 InTime = Annotated[datetime, BeforeValidator(_text_time)]
+FailureText = Annotated[StrictStr, BeforeValidator(_failure_text)]
 Time = Annotated[str, WithJsonSchema({"type": "string", "format": "date-time"})]
 Seconds = Annotated[float, Field(gt=0, le=7 * 86400, allow_inf_nan=False, strict=True)]
 RetryAfter = Annotated[float, Field(ge=0, le=MAX_INT, allow_inf_nan=False, strict=True)]
@@ -67,8 +80,8 @@ class OutcomeIn(_In):
     """The outcome of an attempt: ``succeeded`` or ``failed``, with what the failure said."""
 
     outcome: Literal["succeeded", "failed"]
-    error_type: Annotated[StrictStr, Field(max_length=200)] | None = None
-    error: Annotated[StrictStr, Field(max_length=64 * 1024)] | None = None
+    error_type: FailureText | None = None  # lengths: the Ledger's rule (the body limit bounds them here)
+    error: FailureText | None = None
     at: InTime | None = None
     permanent: StrictBool = False
     retry_after: RetryAfter | InTime | None = None
