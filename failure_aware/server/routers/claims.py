@@ -22,7 +22,7 @@ from .events import outcome_options
 router = APIRouter(prefix="/claims", tags=["claims"])
 
 
-@router.post("", response_model=ClaimsOut, responses=responses(401, 403, 413, 422))
+@router.post("", response_model=ClaimsOut, responses=responses(400, 401, 403, 413, 422))
 def claim(body: ClaimIn, token: RecordToken, fa: LedgerDep) -> dict[str, Any]:
     """Claim up to ``limit`` events due now (PENDING, or FAILED past their retry time), oldest due first,
     of the given ``types`` (all when absent), for ``lease_seconds``. The token's name is the worker."""
@@ -37,7 +37,7 @@ def claim(body: ClaimIn, token: RecordToken, fa: LedgerDep) -> dict[str, Any]:
 
 
 @router.post("/{claim_token}", response_model=AttemptResultOut,
-             responses=responses(401, 403, 404, 409, 413, 422))
+             responses=responses(400, 401, 403, 404, 409, 413, 422))
 def finish(
     claim_token: Annotated[str, Path(max_length=60, description="The token of a claim")],
     body: OutcomeIn,

@@ -72,14 +72,14 @@ def show_cluster(cluster_id: ClusterId, _token: ReadToken, fa: LedgerDep) -> dic
 
 
 @router.post("/clusters/{cluster_id}/annotations", status_code=201, response_model=AnnotationOut,
-             responses=responses(401, 403, 404, 413, 422))
+             responses=responses(400, 401, 403, 404, 413, 422))
 def annotate_cluster(cluster_id: ClusterId, body: NoteIn, token: OperateToken,
                      fa: LedgerDep) -> dict[str, Any]:
     """Add a note to a cluster (kept against its type and span: it survives any rebuild)."""
     return fa.annotate_cluster(cluster_id, body.text, author=token.name).as_dict()
 
 
-@router.post("/correlate", response_model=CorrelateOut, responses=responses(401, 403, 413, 422))
+@router.post("/correlate", response_model=CorrelateOut, responses=responses(400, 401, 403, 413, 422))
 def correlate(_token: OperateToken, fa: LedgerDep, body: CorrelateIn | None = None) -> dict[str, Any]:
     """Bring the clusters up to date with history (incremental; ``rebuild`` recomputes all of them)."""
     return fa.correlate(rebuild=bool(body and body.rebuild)).as_dict()

@@ -50,7 +50,7 @@ def outcome_options(body: OutcomeIn, method: Any) -> dict[str, Any]:
 
 @router.post("", status_code=201, response_model=EventOut,
              responses={200: {"model": EventOut, "description": "The event of this key existed: unchanged"},
-                        **responses(401, 403, 413, 422)})
+                        **responses(400, 401, 403, 413, 422)})
 def detect(body: EventIn, response: Response, token: RecordToken,
            fa: LedgerDep) -> dict[str, Any]:
     """Detect an event: 201 with the new event, or 200 with the existing one of this ``(event_type, key)``
@@ -105,7 +105,7 @@ def show(event_id: EventId, _token: ReadToken, fa: LedgerDep) -> dict[str, Any]:
 
 
 @router.post("/{event_id}/attempts", status_code=201, response_model=AttemptResultOut,
-             responses=responses(401, 403, 404, 409, 413, 422))
+             responses=responses(400, 401, 403, 404, 409, 413, 422))
 def report(event_id: EventId, body: AttemptIn, token: RecordToken,
            fa: LedgerDep) -> dict[str, Any]:
     """Record an attempt the caller ran itself and its outcome (409 when the state forbids it, or a FAILED
@@ -116,14 +116,14 @@ def report(event_id: EventId, body: AttemptIn, token: RecordToken,
 
 
 @router.post("/{event_id}/annotations", status_code=201, response_model=AnnotationOut,
-             responses=responses(401, 403, 404, 413, 422))
+             responses=responses(400, 401, 403, 404, 413, 422))
 def annotate(event_id: EventId, body: NoteIn, token: OperateToken,
              fa: LedgerDep) -> dict[str, Any]:
     """Add a note to the event, by the token's name."""
     return fa.annotate(event_id, body.text, author=token.name).as_dict()
 
 
-@router.post("/{event_id}/revive", response_model=EventOut, responses=responses(401, 403, 404, 409, 413, 422))
+@router.post("/{event_id}/revive", response_model=EventOut, responses=responses(400, 401, 403, 404, 409, 413, 422))
 def revive(
     event_id: EventId, token: OperateToken, fa: LedgerDep, body: ReasonIn | None = None
 ) -> dict[str, Any]:
@@ -132,7 +132,7 @@ def revive(
     return fa.revive(event_id, actor=token.name, reason=reason).as_dict()
 
 
-@router.post("/{event_id}/bury", response_model=EventOut, responses=responses(401, 403, 404, 409, 413, 422))
+@router.post("/{event_id}/bury", response_model=EventOut, responses=responses(400, 401, 403, 404, 409, 413, 422))
 def bury(
     event_id: EventId, token: OperateToken, fa: LedgerDep, body: ReasonIn | None = None
 ) -> dict[str, Any]:

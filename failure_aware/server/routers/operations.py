@@ -15,7 +15,7 @@ from .deps import LedgerDep
 router = APIRouter(tags=["operations"])
 
 
-@router.post("/revive", response_model=BulkReviveOut, responses=responses(401, 403, 413, 422))
+@router.post("/revive", response_model=BulkReviveOut, responses=responses(400, 401, 403, 413, 422))
 def bulk_revive(body: BulkReviveIn, token: OperateToken, fa: LedgerDep) -> dict[str, Any]:
     """Revive every event that died at or after ``since`` (of one ``type``, at most ``limit``), in one
     transaction; with ``dry_run`` nothing is written and the events that would be revived are listed."""
