@@ -33,8 +33,10 @@ def bearer(secret: str) -> dict[str, str]:
 def history_counts(ledger: Ledger) -> dict[str, int]:
     """Rows in each history table (what "nothing was written" compares)."""
     with ledger.store.read() as conn:
-        return {t.name: int(conn.execute(sa.select(sa.func.count()).select_from(t)).scalar_one())
-                for t in HISTORY_TABLES}
+        return {
+            t.name: int(conn.execute(sa.select(sa.func.count()).select_from(t)).scalar_one())
+            for t in HISTORY_TABLES
+        }
 
 
 def all_stored_text(ledger: Ledger) -> str:
@@ -100,8 +102,11 @@ def start_server(url: str, workdir: Path, *args: str, name: str = "serve") -> Se
     log_path = workdir / f"{name}-{port}.log"
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
-            command(url, "serve", "--port", str(port), *args), stdout=log, stderr=subprocess.STDOUT,
-            cwd=workdir, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            command(url, "serve", "--port", str(port), *args),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=workdir,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
     server = ServerProcess(process, port, log_path)
     deadline = time.monotonic() + READY_SECONDS

@@ -48,8 +48,12 @@ def detect(api: Api, event_type: str = "pay.hook", **body: Any) -> dict[str, Any
 
 def test_detect_is_idempotent_by_key(api: Api) -> None:
     first = detect(api, key="evt_1", payload={"amount": 12})
-    again = api.call("POST", "/events", "record", json={"event_type": "pay.hook", "key": "evt_1",
-                                                         "payload": {"amount": 99}})
+    again = api.call(
+        "POST",
+        "/events",
+        "record",
+        json={"event_type": "pay.hook", "key": "evt_1", "payload": {"amount": 99}},
+    )
     assert again.status_code == 200
     assert again.json()["id"] == first["id"] and again.json()["payload"] == {"amount": 12}
     assert first["state"] == "PENDING" and first["detected_at"].endswith("Z")
@@ -79,15 +83,25 @@ def test_pages_carry_their_filters(api: Api) -> None:
         response = api.call("GET", "/events", "read", params={"cursor": body["next_cursor"], "limit": 3})
     assert pages == 3 and seen == sorted(ids_a, reverse=True)
     first = api.call("GET", "/events", "read", params={"type": "a.type", "limit": 3}).json()
-    is_problem(api.call("GET", "/events", "read", params={"type": "b.type", "cursor": first["next_cursor"]}),
-               422, "ValidationError")
+    is_problem(
+        api.call("GET", "/events", "read", params={"type": "b.type", "cursor": first["next_cursor"]}),
+        422,
+        "ValidationError",
+    )
     is_problem(api.call("GET", "/events", "read", params={"cursor": "not-a-cursor"}), 422, "ValidationError")
 
 
-@pytest.mark.parametrize("params", [
-    {"type": "no.such.type"}, {"cluster": "c_0000000000000000"}, {"fingerprint": "ffffffffffffffff"},
-    {"state": "DEAD"}, {"since": "2030-01-01T00:00:00Z"}, {"until": "2000-01-01T00:00:00Z"},
-])
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"type": "no.such.type"},
+        {"cluster": "c_0000000000000000"},
+        {"fingerprint": "ffffffffffffffff"},
+        {"state": "DEAD"},
+        {"since": "2030-01-01T00:00:00Z"},
+        {"until": "2000-01-01T00:00:00Z"},
+    ],
+)
 def test_a_filter_that_matches_nothing_gives_an_empty_page(api: Api, params: dict[str, str]) -> None:
     detect(api, key="k1")
     body = api.call("GET", "/events", "read", params=params).json()
@@ -96,18 +110,28 @@ def test_a_filter_that_matches_nothing_gives_an_empty_page(api: Api, params: dic
 
 def test_report_outcomes_and_conflicts(api: Api) -> None:
     event = detect(api)
-    failed = api.call("POST", f"/events/{event['id']}/attempts", "record",
-                      json={"outcome": "failed", "error_type": "Timeout", "error": "took 30s"})
+    failed = api.call(
+        "POST",
+        f"/events/{event['id']}/attempts",
+        "record",
+        json={"outcome": "failed", "error_type": "Timeout", "error": "took 30s"},
+    )
     assert failed.status_code == 201 and failed.json()["state"] == "FAILED"
     assert failed.json()["attempt"]["actor"] == "record-token"
     early = api.call("POST", f"/events/{event['id']}/attempts", "record", json={"outcome": "succeeded"})
     is_problem(early, 409, "RetryTooEarly")
-    forced = api.call("POST", f"/events/{event['id']}/attempts", "record",
-                      json={"outcome": "succeeded", "force": True})
+    forced = api.call(
+        "POST", f"/events/{event['id']}/attempts", "record", json={"outcome": "succeeded", "force": True}
+    )
     assert forced.status_code == 201 and forced.json()["state"] == "SUCCEEDED"
-    is_problem(api.call("POST", f"/events/{event['id']}/attempts", "record", json={"outcome": "failed"}),
-               409, "InvalidTransition")
-    is_problem(api.call("POST", "/events/999999/attempts", "record", json={"outcome": "failed"}), 404, "NotFound")
+    is_problem(
+        api.call("POST", f"/events/{event['id']}/attempts", "record", json={"outcome": "failed"}),
+        409,
+        "InvalidTransition",
+    )
+    is_problem(
+        api.call("POST", "/events/999999/attempts", "record", json={"outcome": "failed"}), 404, "NotFound"
+    )
     detail = api.call("GET", f"/events/{event['id']}", "read").json()
     assert [a["outcome"] for a in detail["attempts"]] == ["failed", "succeeded"]
     assert detail["attempts"][1]["forced"] is True
@@ -124,14 +148,22 @@ def test_remote_claims_are_fenced(api: Api) -> None:
     assert api.call("POST", "/claims", "record", json={"limit": 5}).json() == {"data": []}
     done = api.call("POST", f"/claims/{claims[0]['token']}", "record", json={"outcome": "succeeded"})
     assert done.status_code == 200 and done.json()["state"] == "SUCCEEDED"
-    is_problem(api.call("POST", f"/claims/{claims[0]['token']}", "record", json={"outcome": "succeeded"}),
-               409, "StaleClaim")
+    is_problem(
+        api.call("POST", f"/claims/{claims[0]['token']}", "record", json={"outcome": "succeeded"}),
+        409,
+        "StaleClaim",
+    )
     # The lease of the other one expires and recover takes it back: its token is stale from then on.
     api.clock.advance(61)
     api.ledger.recover()
     before = history_counts(api.ledger)
-    is_problem(api.call("POST", f"/claims/{claims[1]['token']}", "record",
-                        json={"outcome": "failed", "error": "late"}), 409, "StaleClaim")
+    is_problem(
+        api.call(
+            "POST", f"/claims/{claims[1]['token']}", "record", json={"outcome": "failed", "error": "late"}
+        ),
+        409,
+        "StaleClaim",
+    )
     assert history_counts(api.ledger) == before
     is_problem(api.call("POST", "/claims/not-a-token", "record", json={"outcome": "succeeded"}), 422)
     is_problem(api.call("POST", f"/claims/{'0' * 32}-424242", "record", json={"outcome": "succeeded"}), 404)
@@ -143,8 +175,12 @@ def test_remote_claims_are_fenced(api: Api) -> None:
 def test_operator_actions(api: Api) -> None:
     event = detect(api, key="dies")
     for _ in range(6):
-        api.call("POST", f"/events/{event['id']}/attempts", "record",
-                 json={"outcome": "failed", "error_type": "Boom", "force": True})
+        api.call(
+            "POST",
+            f"/events/{event['id']}/attempts",
+            "record",
+            json={"outcome": "failed", "error_type": "Boom", "force": True},
+        )
     note = api.call("POST", f"/events/{event['id']}/annotations", "operate", json={"text": "<b>looked</b>"})
     assert note.status_code == 201 and note.json()["author"] == "operate-token"
     assert note.json()["text"] == "<b>looked</b>"
@@ -163,8 +199,12 @@ def test_operator_actions(api: Api) -> None:
 def make_cluster(api: Api) -> str:
     for i in range(4):
         event = detect(api, "burst.type", key=f"burst{i}")
-        api.call("POST", f"/events/{event['id']}/attempts", "record",
-                 json={"outcome": "failed", "error_type": "ConnectError", "error": "refused"})
+        api.call(
+            "POST",
+            f"/events/{event['id']}/attempts",
+            "record",
+            json={"outcome": "failed", "error_type": "ConnectError", "error": "refused"},
+        )
         api.clock.advance(5)
     report = api.call("POST", "/correlate", "operate", json={})
     assert report.status_code == 200 and report.json()["clusters_total"] == 1
@@ -195,8 +235,12 @@ def test_cluster_pages(api: Api) -> None:
     for burst in range(3):
         for i in range(3):
             event = detect(api, "burst.type", key=f"b{burst}-{i}")
-            api.call("POST", f"/events/{event['id']}/attempts", "record",
-                     json={"outcome": "failed", "error": "refused"})
+            api.call(
+                "POST",
+                f"/events/{event['id']}/attempts",
+                "record",
+                json={"outcome": "failed", "error": "refused"},
+            )
             api.clock.advance(1)
         api.clock.advance(3600)
     api.call("POST", "/correlate", "operate", json={"rebuild": True})
@@ -234,8 +278,13 @@ def test_metrics_from_counters(api: Api) -> None:
     assert 'failure_aware_events{event_type="pay.hook",state="FAILED"} 1.0' in text
     assert 'failure_aware_attempts_total{event_type="pay.hook",outcome="failed"} 1.0' in text
     assert 'failure_aware_health{verdict="OK"} 1.0' in text
-    for name in ("retries_due", "retries_overdue", "claims_stuck", "oldest_unresolved_age_seconds",
-                 "active_clusters"):
+    for name in (
+        "retries_due",
+        "retries_overdue",
+        "claims_stuck",
+        "oldest_unresolved_age_seconds",
+        "active_clusters",
+    ):
         assert re.search(rf'^failure_aware_{name}{{event_type="pay.hook"}} ', text, re.MULTILINE), name
     assert "key-never-a-label" not in text and str(event["id"]) not in re.findall(r'"(\d+)"', text)
     is_problem(api.client.get("/metrics"), 401, "Unauthorized")
@@ -249,18 +298,28 @@ def test_public_metrics_need_no_token(ledger: Ledger) -> None:
 
 # -- access: 401 and 403 for every operation -------------------------------------------------------------
 NEEDED = {
-    ("POST", "/api/v1/events"): "record", ("GET", "/api/v1/events"): "read",
-    ("GET", "/api/v1/events/{event_id}"): "read", ("POST", "/api/v1/events/{event_id}/attempts"): "record",
+    ("POST", "/api/v1/events"): "record",
+    ("GET", "/api/v1/events"): "read",
+    ("GET", "/api/v1/events/{event_id}"): "read",
+    ("POST", "/api/v1/events/{event_id}/attempts"): "record",
     ("POST", "/api/v1/events/{event_id}/annotations"): "operate",
-    ("POST", "/api/v1/events/{event_id}/revive"): "operate", ("POST", "/api/v1/events/{event_id}/bury"): "operate",
-    ("POST", "/api/v1/claims"): "record", ("POST", "/api/v1/claims/{claim_token}"): "record",
-    ("GET", "/api/v1/clusters"): "read", ("GET", "/api/v1/clusters/{cluster_id}"): "read",
-    ("POST", "/api/v1/clusters/{cluster_id}/annotations"): "operate", ("POST", "/api/v1/correlate"): "operate",
-    ("POST", "/api/v1/revive"): "operate", ("GET", "/api/v1/health"): "read", ("GET", "/api/v1/timeline"): "read",
+    ("POST", "/api/v1/events/{event_id}/revive"): "operate",
+    ("POST", "/api/v1/events/{event_id}/bury"): "operate",
+    ("POST", "/api/v1/claims"): "record",
+    ("POST", "/api/v1/claims/{claim_token}"): "record",
+    ("GET", "/api/v1/clusters"): "read",
+    ("GET", "/api/v1/clusters/{cluster_id}"): "read",
+    ("POST", "/api/v1/clusters/{cluster_id}/annotations"): "operate",
+    ("POST", "/api/v1/correlate"): "operate",
+    ("POST", "/api/v1/revive"): "operate",
+    ("GET", "/api/v1/health"): "read",
+    ("GET", "/api/v1/timeline"): "read",
     ("GET", "/metrics"): "read",
 }
-BODIES = {"/api/v1/events": {"event_type": "x"}, "/api/v1/revive": {"since": "2026-01-01T00:00:00Z",
-                                                                     "dry_run": True}}
+BODIES = {
+    "/api/v1/events": {"event_type": "x"},
+    "/api/v1/revive": {"since": "2026-01-01T00:00:00Z", "dry_run": True},
+}
 
 
 def operations(api: Api) -> list[tuple[str, str]]:
@@ -276,19 +335,31 @@ def test_every_operation_needs_a_token_and_a_large_enough_scope(api: Api) -> Non
     event = detect(api)
     before = history_counts(api.ledger)
     for method, path in operations(api):
-        url = (path.replace("{event_id}", str(event["id"])).replace("{cluster_id}", "c_0000000000000000")
-               .replace("{claim_token}", f"{'0' * 32}-{event['id']}"))
-        body = BODIES.get(path, {"outcome": "succeeded"} if "attempts" in path or "claims/" in path else
-                          {"text": "t"} if "annotations" in path else {})
+        url = (
+            path.replace("{event_id}", str(event["id"]))
+            .replace("{cluster_id}", "c_0000000000000000")
+            .replace("{claim_token}", f"{'0' * 32}-{event['id']}")
+        )
+        body = BODIES.get(
+            path,
+            {"outcome": "succeeded"}
+            if "attempts" in path or "claims/" in path
+            else {"text": "t"}
+            if "annotations" in path
+            else {},
+        )
         kwargs: dict[str, Any] = {"json": body} if method == "POST" else {}
         for headers in ({}, {"Authorization": "Bearer fa_wrong"}, {"Authorization": "Basic abc"}):
             response = api.client.request(method, url, headers=headers, **kwargs)
             is_problem(response, 401, "Unauthorized")
             assert response.headers["www-authenticate"].startswith("Bearer")
         needed = NEEDED[(method, path)]
-        for scope in SCOPES[:SCOPES.index(needed)]:
-            is_problem(api.client.request(method, url, headers=bearer(api.secrets[scope]), **kwargs), 403,
-                       "Forbidden")
+        for scope in SCOPES[: SCOPES.index(needed)]:
+            is_problem(
+                api.client.request(method, url, headers=bearer(api.secrets[scope]), **kwargs),
+                403,
+                "Forbidden",
+            )
     assert history_counts(api.ledger) == before
 
 
@@ -309,5 +380,8 @@ def test_times_are_rfc3339(api: Api) -> None:
     event = detect(api, at=format_time(api.clock()))
     assert event["detected_at"] == "2026-01-02T04:00:00Z"
     is_problem(api.call("POST", "/events", "record", json={"event_type": "a", "at": 1767326400}), 422)
-    is_problem(api.call("POST", "/events", "record", json={"event_type": "a", "at": "2026-01-02T04:00:00"}),
-               422, "ValidationError")
+    is_problem(
+        api.call("POST", "/events", "record", json={"event_type": "a", "at": "2026-01-02T04:00:00"}),
+        422,
+        "ValidationError",
+    )

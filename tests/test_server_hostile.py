@@ -36,8 +36,9 @@ def setup(ledger: Ledger, clock: FakeClock) -> Iterator[tuple[TestClient, dict[s
         yield client, bearer(secrets["admin"]), ledger, event.id
 
 
-def refused(client: TestClient, headers: dict[str, str], ledger: Ledger, method: str, path: str,
-            **kwargs: Any) -> dict[str, Any]:
+def refused(
+    client: TestClient, headers: dict[str, str], ledger: Ledger, method: str, path: str, **kwargs: Any
+) -> dict[str, Any]:
     if "json" in kwargs:  # sent as JSON text with escapes: lone surrogates arrive as a client sends them
         kwargs["content"] = json.dumps(kwargs.pop("json")).encode()
         headers = {**headers, "content-type": "application/json"}
@@ -49,32 +50,48 @@ def refused(client: TestClient, headers: dict[str, str], ledger: Ledger, method:
     return body
 
 
-@pytest.mark.xfail(reason="NUL in keys and far times: the Ledger's rule of issue 9 (until merged)", strict=False)
+@pytest.mark.xfail(
+    reason="NUL in keys and far times: the Ledger's rule of issue 9 (until merged)", strict=False
+)
 def test_named_text_is_refused(setup: Any, hostile: dict[str, Any]) -> None:
     client, headers, ledger, event_id = setup
     for text in hostile["text_refused_when_named_by_a_caller"]:
-        for body in ({"event_type": text}, {"event_type": "a.b", "key": text},
-                     {"event_type": "a.b", "payload": {text: 1}} if "\ud800" <= text[:1] <= "\udfff" else None):
+        for body in (
+            {"event_type": text},
+            {"event_type": "a.b", "key": text},
+            {"event_type": "a.b", "payload": {text: 1}} if "\ud800" <= text[:1] <= "\udfff" else None,
+        ):
             if body is not None:
                 refused(client, headers, ledger, "POST", "/api/v1/events", json=body)
-        refused(client, headers, ledger, "POST", f"/api/v1/events/{event_id}/annotations", json={"text": text})
+        refused(
+            client, headers, ledger, "POST", f"/api/v1/events/{event_id}/annotations", json={"text": text}
+        )
 
 
-@pytest.mark.xfail(reason="NUL in keys and far times: the Ledger's rule of issue 9 (until merged)", strict=False)
+@pytest.mark.xfail(
+    reason="NUL in keys and far times: the Ledger's rule of issue 9 (until merged)", strict=False
+)
 def test_refused_times(setup: Any, hostile: dict[str, Any]) -> None:
     client, headers, ledger, event_id = setup
     for moment in hostile["times"]["refused"]:
         refused(client, headers, ledger, "POST", "/api/v1/events", json={"event_type": "a.b", "at": moment})
-        refused(client, headers, ledger, "POST", f"/api/v1/events/{event_id}/attempts",
-                json={"outcome": "failed", "at": moment})
+        refused(
+            client,
+            headers,
+            ledger,
+            "POST",
+            f"/api/v1/events/{event_id}/attempts",
+            json={"outcome": "failed", "at": moment},
+        )
         refused(client, headers, ledger, "GET", "/api/v1/events", params={"since": moment})
 
 
 def test_accepted_times(setup: Any, hostile: dict[str, Any]) -> None:
     client, headers, _ledger, _ = setup
     for i, moment in enumerate(hostile["times"]["accepted_if_not_in_the_future"]):
-        response = client.post("/api/v1/events", headers=headers, json={"event_type": "a.b", "key": f"t{i}",
-                                                                         "at": moment})
+        response = client.post(
+            "/api/v1/events", headers=headers, json={"event_type": "a.b", "key": f"t{i}", "at": moment}
+        )
         assert response.status_code == 201, (moment, response.text)
 
 
@@ -82,8 +99,9 @@ def test_refused_json_bodies(setup: Any, hostile: dict[str, Any]) -> None:
     client, headers, ledger, _ = setup
     for raw in hostile["json_bodies_refused"]:
         before = history_counts(ledger)
-        response = client.post("/api/v1/events", headers={**headers, "content-type": "application/json"},
-                               content=raw.encode())
+        response = client.post(
+            "/api/v1/events", headers={**headers, "content-type": "application/json"}, content=raw.encode()
+        )
         assert 400 <= response.status_code < 500, (raw, response.text)
         is_problem(response, response.status_code)
         assert history_counts(ledger) == before
@@ -93,11 +111,19 @@ def test_refused_integers(setup: Any, hostile: dict[str, Any]) -> None:
     client, headers, ledger, _ = setup
     for number in hostile["integers_refused_as_ids_or_limits"]:
         refused(client, headers, ledger, "GET", f"/api/v1/events/{number}")
-        refused(client, headers, ledger, "POST", f"/api/v1/events/{number}/attempts", json={"outcome": "failed"})
+        refused(
+            client, headers, ledger, "POST", f"/api/v1/events/{number}/attempts", json={"outcome": "failed"}
+        )
         refused(client, headers, ledger, "GET", "/api/v1/events", params={"limit": number})
         refused(client, headers, ledger, "POST", "/api/v1/claims", json={"limit": number})
-        refused(client, headers, ledger, "POST", "/api/v1/revive",
-                json={"since": "2026-01-01T00:00:00Z", "dry_run": True, "limit": number})
+        refused(
+            client,
+            headers,
+            ledger,
+            "POST",
+            "/api/v1/revive",
+            json={"since": "2026-01-01T00:00:00Z", "dry_run": True, "limit": number},
+        )
     refused(client, headers, ledger, "POST", "/api/v1/claims", json={"limit": 5, "lease_seconds": 1e308})
     refused(client, headers, ledger, "POST", "/api/v1/claims", json={"limit": "5"})
     refused(client, headers, ledger, "POST", "/api/v1/claims", json={"limit": True})
@@ -113,10 +139,14 @@ def test_generated_monsters(setup: Any, hostile: dict[str, Any]) -> None:
     response = client.post("/api/v1/events", headers=json_headers, content=nested.encode())
     assert 400 <= response.status_code < 500 and history_counts(ledger) == before
     big = json.dumps({"event_type": "a.b", "payload": {"blob": "x" * sizes["oversized_payload_bytes"]}})
-    is_problem(client.post("/api/v1/events", headers=json_headers, content=big.encode()), 413, "PayloadTooLarge")
+    is_problem(
+        client.post("/api/v1/events", headers=json_headers, content=big.encode()), 413, "PayloadTooLarge"
+    )
     long_error = json.dumps({"outcome": "failed", "error": "e" * sizes["long_error_message_chars"]})
-    is_problem(client.post(f"/api/v1/events/{event_id}/attempts", headers=json_headers,
-                           content=long_error.encode()), 413)
+    is_problem(
+        client.post(f"/api/v1/events/{event_id}/attempts", headers=json_headers, content=long_error.encode()),
+        413,
+    )
     assert history_counts(ledger) == before
 
 
@@ -130,21 +160,28 @@ def test_a_body_over_the_limit_is_refused_while_it_streams(setup: Any) -> None:
             yield b"x" * (1024 * 1024)
         yield b'"}}'
 
-    response = client.post("/api/v1/events", headers={**headers, "content-type": "application/json"},
-                           content=chunks())
+    response = client.post(
+        "/api/v1/events", headers={**headers, "content-type": "application/json"}, content=chunks()
+    )
     is_problem(response, 413, "PayloadTooLarge")
     assert history_counts(ledger) == before
 
 
 def test_failure_text_is_recorded_inertly(setup: Any, hostile: dict[str, Any]) -> None:
     client, headers, ledger, _ = setup
-    texts = hostile["text_recorded_when_produced_by_a_failure"] + hostile["markup_shown_as_text"] + \
-        hostile["sql_and_shell_looking"]
+    texts = (
+        hostile["text_recorded_when_produced_by_a_failure"]
+        + hostile["markup_shown_as_text"]
+        + hostile["sql_and_shell_looking"]
+    )
     for i, text in enumerate(texts):
         event = ledger.detect("pay.hook", key=f"f{i}")
         body = json.dumps({"outcome": "failed", "error_type": "Weird", "error": text})  # \ud800 escapes
-        response = client.post(f"/api/v1/events/{event.id}/attempts", content=body.encode(),
-                               headers={**headers, "content-type": "application/json"})
+        response = client.post(
+            f"/api/v1/events/{event.id}/attempts",
+            content=body.encode(),
+            headers={**headers, "content-type": "application/json"},
+        )
         assert response.status_code == 201, (text, response.text)
         stored = response.json()["attempt"]["error"]
         assert "\x00" not in stored or stored == text  # NUL becomes U+FFFD under the Ledger's rule

@@ -31,12 +31,18 @@ def test_a_real_server_round_trip_keeps_the_secret_out_of_logs(db_url: str, work
     server = start_server(db_url, workdir)
     try:
         auth = bearer(secret)
-        made = httpx.post(f"{server.base}/api/v1/events", headers=auth,
-                          json={"event_type": "pay.hook", "key": "k1", "payload": {"n": 1}})
+        made = httpx.post(
+            f"{server.base}/api/v1/events",
+            headers=auth,
+            json={"event_type": "pay.hook", "key": "k1", "payload": {"n": 1}},
+        )
         assert made.status_code == 201
         event_id = made.json()["id"]
-        failed = httpx.post(f"{server.base}/api/v1/events/{event_id}/attempts", headers=auth,
-                            json={"outcome": "failed", "error_type": "Timeout", "error": "slow"})
+        failed = httpx.post(
+            f"{server.base}/api/v1/events/{event_id}/attempts",
+            headers=auth,
+            json={"outcome": "failed", "error_type": "Timeout", "error": "slow"},
+        )
         assert failed.status_code == 201 and failed.json()["state"] == "FAILED"
         listed = httpx.get(f"{server.base}/api/v1/events", headers=auth, params={"state": "FAILED"})
         assert [e["id"] for e in listed.json()["data"]] == [event_id]
@@ -56,7 +62,9 @@ def test_a_real_server_round_trip_keeps_the_secret_out_of_logs(db_url: str, work
         assert ledger.verify().ok
 
 
-def test_loopback_without_tokens_makes_a_one_off_login_token(db_url: str, backend: str, workdir: Path) -> None:
+def test_loopback_without_tokens_makes_a_one_off_login_token(
+    db_url: str, backend: str, workdir: Path
+) -> None:
     if backend != "sqlite":
         pytest.skip("the rule reads only whether a token exists: the round trip covers PostgreSQL")
     server = start_server(db_url, workdir)
@@ -80,8 +88,14 @@ def test_another_address_without_tokens_is_refused(db_url: str, backend: str, wo
     with Ledger(db_url, config=Config()) as ledger:
         ledger.detect("pay.hook", key="k")
         before = history_counts(ledger)
-    done = subprocess.run(command(db_url, "serve", "--host", "0.0.0.0", "--port", "1"), cwd=workdir,
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        command(db_url, "serve", "--host", "0.0.0.0", "--port", "1"),
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert done.returncode == 1, done.stdout + done.stderr
     assert "refusing to serve on 0.0.0.0 without API tokens" in done.stderr
     assert "Traceback" not in done.stderr
@@ -110,21 +124,32 @@ def test_two_servers_share_one_postgres_database(two_servers: tuple[str, str, st
     one, two, secret = two_servers
     auth = bearer(secret)
     event = httpx.post(f"{one}/api/v1/events", headers=auth, json={"event_type": "job", "key": "j1"}).json()
-    assert httpx.post(f"{two}/api/v1/events", headers=auth,
-                      json={"event_type": "job", "key": "j1"}).status_code == 200
+    assert (
+        httpx.post(f"{two}/api/v1/events", headers=auth, json={"event_type": "job", "key": "j1"}).status_code
+        == 200
+    )
     claims = httpx.post(f"{one}/api/v1/claims", headers=auth, json={"limit": 1}).json()["data"]
     assert [c["event"]["id"] for c in claims] == [event["id"]]
     token = claims[0]["token"]
     finished = httpx.post(f"{two}/api/v1/claims/{token}", headers=auth, json={"outcome": "succeeded"})
     assert finished.status_code == 200 and finished.json()["state"] == "SUCCEEDED"
-    is_problem(httpx.post(f"{one}/api/v1/claims/{token}", headers=auth, json={"outcome": "succeeded"}), 409,
-               "StaleClaim")
-    assert httpx.get(f"{one}/api/v1/events/{event['id']}", headers=auth).json()["event"]["state"] == "SUCCEEDED"
+    is_problem(
+        httpx.post(f"{one}/api/v1/claims/{token}", headers=auth, json={"outcome": "succeeded"}),
+        409,
+        "StaleClaim",
+    )
+    assert (
+        httpx.get(f"{one}/api/v1/events/{event['id']}", headers=auth).json()["event"]["state"] == "SUCCEEDED"
+    )
 
 
 def test_serve_without_the_extra_names_it(tmp_path: Path) -> None:
-    code = ("import sys; sys.modules['uvicorn'] = None; from failure_aware.cli import main; "
-            f"main(['--db', 'sqlite:///{tmp_path / 'x.db'}', 'serve'])")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    code = (
+        "import sys; sys.modules['uvicorn'] = None; from failure_aware.cli import main; "
+        f"main(['--db', 'sqlite:///{tmp_path / 'x.db'}', 'serve'])"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
     assert done.returncode == 1
     assert 'pip install "failure-aware[server]"' in done.stderr and "Traceback" not in done.stderr

@@ -51,15 +51,19 @@ def require_scope(needed: Scope) -> Any:
 
     def check(request: Request, credentials: _Credentials) -> ApiToken:
         if credentials is None or not credentials.credentials:
-            raise HTTPException(401, "this needs a token: send Authorization: Bearer SECRET "
-                                     "(make one with: failure-aware token create NAME --scope SCOPE)",
-                                headers=_CHALLENGE)
+            raise HTTPException(
+                401,
+                "this needs a token: send Authorization: Bearer SECRET "
+                "(make one with: failure-aware token create NAME --scope SCOPE)",
+                headers=_CHALLENGE,
+            )
         token = authenticate(request.app.state.ledger, request.app.state.login, credentials.credentials)
         if token is None:
             raise HTTPException(401, "the token is unknown or revoked", headers=_CHALLENGE)
         if not token.scope.includes(needed):
-            raise HTTPException(403, f"token {token.name!r} has scope {token.scope.value}; this needs "
-                                     f"{needed.value} or above")
+            raise HTTPException(
+                403, f"token {token.name!r} has scope {token.scope.value}; this needs {needed.value} or above"
+            )
         return token
 
     return Depends(check)

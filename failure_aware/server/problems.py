@@ -40,22 +40,50 @@ _STATUS: tuple[tuple[type[FailureAwareError], int], ...] = (
     (SchemaError, 503),
     (StorageError, 503),
 )
-_CODES = {400: "BadRequest", 401: "Unauthorized", 403: "Forbidden", 404: "NotFound", 405: "MethodNotAllowed",
-          409: "Conflict", 413: "PayloadTooLarge", 415: "UnsupportedMediaType", 422: "ValidationError",
-          500: "InternalError", 503: "Unavailable"}
-_TITLES = {400: "Bad request", 401: "Unauthorized", 403: "Forbidden", 404: "Not found",
-           405: "Method not allowed", 409: "Conflict", 413: "Payload too large",
-           415: "Unsupported media type", 422: "Invalid input", 500: "Internal error",
-           503: "Service unavailable"}
+_CODES = {
+    400: "BadRequest",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "NotFound",
+    405: "MethodNotAllowed",
+    409: "Conflict",
+    413: "PayloadTooLarge",
+    415: "UnsupportedMediaType",
+    422: "ValidationError",
+    500: "InternalError",
+    503: "Unavailable",
+}
+_TITLES = {
+    400: "Bad request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not found",
+    405: "Method not allowed",
+    409: "Conflict",
+    413: "Payload too large",
+    415: "Unsupported media type",
+    422: "Invalid input",
+    500: "Internal error",
+    503: "Service unavailable",
+}
 
 
-def problem(status: int, detail: str, code: str | None = None, headers: dict[str, str] | None = None
-            ) -> Response:
+def problem(
+    status: int, detail: str, code: str | None = None, headers: dict[str, str] | None = None
+) -> Response:
     """A problem+json response."""
-    body = Problem(title=_TITLES.get(status, "Error"), status=status, detail=detail,
-                   code=code or _CODES.get(status, "Error"))
-    return Response(json.dumps(body.model_dump(), ensure_ascii=True), status_code=status,
-                    media_type=MEDIA_TYPE, headers=headers)
+    body = Problem(
+        title=_TITLES.get(status, "Error"),
+        status=status,
+        detail=detail,
+        code=code or _CODES.get(status, "Error"),
+    )
+    return Response(
+        json.dumps(body.model_dump(), ensure_ascii=True),
+        status_code=status,
+        media_type=MEDIA_TYPE,
+        headers=headers,
+    )
 
 
 def problem_bytes(status: int, detail: str, code: str | None = None) -> bytes:
@@ -116,7 +144,10 @@ def install(app: FastAPI) -> None:
 def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """The OpenAPI entries of the problems an operation can answer with."""
     return {
-        status: {"model": Problem, "description": _TITLES.get(status, "Error"),
-                 "content": {MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}}}
+        status: {
+            "model": Problem,
+            "description": _TITLES.get(status, "Error"),
+            "content": {MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+        }
         for status in statuses
     }

@@ -68,8 +68,9 @@ def log_config() -> dict[str, Any]:
 
     config: dict[str, Any] = {**LOGGING_CONFIG}
     config["filters"] = {"redact": {"()": RedactSecrets}}
-    config["handlers"] = {name: {**handler, "filters": ["redact"]}
-                          for name, handler in LOGGING_CONFIG["handlers"].items()}
+    config["handlers"] = {
+        name: {**handler, "filters": ["redact"]} for name, handler in LOGGING_CONFIG["handlers"].items()
+    }
     return config
 
 
@@ -90,11 +91,14 @@ def run(
     login, secret = prepare(ledger, host)
     app = create_app(ledger, public_metrics=public_metrics, login=login, max_body_bytes=max_body_bytes)
     shown = f"[{host}]" if ":" in host else host
-    announce(f"failure-aware serving {ledger.url} on http://{shown}:{port} "
-             f"(API /api/v1, OpenAPI /api/v1/openapi.json, metrics /metrics)")
+    announce(
+        f"failure-aware serving {ledger.url} on http://{shown}:{port} "
+        f"(API /api/v1, OpenAPI /api/v1/openapi.json, metrics /metrics)"
+    )
     if secret is not None:
         announce("no API token exists: made a one-off admin token for this process only")
         announce(f"  login: http://{shown}:{port}/login?token={secret}")
         announce(f"  API:   Authorization: Bearer {secret}")
-    uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_config=log_config(),
-                                  server_header=False)).run()
+    uvicorn.Server(
+        uvicorn.Config(app, host=host, port=port, log_config=log_config(), server_header=False)
+    ).run()

@@ -31,13 +31,18 @@ def claim(body: ClaimIn, token: RecordToken, fa: LedgerDep) -> dict[str, Any]:
     for event_type in types:
         if len(claims) >= body.limit:
             break
-        claims += fa.claim_due(limit=body.limit - len(claims), event_type=event_type, worker=token.name,
-                               lease_seconds=body.lease_seconds)
+        claims += fa.claim_due(
+            limit=body.limit - len(claims),
+            event_type=event_type,
+            worker=token.name,
+            lease_seconds=body.lease_seconds,
+        )
     return {"data": [c.as_dict() for c in claims]}
 
 
-@router.post("/{claim_token}", response_model=AttemptResultOut,
-             responses=responses(400, 401, 403, 404, 409, 413, 422))
+@router.post(
+    "/{claim_token}", response_model=AttemptResultOut, responses=responses(400, 401, 403, 404, 409, 413, 422)
+)
 def finish(
     claim_token: Annotated[str, Path(max_length=60, description="The token of a claim")],
     body: OutcomeIn,
@@ -46,6 +51,12 @@ def finish(
 ) -> dict[str, Any]:
     """Record the outcome of a claimed attempt (409 ``StaleClaim`` when the claim no longer holds it)."""
     held = fa.held_claim(claim_token)
-    result = fa.finish(held, body.outcome == "succeeded", error_type=body.error_type, error=body.error,
-                       at=body.at, **outcome_options(body, fa.finish))
+    result = fa.finish(
+        held,
+        body.outcome == "succeeded",
+        error_type=body.error_type,
+        error=body.error,
+        at=body.at,
+        **outcome_options(body, fa.finish),
+    )
     return result.as_dict()

@@ -45,15 +45,18 @@ def list_clusters(
     )
     after = None
     if position is not None:
-        if not (isinstance(position, list) and len(position) == 3
-                and all(isinstance(p, str) for p in position)):
+        if not (
+            isinstance(position, list) and len(position) == 3 and all(isinstance(p, str) for p in position)
+        ):
             raise ValidationError("cursor is not one this API gave out; start again without it")
         after = (parse_time(position[0], field="cursor"), position[1], position[2])
     since_value = filters.get("since")
     clusters = fa.clusters(
-        event_type=filters.get("type"), active=bool(filters.get("active")),
+        event_type=filters.get("type"),
+        active=bool(filters.get("active")),
         since=parse_time(since_value, field="cursor") if isinstance(since_value, str) else None,
-        limit=limit + 1, after=after,
+        limit=limit + 1,
+        after=after,
     )
     more = len(clusters) > limit
     clusters = clusters[:limit]
@@ -64,17 +67,23 @@ def list_clusters(
     return {"data": [c.as_dict() for c in clusters], "has_more": more, "next_cursor": next_cursor}
 
 
-@router.get("/clusters/{cluster_id}", response_model=ClusterDetailOut,
-            responses=responses(401, 403, 404, 422))
+@router.get(
+    "/clusters/{cluster_id}", response_model=ClusterDetailOut, responses=responses(401, 403, 404, 422)
+)
 def show_cluster(cluster_id: ClusterId, _token: ReadToken, fa: LedgerDep) -> dict[str, Any]:
     """One cluster: the rule that made it, its members, their failures in its window and its notes."""
     return fa.cluster(cluster_id).as_dict()
 
 
-@router.post("/clusters/{cluster_id}/annotations", status_code=201, response_model=AnnotationOut,
-             responses=responses(400, 401, 403, 404, 413, 422))
-def annotate_cluster(cluster_id: ClusterId, body: NoteIn, token: OperateToken,
-                     fa: LedgerDep) -> dict[str, Any]:
+@router.post(
+    "/clusters/{cluster_id}/annotations",
+    status_code=201,
+    response_model=AnnotationOut,
+    responses=responses(400, 401, 403, 404, 413, 422),
+)
+def annotate_cluster(
+    cluster_id: ClusterId, body: NoteIn, token: OperateToken, fa: LedgerDep
+) -> dict[str, Any]:
     """Add a note to a cluster (kept against its type and span: it survives any rebuild)."""
     return fa.annotate_cluster(cluster_id, body.text, author=token.name).as_dict()
 

@@ -48,15 +48,21 @@ def outcome_options(body: OutcomeIn, method: Any) -> dict[str, Any]:
     return given
 
 
-@router.post("", status_code=201, response_model=EventOut,
-             responses={200: {"model": EventOut, "description": "The event of this key existed: unchanged"},
-                        **responses(400, 401, 403, 413, 422)})
-def detect(body: EventIn, response: Response, token: RecordToken,
-           fa: LedgerDep) -> dict[str, Any]:
+@router.post(
+    "",
+    status_code=201,
+    response_model=EventOut,
+    responses={
+        200: {"model": EventOut, "description": "The event of this key existed: unchanged"},
+        **responses(400, 401, 403, 413, 422),
+    },
+)
+def detect(body: EventIn, response: Response, token: RecordToken, fa: LedgerDep) -> dict[str, Any]:
     """Detect an event: 201 with the new event, or 200 with the existing one of this ``(event_type, key)``
     (nothing written): retrying a POST with the same key is safe."""
-    event, created = fa.detect_created(body.event_type, body.payload, key=body.key, at=body.at,
-                                       actor=token.name)
+    event, created = fa.detect_created(
+        body.event_type, body.payload, key=body.key, at=body.at, actor=token.name
+    )
     if not created:
         response.status_code = status.HTTP_200_OK
     return event.as_dict()
@@ -77,21 +83,36 @@ def list_events(
 ) -> dict[str, Any]:
     """Events, newest first, filtered by state, type, detection time, a failure's fingerprint or a
     cluster. A filter that matches nothing gives an empty page. ``next_cursor`` carries the filters."""
-    filters, position = pagination.merge({
-        "state": state.value if state else None, "type": type, "since": time_text(since),
-        "until": time_text(until), "fingerprint": fingerprint, "cluster": cluster,
-    }, cursor)
+    filters, position = pagination.merge(
+        {
+            "state": state.value if state else None,
+            "type": type,
+            "since": time_text(since),
+            "until": time_text(until),
+            "fingerprint": fingerprint,
+            "cluster": cluster,
+        },
+        cursor,
+    )
     if position is not None and (isinstance(position, bool) or not isinstance(position, int)):
         raise ValidationError("cursor is not one this API gave out; start again without it")
     events = fa.events(
-        state=filters.get("state"), event_type=filters.get("type"), limit=limit + 1, before_id=position,
-        since=_time(filters.get("since")), until=_time(filters.get("until")),
-        fingerprint=filters.get("fingerprint"), cluster_id=filters.get("cluster"),
+        state=filters.get("state"),
+        event_type=filters.get("type"),
+        limit=limit + 1,
+        before_id=position,
+        since=_time(filters.get("since")),
+        until=_time(filters.get("until")),
+        fingerprint=filters.get("fingerprint"),
+        cluster_id=filters.get("cluster"),
     )
     more = len(events) > limit
     events = events[:limit]
-    return {"data": [e.as_dict() for e in events], "has_more": more,
-            "next_cursor": pagination.encode(filters, events[-1].id) if more else None}
+    return {
+        "data": [e.as_dict() for e in events],
+        "has_more": more,
+        "next_cursor": pagination.encode(filters, events[-1].id) if more else None,
+    }
 
 
 def _time(value: Any) -> datetime | None:
@@ -104,26 +125,42 @@ def show(event_id: EventId, _token: ReadToken, fa: LedgerDep) -> dict[str, Any]:
     return fa.show(event_id).as_dict()
 
 
-@router.post("/{event_id}/attempts", status_code=201, response_model=AttemptResultOut,
-             responses=responses(400, 401, 403, 404, 409, 413, 422))
-def report(event_id: EventId, body: AttemptIn, token: RecordToken,
-           fa: LedgerDep) -> dict[str, Any]:
+@router.post(
+    "/{event_id}/attempts",
+    status_code=201,
+    response_model=AttemptResultOut,
+    responses=responses(400, 401, 403, 404, 409, 413, 422),
+)
+def report(event_id: EventId, body: AttemptIn, token: RecordToken, fa: LedgerDep) -> dict[str, Any]:
     """Record an attempt the caller ran itself and its outcome (409 when the state forbids it, or a FAILED
     event's retry time has not come and ``force`` is not set)."""
-    result = fa.report(event_id, body.outcome == "succeeded", error_type=body.error_type, error=body.error,
-                       at=body.at, force=body.force, actor=token.name, **outcome_options(body, fa.report))
+    result = fa.report(
+        event_id,
+        body.outcome == "succeeded",
+        error_type=body.error_type,
+        error=body.error,
+        at=body.at,
+        force=body.force,
+        actor=token.name,
+        **outcome_options(body, fa.report),
+    )
     return result.as_dict()
 
 
-@router.post("/{event_id}/annotations", status_code=201, response_model=AnnotationOut,
-             responses=responses(400, 401, 403, 404, 413, 422))
-def annotate(event_id: EventId, body: NoteIn, token: OperateToken,
-             fa: LedgerDep) -> dict[str, Any]:
+@router.post(
+    "/{event_id}/annotations",
+    status_code=201,
+    response_model=AnnotationOut,
+    responses=responses(400, 401, 403, 404, 413, 422),
+)
+def annotate(event_id: EventId, body: NoteIn, token: OperateToken, fa: LedgerDep) -> dict[str, Any]:
     """Add a note to the event, by the token's name."""
     return fa.annotate(event_id, body.text, author=token.name).as_dict()
 
 
-@router.post("/{event_id}/revive", response_model=EventOut, responses=responses(400, 401, 403, 404, 409, 413, 422))
+@router.post(
+    "/{event_id}/revive", response_model=EventOut, responses=responses(400, 401, 403, 404, 409, 413, 422)
+)
 def revive(
     event_id: EventId, token: OperateToken, fa: LedgerDep, body: ReasonIn | None = None
 ) -> dict[str, Any]:
@@ -132,7 +169,9 @@ def revive(
     return fa.revive(event_id, actor=token.name, reason=reason).as_dict()
 
 
-@router.post("/{event_id}/bury", response_model=EventOut, responses=responses(400, 401, 403, 404, 409, 413, 422))
+@router.post(
+    "/{event_id}/bury", response_model=EventOut, responses=responses(400, 401, 403, 404, 409, 413, 422)
+)
 def bury(
     event_id: EventId, token: OperateToken, fa: LedgerDep, body: ReasonIn | None = None
 ) -> dict[str, Any]:

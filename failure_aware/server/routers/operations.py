@@ -19,8 +19,14 @@ router = APIRouter(tags=["operations"])
 def bulk_revive(body: BulkReviveIn, token: OperateToken, fa: LedgerDep) -> dict[str, Any]:
     """Revive every event that died at or after ``since`` (of one ``type``, at most ``limit``), in one
     transaction; with ``dry_run`` nothing is written and the events that would be revived are listed."""
-    ids = fa.revive_dead(since=body.since, event_type=body.type, dry_run=body.dry_run, limit=body.limit,
-                         actor=token.name, reason=f"bulk revive by {token.name}")
+    ids = fa.revive_dead(
+        since=body.since,
+        event_type=body.type,
+        dry_run=body.dry_run,
+        limit=body.limit,
+        actor=token.name,
+        reason=f"bulk revive by {token.name}",
+    )
     return {"dry_run": body.dry_run, "count": len(ids), "event_ids": ids}
 
 
