@@ -8,6 +8,7 @@ every operation of the OpenAPI document.
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -363,10 +364,17 @@ def test_every_operation_needs_a_token_and_a_large_enough_scope(api: Api) -> Non
     assert history_counts(api.ledger) == before
 
 
-def test_a_revoked_token_stops_at_once(api: Api) -> None:
-    assert api.call("GET", "/events", "read").status_code == 200
-    api.ledger.revoke_token("read-token")
-    is_problem(api.call("GET", "/events", "read"), 401)
+def test_a_revoked_token_stops_within_the_cache_time(ledger: Ledger) -> None:
+    for seconds in (0.0, 0.3):
+        with TestClient(create_app(ledger, token_cache_seconds=seconds)) as client:
+            name = f"t{seconds}"
+            secret = ledger.create_token(name, "read").secret
+            assert client.get("/api/v1/events", headers=bearer(secret)).status_code == 200
+            ledger.revoke_token(name)
+            if seconds:
+                assert client.get("/api/v1/events", headers=bearer(secret)).status_code == 200  # remembered
+                time.sleep(seconds + 0.1)
+            is_problem(client.get("/api/v1/events", headers=bearer(secret)), 401)
 
 
 def test_unknown_paths_and_methods_are_problems(api: Api) -> None:

@@ -22,7 +22,10 @@ EXTRA_HINT = 'serve needs the server extra: pip install "failure-aware[server]"'
 @click.option("--public-metrics", is_flag=True, help="Serve /metrics without a token.")
 @click.option("--max-body-bytes", type=click.IntRange(min=1024),
               help="Refuse request bodies larger than this (default: the payload limit plus 256 KiB).")
-def serve(host: str, port: int, public_metrics: bool, max_body_bytes: int | None) -> None:
+@click.option("--token-cache-seconds", type=click.FloatRange(0, 300), default=5.0, show_default=True,
+              help="Remember a valid token this long (a revoked one is refused within it); 0: never.")
+def serve(host: str, port: int, public_metrics: bool, max_body_bytes: int | None,
+          token_cache_seconds: float) -> None:
     """Serve the JSON API (/api/v1) and Prometheus metrics (/metrics) in the foreground.
 
     Requests need a token (see `token create`). With no token in the database and a loopback address,
@@ -38,7 +41,7 @@ def serve(host: str, port: int, public_metrics: bool, max_body_bytes: int | None
 
     ledger = app().ledger()
     server.run(ledger, host=host, port=port, public_metrics=public_metrics, max_body_bytes=max_body_bytes,
-               announce=click.echo)
+               token_cache_seconds=token_cache_seconds, announce=click.echo)
 
 
 @cli.group()

@@ -13,7 +13,7 @@ from fastapi import FastAPI
 from .. import __version__
 from ..ledger import Ledger
 from . import problems
-from .auth import LoginToken
+from .auth import LoginToken, TokenCache
 from .limits import BodyLimit
 from .routers import claims, clusters, events, metrics, operations
 
@@ -27,12 +27,14 @@ def create_app(
     public_metrics: bool = False,
     login: LoginToken | None = None,
     max_body_bytes: int | None = None,
+    token_cache_seconds: float = 5.0,
 ) -> FastAPI:
     """The ASGI app serving ``ledger``.
 
     ``public_metrics`` opens ``/metrics`` without a token. ``login`` is the one-off admin token of a
     loopback ``serve`` (see ``auth``). ``max_body_bytes`` bounds every request body (default: the ledger's
-    payload limit plus 256 KiB), enforced before anything parses it.
+    payload limit plus 256 KiB), enforced before anything parses it. ``token_cache_seconds``: how long a
+    token found is remembered (so how long a revoked one may still be accepted; 0: never remembered).
     """
     app = FastAPI(
         title="failure-aware",
@@ -44,6 +46,7 @@ def create_app(
     )
     app.state.ledger = ledger
     app.state.login = login
+    app.state.token_cache = TokenCache(token_cache_seconds)
     app.state.public_metrics = public_metrics
     problems.install(app)
     for module in (events, claims, clusters, operations):

@@ -81,6 +81,7 @@ def run(
     port: int = DEFAULT_PORT,
     public_metrics: bool = False,
     max_body_bytes: int | None = None,
+    token_cache_seconds: float = 5.0,
     announce: Callable[[str], None] = print,
 ) -> None:
     """Serve ``ledger`` in the foreground until interrupted (Ctrl-C, SIGTERM)."""
@@ -89,7 +90,8 @@ def run(
     from .app import create_app
 
     login, secret = prepare(ledger, host)
-    app = create_app(ledger, public_metrics=public_metrics, login=login, max_body_bytes=max_body_bytes)
+    app = create_app(ledger, public_metrics=public_metrics, login=login, max_body_bytes=max_body_bytes,
+                     token_cache_seconds=token_cache_seconds)
     shown = f"[{host}]" if ":" in host else host
     announce(
         f"failure-aware serving {ledger.url} on http://{shown}:{port} "

@@ -12,6 +12,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path
 
+from ...ledger import Ledger
 from ...models import Claim
 from ..auth import RecordToken
 from ..problems import responses
@@ -57,6 +58,6 @@ def finish(
         error_type=body.error_type,
         error=body.error,
         at=body.at,
-        **outcome_options(body, fa.finish),
+        **outcome_options(body, Ledger.finish),
     )
     return result.as_dict()

@@ -10,8 +10,8 @@ from ...ledger import Ledger
 from ...timeutil import format_time
 
 
-def ledger(request: Request) -> Ledger:
-    """The ``Ledger`` the app serves."""
+async def ledger(request: Request) -> Ledger:
+    """The ``Ledger`` the app serves (async: no I/O, so no worker thread)."""
     found: Ledger = request.app.state.ledger
     return found
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 from datetime import datetime
 from typing import Annotated, Any
@@ -9,6 +10,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query, Response, status
 
 from ...errors import ValidationError
+from ...ledger import Ledger
 from ...states import State
 from ...timeutil import parse_time
 from .. import pagination
@@ -38,10 +40,15 @@ EventId = Annotated[int, Path(ge=1, le=MAX_INT, description="The event's id")]
 _OUTCOME_OPTIONS = ("permanent", "retry_after", "detail")
 
 
+@functools.cache
+def _parameters(method: Any) -> frozenset[str]:
+    return frozenset(inspect.signature(method).parameters)
+
+
 def outcome_options(body: OutcomeIn, method: Any) -> dict[str, Any]:
     """The keyword arguments of ``body``'s outcome options that were given, for ``method``."""
     given = {n: getattr(body, n) for n in _OUTCOME_OPTIONS if getattr(body, n) not in (None, False)}
-    accepted = inspect.signature(method).parameters
+    accepted = _parameters(method)
     missing = [name for name in given if name not in accepted]
     if missing:
         raise ValidationError(f"{', '.join(missing)} is not supported by this version of failure-aware")
@@ -142,7 +149,7 @@ def report(event_id: EventId, body: AttemptIn, token: RecordToken, fa: LedgerDep
         at=body.at,
         force=body.force,
         actor=token.name,
-        **outcome_options(body, fa.report),
+        **outcome_options(body, Ledger.report),
     )
     return result.as_dict()
 
