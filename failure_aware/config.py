@@ -6,6 +6,8 @@ returns the defaults (SPEC sections 4 and 6). The first file found wins; the fil
 (in ``pyproject.toml`` the same tables go under ``[tool.failure-aware]``, e.g.
 ``[tool.failure-aware.retry]``)::
 
+    max_clock_skew = "5m"        # how far in the future a given time may lie (SPEC 3)
+
     [retry]                      # the default policy
     max_attempts = 6
     backoff = "exponential"      # or "fixed" / "schedule"
@@ -14,6 +16,7 @@ returns the defaults (SPEC sections 4 and 6). The first file found wins; the fil
     max_delay = "1h"
     jitter = "none"              # or "full" / "equal"
     non_retryable = ["ValueError"]
+    max_retry_after = "24h"      # the cap on a failure's retry_after (SPEC 4)
 
     [retry.types."payment.webhook"]   # per event type; unspecified keys inherit the default
     schedule = ["30s", "2m", "10m"]   # a schedule implies backoff = "schedule"
@@ -26,6 +29,8 @@ returns the defaults (SPEC sections 4 and 6). The first file found wins; the fil
     min_attempts_for_rate = 10
     rate_window = "1h"
     dead_window = "24h"
+    backlog_after = "15m"        # PENDING this long with no attempt: DEGRADED
+    critical_backlog = "1h"      # ... this long: CRITICAL
 
 Durations are numbers of seconds or strings such as ``"90"``, ``"10s"``, ``"5m"``, ``"1h30m"``, ``"250ms"``.
 Every key is optional. Unknown keys, wrong types and bad values raise ``ValidationError`` naming the file
@@ -40,6 +45,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from failure_aware.core import validation
 from failure_aware.durations import parse_duration
 from failure_aware.errors import ValidationError
 from failure_aware.health_rules import HealthRules
@@ -60,7 +66,11 @@ _HEALTH_KEYS: dict[str, tuple[str, str]] = {
     "min_attempts_for_rate": ("min_attempts_for_rate", "count"),
     "rate_window": ("rate_window_seconds", "duration"),
     "dead_window": ("dead_window_seconds", "duration"),
+    "backlog_after": ("backlog_after_seconds", "duration"),
+    "critical_backlog": ("critical_backlog_seconds", "duration"),
 }
+# The longest max_clock_skew accepted: a day of skew is already a broken clock.
+MAX_CLOCK_SKEW_SECONDS = 86400.0
 
 
 @dataclass(frozen=True)
@@ -70,6 +80,16 @@ class Config:
     policies: PolicySet = field(default_factory=PolicySet)
     health: HealthRules = field(default_factory=HealthRules)
     source: str | None = None
+    #: How far in the future a given time may lie (``max_clock_skew``): ``detect --at``, ``report --at``,
+    #: imported history. Every time lies within [1970-01-01T00:00:00Z, now + this].
+    max_clock_skew_seconds: float = validation.DEFAULT_MAX_CLOCK_SKEW_SECONDS
+
+    def __post_init__(self) -> None:
+        """Check ``max_clock_skew_seconds``."""
+        skew = self.max_clock_skew_seconds
+        limit = MAX_CLOCK_SKEW_SECONDS
+        if isinstance(skew, bool) or not isinstance(skew, int | float) or not 0 <= skew <= limit:
+            raise ValidationError(f"max_clock_skew must be 0 to {limit:g} seconds (1 day), got {skew!r}")
 
 
 def load_config(path: str | Path | None = None, cwd: Path | None = None) -> Config:
@@ -113,16 +133,24 @@ def config_from_mapping(data: Mapping[str, Any], source: str | None = None, key_
     """
     where = f"{source}: " if source else ""
     for key in data:
-        if key not in ("retry", "health"):
-            raise ValidationError(f"{where}{key_prefix}{key}: unknown key (known: retry, health)")
+        if key not in ("retry", "health", "max_clock_skew"):
+            known = "retry, health, max_clock_skew"
+            raise ValidationError(f"{where}{key_prefix}{key}: unknown key (known: {known})")
     try:
+        skew = validation.DEFAULT_MAX_CLOCK_SKEW_SECONDS
+        if "max_clock_skew" in data:
+            try:
+                skew = parse_duration(data["max_clock_skew"])
+            except ValidationError as exc:
+                raise ValidationError(f"{key_prefix}max_clock_skew: {exc}") from exc
         retry = _table(data.get("retry", {}), f"{key_prefix}retry")
         health = _table(data.get("health", {}), f"{key_prefix}health")
         policies = PolicySet.from_mapping(retry, key_prefix=f"{key_prefix}retry")
         rules = _health_from_table(health, f"{key_prefix}health")
+        config = Config(policies=policies, health=rules, source=source, max_clock_skew_seconds=skew)
     except ValidationError as exc:
         raise ValidationError(f"{where}{exc}") from exc
-    return Config(policies=policies, health=rules, source=source)
+    return config
 
 
 def _from_tool_table(table: Any, file: Path) -> Config:

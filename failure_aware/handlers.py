@@ -20,6 +20,11 @@ _SPEC = re.compile(rf"({_IDENTIFIER}(?:\.{_IDENTIFIER})*):({_IDENTIFIER}(?:\.{_I
 _EXAMPLE = "e.g. myapp.handlers:deliver"
 
 
+def handler_spec_ok(spec: str) -> bool:
+    """Whether ``spec`` has the form ``module:function`` (``pkg.mod:obj.attr``); nothing is imported."""
+    return isinstance(spec, str) and _SPEC.fullmatch(spec.strip()) is not None
+
+
 def load_handler(spec: str) -> Handler:
     """Import and return the callable named by ``spec`` (``module:function``, ``pkg.mod:obj.attr``).
 

@@ -5,8 +5,10 @@ Defaults: CRITICAL when a claim is stuck, a retry is overdue by more than ``crit
 ``critical_failure_rate`` (50 %) over at least ``min_attempts_for_rate`` (10) attempts; DEGRADED when an
 event died within ``dead_window_seconds`` (24 h), a retry has been due for more than
 ``overdue_after_seconds`` (15 min), a cluster is active, or the failure rate is at least
-``degraded_failure_rate`` (10 %) over at least ``min_attempts_for_rate`` attempts. This module only holds
-the numbers; the health report applies them.
+``degraded_failure_rate`` (10 %) over at least ``min_attempts_for_rate`` attempts. A backlog counts too: an
+event PENDING with no attempt for more than ``backlog_after_seconds`` (15 min) makes it DEGRADED, for more
+than ``critical_backlog_seconds`` (1 h) CRITICAL (nobody is running the work). This module only holds the
+numbers; the health report applies them.
 """
 
 from __future__ import annotations
@@ -30,10 +32,13 @@ class HealthRules:
     min_attempts_for_rate: int = 10
     rate_window_seconds: float = 3600.0
     dead_window_seconds: float = 86400.0
+    backlog_after_seconds: float = 900.0
+    critical_backlog_seconds: float = 3600.0
 
     def __post_init__(self) -> None:
         """Validate each threshold and that the DEGRADED ones are no stricter than the CRITICAL ones."""
-        for name in ("overdue_after_seconds", "critical_overdue_seconds"):
+        for name in ("overdue_after_seconds", "critical_overdue_seconds", "backlog_after_seconds",
+                     "critical_backlog_seconds"):
             object.__setattr__(self, name, _number(name, getattr(self, name), minimum=0.0))
         for name in ("rate_window_seconds", "dead_window_seconds"):
             value = _number(name, getattr(self, name), minimum=0.0)
@@ -52,6 +57,11 @@ class HealthRules:
             raise ValidationError(
                 f"critical_overdue_seconds ({self.critical_overdue_seconds:g}) must be at least "
                 f"overdue_after_seconds ({self.overdue_after_seconds:g})"
+            )
+        if self.critical_backlog_seconds < self.backlog_after_seconds:
+            raise ValidationError(
+                f"critical_backlog_seconds ({self.critical_backlog_seconds:g}) must be at least "
+                f"backlog_after_seconds ({self.backlog_after_seconds:g})"
             )
         if self.degraded_failure_rate > self.critical_failure_rate:
             raise ValidationError(

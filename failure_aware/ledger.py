@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import getpass
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
@@ -20,18 +20,18 @@ from sqlalchemy import select
 from . import states
 from . import tokens as api_tokens
 from .config import Config, load_config
-from .core import claims, counters, operator, queries, recording, validation
+from .core import claims, counters, handler_outcome, operator, queries, recording, validation
 from .core.claims import ClaimOutcome
 from .core.recording import Reported
 from .correlation.models import Cluster, ClusterDetail, CorrelateReport, Timeline
 from .diagnostics.health_report import HealthReport
 from .diagnostics.verify import VerifyReport
-from .errors import FailureAwareError, NotFound, ValidationError
+from .errors import FailureAwareError, NotFound, StorageError, ValidationError
 from .models import Annotation, AttemptResult, Claim, Event, EventDetail, ImportReport
 from .states import State, Step
 from .storage.store import SchemaStatus, Store, inspect_schema
 from .storage.tables import event_state
-from .timeutil import Clock, aware, to_us, utc_now
+from .timeutil import EPOCH, Clock, to_us, utc_now
 from .tokens import ApiToken, NewToken, Scope
 
 Handler = Callable[[Event], object]
@@ -89,8 +89,39 @@ class Ledger:
         return self.store.where
 
     def _now_us(self, at: datetime | None, field: str = "at") -> int:
-        moment = aware(at, field=field)
-        return to_us(moment if moment is not None else self.clock())
+        """``at`` (default: now) in microseconds, within [1970, now + max_clock_skew] (SPEC 3)."""
+        if at is None:
+            return to_us(self.clock())
+        return self._time_us(at, field)
+
+    def _time_us(self, moment: datetime, field: str) -> int:
+        return validation.time_us(moment, field, latest=validation.latest_us(
+            self.store.now_us(), self.config.max_clock_skew_seconds))
+
+    def _since_us(self, moment: datetime | None, field: str) -> int | None:
+        return None if moment is None else self._time_us(moment, field)
+
+    def _reported(
+        self, ok: bool, *, error_type: str | None, error: str | None, at: datetime | None, permanent: bool,
+        retry_after: float | datetime | None, detail: Mapping[str, Any] | None, traceback: str | None = None,
+        duration_seconds: float | None = None,
+    ) -> Reported:
+        """An outcome as given, checked: what a caller names is validated, what the failure produced is
+        recorded as it is (NUL and lone surrogates as U+FFFD, over-long text cut): SPEC 3 and 4."""
+        if not isinstance(ok, bool):
+            raise ValidationError(f"ok must be True or False, got {ok!r}")
+        if not isinstance(permanent, bool):
+            raise ValidationError(f"permanent must be True or False, got {permanent!r}")
+        if ok and (error_type or error or permanent or retry_after is not None):
+            raise ValidationError("a succeeded attempt takes no error_type, error, permanent or retry_after")
+        at_us = self._now_us(at)
+        return Reported(
+            ok=ok, at_us=at_us, error_type=validation.failure_name(error_type),
+            error=validation.failure_text(error), permanent=permanent,
+            retry_after_seconds=_retry_after_seconds(retry_after, at_us),
+            detail_json=validation.detail(detail), traceback=validation.traceback_text(traceback),
+            duration_us=_duration_us(duration_seconds),
+        )
 
     # -- events --------------------------------------------------------------------------------------
     def detect(
@@ -138,14 +169,25 @@ class Ledger:
         at: datetime | None = None,
         force: bool = False,
         actor: str = "system",
+        permanent: bool = False,
+        retry_after: float | datetime | None = None,
+        detail: Mapping[str, Any] | None = None,
     ) -> AttemptResult:
-        """Record an attempt the caller ran itself (claim and finish in one step) and its outcome."""
+        """Record an attempt the caller ran itself (claim and finish in one step) and its outcome.
+
+        A failure may be ``permanent`` (the event goes to DEAD at once) and may carry ``retry_after``
+        (seconds, or an aware datetime, as an HTTP ``Retry-After``): the next try is then no earlier than
+        ``at + retry_after``, capped by the policy's ``max_retry_after`` (SPEC 4). ``detail`` is a JSON
+        object (at most 16 KiB) kept with the attempt. The error type and message are recorded whatever
+        they hold (SPEC 3: NUL and lone surrogates become U+FFFD; a message is cut at 64 Ki characters).
+        """
         validation.event_id(event_id)
-        if not isinstance(ok, bool):
-            raise ValidationError(f"ok must be True or False, got {ok!r}")
-        _check_outcome_fields(ok, error_type, error)
+        if not isinstance(force, bool):
+            raise ValidationError(f"force must be True or False, got {force!r}")
+        reported = self._reported(ok, error_type=error_type, error=error, at=at, permanent=permanent,
+                                  retry_after=retry_after, detail=detail)
         validation.name("actor", actor)
-        at_us = self._now_us(at)
+        at_us = reported.at_us
         with self.store.write() as conn:
             row = recording.lock_state(conn, event_id)
             current = State(row.state)
@@ -155,8 +197,8 @@ class Ledger:
             recording.check_attempt_time(row, at_us)
             forced = bool(force and row.state == State.FAILED and (row.next_retry_at_us or 0) > at_us)
             return recording.settle(
-                conn, row, Reported(ok=ok, at_us=at_us, error_type=error_type, error=error),
-                step=Step.REPORT, policy=self.config.policies.for_type(row.event_type), actor=actor,
+                conn, row, reported, step=Step.REPORT,
+                policy=self.config.policies.for_type(row.event_type), actor=actor,
                 forced=forced, now_us=self.store.now_us(),
             )
 
@@ -205,9 +247,17 @@ class Ledger:
         error_type: str | None = None,
         error: str | None = None,
         at: datetime | None = None,
+        permanent: bool = False,
+        retry_after: float | datetime | None = None,
+        detail: Mapping[str, Any] | None = None,
     ) -> AttemptResult:
-        """Record the outcome of a claimed attempt; ``StaleClaim`` if the claim no longer holds the event."""
-        [result] = self.finish_many([ClaimOutcome(claim, ok, error_type=error_type, error=error, at=at)])
+        """Record the outcome of a claimed attempt; ``StaleClaim`` if the claim no longer holds the event.
+
+        ``permanent``, ``retry_after`` and ``detail`` as for ``report``.
+        """
+        [result] = self.finish_many([ClaimOutcome(claim, ok, error_type=error_type, error=error, at=at,
+                                                  permanent=permanent, retry_after=retry_after,
+                                                  detail=detail)])
         if isinstance(result, FailureAwareError):
             raise result
         return result
@@ -215,24 +265,55 @@ class Ledger:
     def finish_many(self, outcomes: Sequence[ClaimOutcome]) -> list[AttemptResult | claims.Unrecorded]:
         """Record the outcomes of several claimed attempts in one transaction (a worker's group commit).
 
-        Returns, in order, each outcome's result, or the ``StaleClaim`` (``NotFound``) that kept it from
-        being recorded: a claim that no longer holds its event is refused on its own, the others are
-        recorded. Invalid input (``ValidationError``) or a database error records none of them.
+        Returns, in order, each outcome's result, or the error that kept it from being recorded: each
+        outcome is judged on its own merits (SPEC 3). A claim that no longer holds its event gets its
+        ``StaleClaim`` (``NotFound``), an invalid outcome its ``ValidationError``, and the others are
+        recorded. Should the group's write still fail (a database refusing one row's data), each outcome
+        is written in a transaction of its own, so one bad outcome never costs the others; one that fails
+        alone gets its ``StorageError``. A database that fails every write raises.
         """
-        reported = []
+        if isinstance(outcomes, str | bytes) or not isinstance(outcomes, Sequence):
+            raise ValidationError("finish_many takes a sequence of ClaimOutcome items")
+        slots: list[AttemptResult | claims.Unrecorded | None] = []
+        reported: list[tuple[Claim, Reported]] = []
         for outcome in outcomes:
             if not isinstance(outcome, ClaimOutcome):
                 raise ValidationError(f"finish_many takes ClaimOutcome items, got {type(outcome).__name__}")
-            if not isinstance(outcome.claim, Claim):
-                raise ValidationError("finish needs the Claim returned by claim() or claim_due()")
-            _check_outcome_fields(outcome.ok, outcome.error_type, outcome.error)
-            reported.append((outcome.claim, Reported(ok=outcome.ok, at_us=self._now_us(outcome.at),
-                                                     error_type=outcome.error_type, error=outcome.error)))
-        if not reported:
-            return []
-        with self.store.write() as conn:
-            return claims.finish_claims(conn, reported, policies=self.config.policies,
-                                        now_us=self.store.now_us())
+            try:
+                if not isinstance(outcome.claim, Claim):
+                    raise ValidationError("finish needs the Claim returned by claim() or claim_due()")
+                reported.append((outcome.claim, self._reported(
+                    outcome.ok, error_type=outcome.error_type, error=outcome.error, at=outcome.at,
+                    permanent=outcome.permanent, retry_after=outcome.retry_after, detail=outcome.detail,
+                    traceback=outcome.traceback, duration_seconds=outcome.duration_seconds,
+                )))
+                slots.append(None)
+            except ValidationError as refused:
+                slots.append(refused)
+        written = iter(self._finish_reported(reported) if reported else [])
+        return [next(written) if slot is None else slot for slot in slots]
+
+    def _finish_reported(
+        self, reported: list[tuple[Claim, Reported]]
+    ) -> list[AttemptResult | claims.Unrecorded]:
+        try:
+            with self.store.write() as conn:
+                return claims.finish_claims(conn, reported, policies=self.config.policies,
+                                            now_us=self.store.now_us())
+        except StorageError as group_error:
+            if len(reported) == 1:
+                raise
+            alone: list[AttemptResult | claims.Unrecorded] = []
+            for one in reported:  # one transaction each: the outcome the database refuses fails alone
+                try:
+                    with self.store.write() as conn:
+                        alone += claims.finish_claims(conn, [one], policies=self.config.policies,
+                                                      now_us=self.store.now_us())
+                except StorageError as refused:
+                    alone.append(refused)
+            if all(isinstance(r, StorageError) for r in alone):
+                raise group_error from None  # the database itself, not one outcome
+            return alone
 
     def run(
         self,
@@ -245,8 +326,12 @@ class Ledger:
     ) -> AttemptResult:
         """Claim the event, call ``handler(event)``, record the outcome.
 
-        A handler that returns (any value) succeeded; one that raises an ``Exception`` failed, recorded with
-        the exception's type name and message. The exception is not re-raised: the failure is data.
+        A handler that returns succeeded (``Succeeded(detail=...)`` adds a detail); one that raises failed,
+        recorded with the exception's type name, message, traceback and the handler's duration
+        (``HandlerFailure`` says more: permanent, retry_after, detail; see ``failure_aware.outcomes``).
+        The exception is not re-raised, the failure is data; only a ``BaseException`` that is not an
+        ``Exception`` (``SystemExit``, ``KeyboardInterrupt``) is raised again once its attempt is recorded,
+        so it still stops the program.
         """
         if not callable(handler):
             raise ValidationError("handler must be callable: handler(event)")
@@ -254,13 +339,13 @@ class Ledger:
         return self._execute(claim, handler)
 
     def _execute(self, claim: Claim, handler: Handler) -> AttemptResult:
-        from .worker import exception_text
-
-        try:
-            handler(claim.event)
-        except Exception as exc:  # the handler's failure is recorded, never raised into the caller
-            return self.finish(claim, False, error_type=type(exc).__name__, error=exception_text(exc))
-        return self.finish(claim, True)
+        ran = handler_outcome.run_handler(handler, claim, self.clock)
+        [result] = handler_outcome.record(self.finish_many, [ran.outcome])
+        ran.reraise()
+        if isinstance(result, FailureAwareError):
+            raise result
+        assert isinstance(result, AttemptResult)
+        return result
 
     def retry_due(
         self,
@@ -377,13 +462,12 @@ class Ledger:
         if event_type is not None:
             validation.event_type(event_type)
         validation.positive_int("limit", limit, allow_none=False)
-        if before_id is not None:
-            validation.event_id(before_id)
+        since_us = self._since_us(since, "since")
+        until_us = self._since_us(until, "until")
+        validation.positive_int("before_id", before_id)
         validation.optional_name("fingerprint", fingerprint)
         if cluster_id is not None:
             self._check_cluster_id(cluster_id)
-        since_us = to_us(aware(since, field="since")) if since is not None else None  # type: ignore[arg-type]
-        until_us = to_us(aware(until, field="until")) if until is not None else None  # type: ignore[arg-type]
         with self.store.read() as conn:
             within = None
             if cluster_id is not None:
@@ -478,8 +562,10 @@ class Ledger:
 
         if not isinstance(skip_invalid, bool):
             raise ValidationError(f"skip_invalid must be True or False, got {skip_invalid!r}")
-        context = ImportContext(now_us=self.store.now_us(), actor=validation.name("actor", actor),
-                                max_payload_bytes=self.max_payload_bytes, policies=self.config.policies)
+        now_us = self.store.now_us()
+        context = ImportContext(now_us=now_us, actor=validation.name("actor", actor),
+                                max_payload_bytes=self.max_payload_bytes, policies=self.config.policies,
+                                latest_us=validation.latest_us(now_us, self.config.max_clock_skew_seconds))
         with importer.check(numbered, context, label=label) as checked:
             if checked.invalid and not skip_invalid:
                 raise checked.refusal()
@@ -491,7 +577,8 @@ class Ledger:
 
         Records carry, besides SPEC section 8's fields, ``state``, ``next_retry_at`` and ``transitions``,
         so ``import_events`` into an empty database reproduces events, attempts, states, transitions and
-        annotations. One read transaction (a consistent snapshot) stays open while the iterator is used.
+        annotations; the cluster notes follow as ``{"kind": "cluster_note", ...}`` records. One read
+        transaction (a consistent snapshot) stays open while the iterator is used.
         """
         from .interchange import exporter
 
@@ -501,6 +588,7 @@ class Ledger:
         def stream() -> Iterator[dict[str, Any]]:
             with self.store.read() as conn:
                 yield from exporter.export(conn, event_type=event_type)
+                yield from exporter.export_cluster_notes(conn, event_type=event_type)
 
         return stream()
 
@@ -532,7 +620,7 @@ class Ledger:
         self, step: Callable[..., None], event_id: int, actor: str | None, reason: str
     ) -> Event:
         validation.event_id(event_id)
-        actor = validation.name("actor", actor or operator_name())
+        actor = validation.name("actor", operator_name() if actor is None else actor)
         validation.text("reason", reason, required=True)
         with self.store.write() as conn:
             step(conn, event_id, actor=actor, reason=reason, now_us=self.store.now_us())
@@ -553,11 +641,13 @@ class Ledger:
         With ``dry_run`` nothing is written and the ids that would be revived are returned. The whole bulk
         revive is one transaction: all listed events are revived, or none.
         """
-        since_us = to_us(aware(since, field="since"))  # type: ignore[arg-type]
+        if since is None:
+            raise ValidationError("since is required: revive the events that died at or after it")
+        since_us = self._time_us(since, "since")
         if event_type is not None:
             validation.event_type(event_type)
         validation.positive_int("limit", limit)
-        actor = validation.name("actor", actor or operator_name())
+        actor = validation.name("actor", operator_name() if actor is None else actor)
         validation.text("reason", reason, required=True)
         if dry_run:
             with self.store.read() as conn:
@@ -573,7 +663,7 @@ class Ledger:
         """Add a note to an event. Notes are history: never changed, only added to."""
         validation.event_id(event_id)
         validation.text("text", text, required=True)
-        author = validation.name("author", author or operator_name())
+        author = validation.name("author", operator_name() if author is None else author)
         with self.store.write() as conn:
             return operator.annotate_event(conn, event_id, text, author=author, now_us=self.store.now_us())
 
@@ -640,12 +730,12 @@ class Ledger:
         if event_type is not None:
             validation.event_type(event_type)
         validation.positive_int("limit", limit)
-        since_us = to_us(aware(since, field="since")) if since is not None else None  # type: ignore[arg-type]
+        since_us = self._since_us(since, "since")
         after_us = None
         if after is not None:
             start, kind, cid = after
             self._check_cluster_id(cid)
-            after_us = (to_us(aware(start, field="after")), validation.event_type(kind), cid)  # type: ignore[arg-type]
+            after_us = (self._time_us(start, "after"), validation.event_type(kind), cid)
         with self.store.read() as conn:
             return cluster_queries.list_clusters(
                 conn, now_us=self.store.now_us(), event_type=event_type, active=bool(active),
@@ -684,8 +774,8 @@ class Ledger:
         if event_type is not None:
             validation.event_type(event_type)
         validation.positive_int("buckets", buckets, allow_none=False)
-        since_us = to_us(aware(since, field="since")) if since is not None else None  # type: ignore[arg-type]
-        until_us = to_us(aware(until, field="until")) if until is not None else None  # type: ignore[arg-type]
+        since_us = self._since_us(since, "since")
+        until_us = self._since_us(until, "until")
         with self.store.read() as conn:
             return cluster_queries.timeline(
                 conn, now_us=self.store.now_us(), event_type=event_type, buckets=buckets,
@@ -699,7 +789,7 @@ class Ledger:
 
         self._check_cluster_id(cluster_id)
         validation.text("text", text, required=True)
-        author = validation.name("author", author or operator_name())
+        author = validation.name("author", operator_name() if author is None else author)
         with self.store.write() as conn:
             return annotate_cluster(conn, cluster_id, text, author=author, now_us=self.store.now_us())
 
@@ -813,11 +903,21 @@ def _state(value: State | str) -> State:
         raise ValidationError(f"unknown state {value!r}; use one of {allowed}") from None
 
 
-def _check_outcome_fields(ok: bool, error_type: str | None, error: str | None) -> None:
-    validation.optional_name("error_type", error_type)
-    validation.text("error", error, limit=validation.MAX_ERROR_CHARS)
-    if ok and (error_type or error):
-        raise ValidationError("a succeeded attempt takes no error_type or error")
+def _retry_after_seconds(value: float | datetime | None, at_us: int) -> float | None:
+    """A failure's ``retry_after`` as seconds after its ``at``: a number of seconds (>= 0), or a time (a
+    time already past means no wait)."""
+    checked = validation.retry_after(value)
+    if isinstance(checked, datetime):
+        return max(0.0, ((checked - EPOCH) // timedelta(microseconds=1) - at_us) / 1_000_000)
+    return checked
+
+
+def _duration_us(seconds: float | None) -> int | None:
+    if seconds is None:
+        return None
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not 0 <= seconds < 10**9:
+        raise ValidationError(f"duration_seconds must be a number of seconds >= 0, got {seconds!r}")
+    return round(seconds * 1_000_000)
 
 
 __all__ = ["Handler", "Ledger", "operator_name"]

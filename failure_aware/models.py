@@ -69,6 +69,9 @@ class Attempt(_Record):
     fingerprint: str | None = None
     forced: bool = False
     actor: str = "system"
+    traceback: str | None = None  # the handler's, for a failure recorded by `run` or a worker
+    duration_seconds: float | None = None  # how long the handler ran (`run`, worker)
+    detail: dict[str, Any] | None = None  # a JSON object the caller or handler gave
 
 
 @dataclass(frozen=True)

@@ -71,6 +71,8 @@ class RetryPolicy:
     max_delay_seconds: float = 3600.0
     schedule_seconds: tuple[float, ...] = ()
     jitter: Jitter = "none"
+    #: The cap on a failure's ``retry_after`` (SPEC 4): a failure may push its next try this far at most.
+    max_retry_after_seconds: float = 86400.0
 
     def __post_init__(self) -> None:
         """Validate every field; normalise collections to ``frozenset`` / ``tuple`` of floats."""
@@ -100,6 +102,7 @@ class RetryPolicy:
             "non_retryable": frozenset(name_list),
             "base_seconds": _check_delay("base_seconds", self.base_seconds),
             "max_delay_seconds": _check_delay("max_delay_seconds", self.max_delay_seconds),
+            "max_retry_after_seconds": _check_delay("max_retry_after_seconds", self.max_retry_after_seconds),
             "factor": float(factor),
             "schedule_seconds": schedule,
         }
@@ -186,24 +189,37 @@ class Decision:
 
 
 def decide_after_failure(
-    policy: RetryPolicy, failure_number: int, error_type: str | None, failed_at: datetime, event_id: int
+    policy: RetryPolicy, failure_number: int, error_type: str | None, failed_at: datetime, event_id: int,
+    *, permanent: bool = False, retry_after_seconds: float | None = None,
 ) -> Decision:
     """Decide what follows failure ``failure_number`` (1-based, within the current retry budget).
 
-    DEAD when ``error_type`` is in ``policy.non_retryable`` or ``failure_number >= policy.max_attempts``;
-    otherwise a retry at ``failed_at + backoff_delay_seconds(policy, failure_number, event_id)``.
+    DEAD when the failure is ``permanent``, ``error_type`` is in ``policy.non_retryable`` or
+    ``failure_number >= policy.max_attempts``; otherwise a retry at ``failed_at + d`` with
+    ``d = backoff_delay_seconds(policy, failure_number, event_id)``, or, when the failure says
+    ``retry_after_seconds`` (as an HTTP ``Retry-After``), ``failed_at + max(d, min(retry_after,
+    policy.max_retry_after_seconds))``.
     ``failed_at`` must be timezone-aware; ``next_retry_at`` is returned in UTC. After an operator revive the
     budget restarts, so ``failure_number`` starts again at 1.
     """
     if failed_at.tzinfo is None or failed_at.utcoffset() is None:
         raise ValidationError(f"failed_at must be timezone-aware, got {failed_at.isoformat()} without a zone")
     delay = backoff_delay_seconds(policy, failure_number, event_id)  # validates failure_number
+    if permanent:
+        return Decision(dead=True, reason="permanent failure")
     if error_type is not None and error_type in policy.non_retryable:
         return Decision(dead=True, reason=f"non-retryable error type {error_type}")
     if failure_number >= policy.max_attempts:
         return Decision(dead=True, reason=f"max_attempts ({policy.max_attempts}) reached")
+    asked = ""
+    if retry_after_seconds is not None:
+        if not 0 <= retry_after_seconds < math.inf:  # also refuses NaN
+            raise ValidationError(f"retry_after must be seconds >= 0, got {retry_after_seconds!r}")
+        wanted = min(float(retry_after_seconds), policy.max_retry_after_seconds)
+        if wanted > delay:
+            delay, asked = wanted, " (as the failure asked: retry_after)"
     next_retry_at = failed_at.astimezone(UTC) + timedelta(seconds=delay)
-    reason = f"failure {failure_number} of {policy.max_attempts}; retry in {format_duration(delay)}"
+    reason = f"failure {failure_number} of {policy.max_attempts}; retry in {format_duration(delay)}{asked}"
     return Decision(dead=False, reason=reason, next_retry_at=next_retry_at, delay_seconds=delay)
 
 
@@ -261,6 +277,7 @@ _POLICY_KEYS = (
     "base",
     "factor",
     "max_delay",
+    "max_retry_after",
     "jitter",
     "non_retryable",
     "schedule",
@@ -288,7 +305,7 @@ def _policy_from_table(
             if not isinstance(value, str):
                 raise ValidationError(f"{name} must be a string, got {value!r}")
             changes[key] = value
-        elif key in ("base", "max_delay"):
+        elif key in ("base", "max_delay", "max_retry_after"):
             changes[f"{key}_seconds"] = _duration(name, value)
         elif key == "factor":
             if isinstance(value, bool) or not isinstance(value, int | float):

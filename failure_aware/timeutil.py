@@ -55,7 +55,17 @@ def parse_time(text: str, *, field: str = "time") -> datetime:
         ) from None
     if moment.tzinfo is None:
         raise ValidationError(f"{field}: {text!r} has no time zone; add Z or an offset such as +00:00")
-    return moment.astimezone(UTC)
+    return _utc(moment, field)
+
+
+def _utc(moment: datetime, field: str) -> datetime:
+    """``moment`` in UTC; a time that lies before the year 1 or after 9999 in UTC is refused."""
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        raise ValidationError(
+            f"{field}: {moment.isoformat()} is out of range; times lie from 1970-01-01T00:00:00Z to now"
+        ) from None
 
 
 def format_time(moment: datetime | None) -> str | None:
@@ -74,4 +84,4 @@ def aware(moment: datetime | None, *, field: str = "at") -> datetime | None:
         raise ValidationError(f"{field}: expected a datetime, got {type(moment).__name__}")
     if moment.tzinfo is None or moment.utcoffset() is None:
         raise ValidationError(f"{field}: {moment.isoformat()} has no time zone; pass an aware datetime (UTC)")
-    return moment.astimezone(UTC)
+    return _utc(moment, field)

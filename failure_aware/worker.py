@@ -26,8 +26,14 @@ most of the cost of an attempt. What stays as it was:
   ``flush_seconds`` or more. So slow handlers have each outcome written before the next handler starts,
   and an outcome waits at most ``flush_seconds`` plus one handler that runs longer than its predecessor;
   ``flush_seconds=0`` writes every outcome before the next handler starts;
-- ``stop()`` (Ctrl-C) still runs the claims in hand and writes their outcomes; a handler's
-  ``BaseException`` (or a database error) writes the outcomes already known before it is raised.
+- ``stop()`` (Ctrl-C) still runs the claims in hand and writes their outcomes. Whatever a handler raises
+  is a failed attempt (``core.handler_outcome``); a handler's ``SystemExit`` stops the worker like
+  ``stop()`` (the claims in hand are run) and is raised once their outcomes are written, a
+  ``KeyboardInterrupt`` (any other ``BaseException``) is raised as soon as the outcomes known are
+  written (the claims not yet run wait for their lease to expire and ``recover``). A database error writes
+  the outcomes already known before it is raised;
+- one bad outcome never costs the others: ``Ledger.finish_many`` judges each on its own, and one it
+  cannot store as it is gets recorded as a plain failure saying why (``handler_outcome.record``).
 
 What changes is the window a crash can lose: a process killed with outcomes not yet written loses those
 (their claims expire, ``recover`` closes them as ``abandoned`` and they run again), as a crash between a
@@ -48,8 +54,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .core import claims, validation
+from .core import claims, handler_outcome, validation
 from .core.claims import ClaimOutcome
+from .core.handler_outcome import exception_text
 from .errors import FailureAwareError, ValidationError
 from .models import AttemptResult, Claim
 from .states import State
@@ -156,12 +163,6 @@ class WorkerSummary:
         }
 
 
-def exception_text(exc: BaseException) -> str:
-    """The error message recorded for a handler's exception (its text, else its repr), within limits."""
-    text = str(exc) or repr(exc)
-    return text[: validation.MAX_ERROR_CHARS]
-
-
 def next_batch_size(current: int, seconds_per_attempt: float, *, cap: int, target_seconds: float) -> int:
     """The next claim size: about ``target_seconds`` of work at the measured rate, growing at most 2x."""
     wanted = cap if seconds_per_attempt <= 0 else int(target_seconds / seconds_per_attempt)
@@ -222,7 +223,7 @@ class Worker:
         self.batch_seconds = min(float(batch_seconds), lease_seconds / 4)
         self.flush_seconds = min(float(flush_seconds), self.batch_seconds)
         self.lease_seconds = float(lease_seconds)
-        self.idle_sleep_seconds = float(idle_sleep_seconds)
+        self.idle_sleep_seconds = min(float(idle_sleep_seconds), threading.TIMEOUT_MAX)
         self.worker_id = validation.name("worker_id", worker_id or claims.default_worker_id())
         self.limit = limit
         self._stop = threading.Event()
@@ -322,13 +323,22 @@ class Worker:
         """Run every claim of the batch, even after stop() (they are the attempts in hand), recording the
         outcomes in groups; whatever ends the batch, the outcomes already known are recorded."""
         group = _Group()
+        exiting: BaseException | None = None  # a handler's SystemExit: raised once the batch is done
         try:
             for claim in taken:
                 if group.due(self.flush_seconds):
                     self._flush(group, on_result)
-                group.add(self._attempt(claim))
+                ran = self._attempt(claim)
+                group.add(ran)
+                if ran.stop is not None and not isinstance(ran.stop, SystemExit):
+                    raise ran.stop  # exit at once (the outcomes known are written below)
+                if ran.stop is not None and exiting is None:
+                    exiting = ran.stop
+                    self.stop()
         finally:
             self._flush(group, on_result)
+        if exiting is not None:
+            raise exiting
 
     def _attempt(self, claim: Claim) -> _Ran:
         """Run the handler on one claim (unless its lease has expired); the outcome is not recorded yet."""
@@ -336,22 +346,15 @@ class Worker:
             expired = format_time(claim.lease_expires_at)
             return _Ran(claim, None,
                         problem=f"not started: its lease expired at {expired}; `recover` closes it")
-        began = time.monotonic()
-        try:
-            self.handler(claim.event)
-        except Exception as exc:  # the handler's failure is data: record it, never raise it
-            outcome = ClaimOutcome(claim, False, error_type=type(exc).__name__, error=exception_text(exc),
-                                   at=self.ledger.clock())
-        else:
-            outcome = ClaimOutcome(claim, True, at=self.ledger.clock())
-        return _Ran(claim, outcome, time.monotonic() - began)
+        ran = handler_outcome.run_handler(self.handler, claim, self.ledger.clock)
+        return _Ran(claim, ran.outcome, ran.seconds, stop=ran.stop)
 
     def _flush(self, group: _Group, on_result: Any) -> None:
         """Record the group's outcomes in one transaction, then report each attempt, in claim order."""
         ran = group.take()
         outcomes = [r.outcome for r in ran if r.outcome is not None]
         began = time.monotonic()
-        results = iter(self.ledger.finish_many(outcomes))
+        results = iter(handler_outcome.record(self.ledger.finish_many, outcomes))
         share = (time.monotonic() - began) / len(outcomes) if outcomes else 0.0
         for attempt in ran:
             self._deliver(attempt.report(next(results) if attempt.outcome else None, share), on_result)
@@ -391,6 +394,7 @@ class _Ran:
     outcome: ClaimOutcome | None
     seconds: float = 0.0  # the handler's run
     problem: str | None = None
+    stop: BaseException | None = None  # the handler's SystemExit (KeyboardInterrupt, ...), recorded first
 
     def report(self, recorded: AttemptResult | FailureAwareError | None, share: float) -> AttemptReport:
         """This attempt's report, given what recording its outcome gave (None when it never ran) and its

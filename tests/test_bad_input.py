@@ -210,7 +210,9 @@ def test_outcome_fields_are_checked(ledger: Ledger) -> None:
     refused(ledger, ValidationError, "succeeded attempt takes no error",
             lambda: ledger.report(event.id, True, error="but it broke"))
     refused(ledger, ValidationError, "ok must be True or False", lambda: ledger.report(event.id, "yes"))  # type: ignore[arg-type]
-    refused(ledger, ValidationError, "error_type", lambda: ledger.report(event.id, False, error_type=""))
+    refused(ledger, ValidationError, "error_type", lambda: ledger.report(event.id, False, error_type=12))  # type: ignore[arg-type]
+    # An error type is what a failure produced: never refused; a blank one is recorded as none.
+    assert ledger.report(event.id, False, error_type=" ").attempt.error_type is None
 
 
 # -- databases -------------------------------------------------------------------------------------------

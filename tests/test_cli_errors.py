@@ -171,7 +171,7 @@ def test_inspection_commands_write_nothing(
     assert dump(db_url) == before
 
 
-@pytest.mark.parametrize("args", [["events"], ["show", "1"], ["export"], ["verify"], ["db", "version"],
+@pytest.mark.parametrize("args", [["show", "1"], ["export"], ["verify"], ["db", "version"],
                                   ["revive", "--since", "1h", "--dry-run"]], ids=" ".join)
 def test_inspection_never_creates_a_missing_database(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str]
@@ -180,3 +180,17 @@ def test_inspection_never_creates_a_missing_database(
     outcome = run_main(capsys, "--db", url, *args)
     assert outcome.code == 1 and "no failure-aware database" in outcome.err
     assert sqlite_file(url) is not None and list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(("args", "said"), [
+    (["events"], "no events recorded yet\n"), (["events", "--json"], "[]\n"),
+    (["clusters"], "no clusters (run `failure-aware correlate` to compute them from history)\n"),
+    (["clusters", "--json"], "[]\n"),
+], ids=lambda v: " ".join(v) if isinstance(v, list) else "")
+def test_listings_of_a_missing_database_are_empty_and_create_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], said: str
+) -> None:
+    url = f"sqlite:///{tmp_path / 'absent.db'}"
+    outcome = run_main(capsys, "--db", url, *args)
+    assert (outcome.code, outcome.out) == (0, said), outcome
+    assert list(tmp_path.iterdir()) == []

@@ -39,7 +39,8 @@ POLICIES = PolicySet.from_mapping(
     }
 )
 CONTEXT = ImportContext(
-    now_us=1_767_326_400_000_000, actor="import", max_payload_bytes=64, policies=POLICIES
+    now_us=1_767_326_400_000_000, actor="import", max_payload_bytes=64, policies=POLICIES,
+    latest_us=1_767_326_400_000_000 + 300_000_000,
 )  # a small payload limit, so that the size check is exercised (in characters and in UTF-8 bytes)
 
 
@@ -97,16 +98,19 @@ TIMES = st.one_of(
             " 2026-01-02T04:00:05Z ",  # spaces: the full check strips them
             "2026-01-02 04:00:05Z",
             "20260102T040005Z",
-            "9999-01-01T00:00:00Z",  # past MAX_YEAR
+            "9999-01-01T00:00:00Z",  # after now + max_clock_skew: refused
+            "1969-12-31T23:59:59Z",  # before 1970: refused
+            "0001-01-01T05:00:00+14:00",  # before the year 1 in UTC: refused
             "yesterday",
             "",
         ]
     ),
     st.sampled_from([None, 5, 1.5, ["t"]]),
 )
-NAMES = st.sampled_from(["ops", "bob", "", "  ", "x" * 200, "x" * 201, None, 7])
-ERROR_TYPES = st.sampled_from(["TimeoutError", "FatalError", "", " ", "E" * 201, None, 3])
-ERRORS = st.sampled_from(["upstream timed out after 30s", "", "e" * 70_000, None, 5, "order 42 failed"])
+NAMES = st.sampled_from(["ops", "bob", "", "  ", "x" * 200, "x" * 201, None, 7, "a\x00b", "caf\udce9"])
+ERROR_TYPES = st.sampled_from(["TimeoutError", "FatalError", "", " ", "E" * 201, None, 3, " E ", "E\x00"])
+ERRORS = st.sampled_from(["upstream timed out after 30s", "", "e" * 70_000, None, 5, "order 42 failed",
+                          "cannot open caf\udce9.txt", "bad\x00byte"])
 PAYLOADS = st.one_of(
     st.sampled_from(
         [

@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 from failure_aware import FailureAwareError, Ledger, State, ValidationError
 from failure_aware.config import Config
 from failure_aware.core import counters
+from failure_aware.outcomes import HandlerFailure, Succeeded
 from failure_aware.policy import PolicySet
 from failure_aware.storage.tables import HISTORY_TABLES, event_state, state_count
 
@@ -79,7 +80,9 @@ def story(ledger: Ledger, without: str | None = None) -> list[dict[str, Any]]:
 
 @pytest.fixture
 def ledger(db_url: str, clock: FakeClock) -> Iterator[Ledger]:
-    """A ledger with the small test policies (overrides conftest's default-config ledger)."""
+    """A ledger with the small test policies (overrides conftest's default-config ledger), its clock a
+    day after BASE: imported history lies in the past (times after now + max_clock_skew are refused)."""
+    clock.now = BASE + timedelta(days=1)
     with Ledger(db_url, config=CONFIG, clock=clock) as opened:
         yield opened
 
@@ -111,6 +114,8 @@ KINDS = (
     "wait",
     "wait",
     "detect",
+    "run",
+    "note_cluster",
 )
 operations = st.tuples(
     st.lists(st.tuples(st.sampled_from(TYPES), st.booleans()), min_size=1, max_size=4),  # the events
@@ -127,6 +132,16 @@ operations = st.tuples(
         max_size=40,
     ),
 )
+
+
+def _handler(ok: bool, permanent: bool, retry_after: float, n: int) -> Any:
+    def handler(event: Any) -> Any:
+        if ok:
+            return Succeeded(detail={"status": 200, "n": n})
+        raise HandlerFailure("upstream said no", error_type="HTTP503", permanent=permanent,
+                             retry_after=retry_after, detail={"status": 503, "body": "busy \u00e9"})
+
+    return handler
 
 
 def play(ledger: Ledger, clock: FakeClock, ops: tuple[list[Any], list[Any]]) -> None:
@@ -163,6 +178,12 @@ def play(ledger: Ledger, clock: FakeClock, ops: tuple[list[Any], list[Any]]) -> 
                 ledger.revive(event_id, actor="ops")
             elif kind == "annotate":
                 ledger.annotate(event_id, f"note {index}", author="alice")
+            elif kind == "run":  # a handler's traceback, duration, detail, permanent and retry_after
+                ledger.run(event_id, _handler(ok, force, seconds, index), force=force)
+            elif kind == "note_cluster":
+                ledger.correlate()
+                for cluster in ledger.clusters()[:1]:
+                    ledger.annotate_cluster(cluster.id, f"burst {index}", author="ops")
         except FailureAwareError:
             pass  # an illegal step: refused, nothing written
         clock.advance(1)
@@ -195,12 +216,15 @@ def test_export_import_round_trip(backend: str, tmp_path_factory: pytest.TempPat
                 for n in range(fillers):
                     source.detect(FILLER, key=f"f{n}")
                 play(source, clock, ops)
-                exported = [r for r in source.export_events() if r["event_type"] != FILLER]
-                text = "".join(json.dumps(r) + "\n" for r in exported)
+                records = list(source.export_events())
+                notes = [r for r in records if r.get("kind") == "cluster_note"]
+                exported = [r for r in records if r["event_type"] != FILLER and "kind" not in r]
+                text = "".join(json.dumps(r) + "\n" for r in exported + notes)
                 report = import_text(target, text)
                 assert report.imported == len(exported)
+                assert [r for r in target.export_events() if "kind" in r] == notes  # cluster notes too
                 assert report.attempts == sum(len(r["attempts"]) for r in exported)
-                assert list(target.export_events()) == exported
+                assert [r for r in target.export_events() if "kind" not in r] == exported
                 assert story(target) == story(source, without=FILLER)
                 with source.store.read() as a, target.store.read() as b:
                     moved = {k: n for k, n in counters.stored(a).items() if k[0] != FILLER}

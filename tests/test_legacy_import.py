@@ -15,10 +15,17 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from conftest import FakeClock
 
 from failure_aware import Ledger, State, ValidationError
 from failure_aware.interchange import legacy
 from failure_aware.storage.tables import HISTORY_TABLES, event_state, state_count
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    """A clock a month after the seed's rows: their times lie in the past, as a real import's do."""
+    return FakeClock(datetime(2026, 2, 1, tzinfo=UTC))
 
 V03_EVENTS = """
 CREATE TABLE event_detected (

@@ -99,7 +99,7 @@ def test_pages_carry_their_filters(api: Api) -> None:
         {"cluster": "c_0000000000000000"},
         {"fingerprint": "ffffffffffffffff"},
         {"state": "DEAD"},
-        {"since": "2030-01-01T00:00:00Z"},
+        {"since": "2026-01-02T04:00:01Z"},
         {"until": "2000-01-01T00:00:00Z"},
     ],
 )

@@ -50,9 +50,6 @@ def refused(
     return body
 
 
-@pytest.mark.xfail(
-    reason="NUL in keys and far times: the Ledger's rule of issue 9 (until merged)", strict=False
-)
 def test_named_text_is_refused(setup: Any, hostile: dict[str, Any]) -> None:
     client, headers, ledger, event_id = setup
     for text in hostile["text_refused_when_named_by_a_caller"]:
@@ -68,9 +65,6 @@ def test_named_text_is_refused(setup: Any, hostile: dict[str, Any]) -> None:
         )
 
 
-@pytest.mark.xfail(
-    reason="NUL in keys and far times: the Ledger's rule of issue 9 (until merged)", strict=False
-)
 def test_refused_times(setup: Any, hostile: dict[str, Any]) -> None:
     client, headers, ledger, event_id = setup
     for moment in hostile["times"]["refused"]:

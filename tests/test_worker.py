@@ -200,6 +200,9 @@ def test_a_database_or_fatal_error_stops_every_thread_and_is_raised(ledger: Ledg
 
     with pytest.raises(Fatal):
         Worker(ledger, handler, concurrency=2).run(once=True)
+    # Each attempt that raised it was recorded first (a failure is data); none of them is left IN_FLIGHT.
+    claimed = [e for e in ledger.events(limit=10) if e.attempt_count]
+    assert claimed and all(e.state is State.FAILED and e.last_error_type == "Fatal" for e in claimed)
 
 
 def test_retry_due_should_stop_leaves_no_claim_behind(ledger: Ledger) -> None:
@@ -321,9 +324,11 @@ def test_a_fatal_error_still_records_the_outcomes_known_before_it(ledger: Ledger
     reports: list[AttemptReport] = []
     with pytest.raises(Fatal):
         Worker(ledger, handler, batch_seconds=60, flush_seconds=30).run(once=True, on_result=reports.append)
-    assert [r.claim.event.id for r in reports] == [first, second]
+    # The attempt that raised it is recorded too (a failure is data): nothing is left IN_FLIGHT.
+    assert [r.claim.event.id for r in reports] == [first, second, third]
     assert [ledger.get(i).state for i in (first, second, third)] == [State.SUCCEEDED, State.SUCCEEDED,
-                                                                     State.IN_FLIGHT]  # `recover` closes it
+                                                                     State.FAILED]
+    assert ledger.get(third).last_error_type == "Fatal"
 
 
 @pytest.mark.parametrize(("kwargs", "message"), [

@@ -34,6 +34,8 @@ def cli(ctx: click.Context, db_url: str | None, config_path: str | None) -> None
 
     Nothing runs in the background: handlers run only in `run`, `retry --due` and a `worker` you start.
     """
+    if db_url is not None and not db_url.strip():
+        raise click.BadParameter("is empty; give a URL such as sqlite:///path.db", param_hint="--db")
     ctx.obj = AppContext(db_url=db_url, config_path=config_path)
     ctx.call_on_close(ctx.obj.close)
 
@@ -71,6 +73,8 @@ def main(argv: list[str] | None = None) -> None:
 
 def fail(error: FailureAwareError, code: int = EXIT_ERROR) -> Any:
     """Print a library error as one line on stderr and exit with ``code``."""
+    from .output import visible
+
     kind = type(error).__name__
-    click.echo(f"error ({kind}): {error}", err=True)
+    click.echo(f"error ({kind}): {visible(str(error))}", err=True)
     sys.exit(code)

@@ -8,21 +8,23 @@ import click
 from rich.console import Group, RenderableType
 from rich.text import Text
 
+from ..core.validation import MAX_INT
 from ..correlation.models import Cluster, ClusterDetail, Timeline
 from ..durations import format_duration
 from . import output
 from .app import cli
 from .context import app
-from .params import DURATION, SINCE
+from .params import COUNT, POSITIVE_DURATION, SINCE
 
 BARS = " ▁▂▃▄▅▆▇█"
 
 
 @cli.command()
-@click.option("--window", type=DURATION, help="W: failures this close together form a burst (default 10m).")
-@click.option("--min-failures", type=click.IntRange(min=2),
+@click.option("--window", type=POSITIVE_DURATION,
+              help="W: failures this close together form a burst (default 10m).")
+@click.option("--min-failures", type=click.IntRange(min=2, max=MAX_INT),
               help="N: failures needed in one window (default 3).")
-@click.option("--min-events", type=click.IntRange(min=1), help="E: distinct events needed (default 2).")
+@click.option("--min-events", type=COUNT, help="E: distinct events needed (default 2).")
 @click.option("--rebuild", is_flag=True,
               help="Delete every cluster and recompute (needed to change the rule).")
 @output.json_option
@@ -47,17 +49,19 @@ def correlate(window: float | None, min_failures: int | None, min_events: int | 
 @click.option("--type", "event_type", help="Only clusters of this event type.")
 @click.option("--active", is_flag=True, help="Only active clusters (ended within the window of now).")
 @click.option("--since", type=SINCE, help="Only clusters that ended at or after TIME (or e.g. 24h ago).")
+@click.option("--limit", type=click.IntRange(min=1, max=2**63 - 1),
+              help="At most N clusters, the newest first.")
 @click.option("--timeline", is_flag=True, help="Draw failures per time bucket per type, clusters marked.")
 @click.option("--buckets", type=click.IntRange(min=5, max=400), default=60, show_default=True,
               help="Number of time buckets of the timeline.")
 @output.json_option
 @click.pass_context
-def clusters(ctx: click.Context, event_type: str | None, active: bool, since: datetime | None, timeline: bool,
-             buckets: int, as_json: bool) -> None:
+def clusters(ctx: click.Context, event_type: str | None, active: bool, since: datetime | None,
+             limit: int | None, timeline: bool, buckets: int, as_json: bool) -> None:
     """List failure clusters (reads only; run `correlate` to bring them up to date)."""
     if ctx.invoked_subcommand is not None:
         return
-    ledger = app().ledger(readonly=True)
+    ledger = app().ledger(readonly=True, missing_is_empty=True)
     if timeline:
         drawn = ledger.timeline(event_type=event_type, buckets=buckets, since=since)
         if as_json:
@@ -65,7 +69,7 @@ def clusters(ctx: click.Context, event_type: str | None, active: bool, since: da
         else:
             output.console().print(render_timeline(drawn))
         return
-    found = ledger.clusters(event_type=event_type, active=active, since=since)
+    found = ledger.clusters(event_type=event_type, active=active, since=since, limit=limit)
     if as_json:
         output.print_json([c.as_dict() for c in found])
         return
@@ -78,7 +82,7 @@ def clusters(ctx: click.Context, event_type: str | None, active: bool, since: da
         for c in found
     ]
     output.console().print(
-        output.table(None, ["id", "type", "from", "to", "failures", "events", "", "top error"], rows)
+        output.table(None, ["id", "type", "from", "to", "failures", "events", "active", "top error"], rows)
     )
 
 
@@ -101,7 +105,7 @@ def render_cluster(detail: ClusterDetail, *, max_attempts: int | None = None) ->
     c = detail.cluster
     parts: list[RenderableType] = [
         Text.from_markup(
-            f"[bold]cluster {c.id}[/] {c.event_type}  {output.when(c.window_start)} -> "
+            f"[bold]cluster {c.id}[/] {output.plain(c.event_type)}  {output.when(c.window_start)} -> "
             f"{output.when(c.window_end)}  {c.failure_count} failures of {c.event_count} events"
             + ("  [bold red]active[/]" if c.active else "")
         ),
@@ -120,13 +124,13 @@ def render_cluster(detail: ClusterDetail, *, max_attempts: int | None = None) ->
     parts.append(output.table(
         "failed attempts" + (f" (first {len(shown)} of {c.failure_count})" if cut else ""),
         ["event", "#", "at", "error type", "error"],
-        [(a.event_id, a.number, output.when(a.at), a.error_type or "-", output.short(a.error, 50))
+        [(a.event_id, a.number, output.when(a.at), output.short(a.error_type, 40), output.short(a.error, 50))
          for a in shown],
     ))
     if detail.annotations:
         parts.append(output.table(
             "annotations", ["at", "author", "note"],
-            [(output.when(n.at), n.author, n.text) for n in detail.annotations],
+            [(output.when(n.at), output.plain(n.author), output.plain(n.text)) for n in detail.annotations],
         ))
     return Group(*parts)
 

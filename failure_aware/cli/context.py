@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import click
 
@@ -17,14 +20,29 @@ class AppContext:
     db_url: str | None = None
     config_path: str | None = None
     _ledgers: list[Ledger] = field(default_factory=list)
+    _scratch: list[str] = field(default_factory=list)  # temporary folders of empty stand-in ledgers
 
     def config(self) -> Config:
         """The config from ``--config`` or the working directory."""
         return load_config(self.config_path)
 
-    def ledger(self, *, readonly: bool = False, create: bool = True, upgrade: bool = False) -> Ledger:
-        """Open the database. Inspection commands pass ``readonly=True``: the database refuses writes."""
-        opened = Ledger(self.db_url, readonly=readonly, create=create, upgrade=upgrade, config=self.config())
+    def ledger(self, *, readonly: bool = False, create: bool = True, upgrade: bool = False,
+               missing_is_empty: bool = False) -> Ledger:
+        """Open the database. Inspection commands pass ``readonly=True``: the database refuses writes.
+
+        With ``missing_is_empty`` (listings: ``events``, ``clusters``), a SQLite database that does not
+        exist yet reads as an empty ledger (a private one in a temporary folder, removed on close: nothing
+        is made where the URL points), so the listing is empty and exits 0, as on a database with nothing
+        recorded. Commands whose answer vouches for a database (``health``, ``verify``, ``export``) keep
+        reporting it missing: a mistyped path must not read as "OK" or as an empty backup.
+        """
+        url = self.db_url
+        if readonly and missing_is_empty and _missing_sqlite(url):
+            scratch = tempfile.mkdtemp(prefix="failure-aware-empty-")
+            self._scratch.append(scratch)
+            url = f"sqlite:///{Path(scratch) / 'empty.db'}"
+            readonly = False  # it must be created; the command itself only reads
+        opened = Ledger(url, readonly=readonly, create=create, upgrade=upgrade, config=self.config())
         self._ledgers.append(opened)
         return opened
 
@@ -33,6 +51,24 @@ class AppContext:
         for opened in self._ledgers:
             opened.close()
         self._ledgers.clear()
+        for scratch in self._scratch:
+            shutil.rmtree(scratch, ignore_errors=True)
+        self._scratch.clear()
+
+
+def _missing_sqlite(url: str | None) -> bool:
+    """Whether ``url`` (resolved as SPEC 2 says) names a SQLite file that does not exist."""
+    from ..errors import FailureAwareError
+    from ..storage.engine import parse_url, resolve_url, sqlite_path
+
+    try:
+        parsed = parse_url(resolve_url(url))
+    except FailureAwareError:
+        return False  # the real open reports the problem
+    if parsed.get_backend_name() != "sqlite":
+        return False
+    path = sqlite_path(parsed)
+    return path is not None and not path.exists()
 
 
 def app(ctx: click.Context | None = None) -> AppContext:

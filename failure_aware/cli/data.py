@@ -12,7 +12,7 @@ import click
 from ..errors import ValidationError
 from ..models import ImportReport
 from . import output
-from .app import cli
+from .app import EXIT_ERROR, cli
 from .context import app
 
 
@@ -41,6 +41,9 @@ def import_cmd(file: str | None, legacy_path: str | None, skip_invalid: bool, as
     else:
         report = ledger.import_file(Path(str(file)), skip_invalid=skip_invalid)
     _print_report(report, as_json)
+    if report.invalid and not (report.imported or report.skipped_existing or report.annotations):
+        click.echo("error (ValidationError): not one valid line: nothing was imported", err=True)
+        click.get_current_context().exit(EXIT_ERROR)
 
 
 def _print_report(report: ImportReport, as_json: bool) -> None:

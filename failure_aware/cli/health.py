@@ -110,7 +110,7 @@ def _activity(figures: HealthFigures) -> list[str]:
     rate = "-" if figures.failure_rate is None else f"{figures.failure_rate:.1%}"
     oldest = figures.oldest_unresolved
     return [
-        _label(figures), str(figures.attempts), rate, str(figures.retries_due), str(figures.overdue_retries),
+        _label(figures), str(figures.attempts), rate, str(figures.due), str(figures.overdue_retries),
         str(figures.stuck_claims), str(figures.dead_recent), "-" if oldest is None else _age(oldest),
         str(len(figures.active_clusters)),
     ]

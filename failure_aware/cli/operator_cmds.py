@@ -15,7 +15,7 @@ from ..timeutil import format_time
 from . import output
 from .app import cli
 from .context import app
-from .params import SINCE
+from .params import COUNT, SINCE
 
 
 def _reason_kwargs(actor: str | None, reason: str | None) -> dict[str, Any]:
@@ -39,7 +39,7 @@ def _moved(event: Event, before: str, as_json: bool) -> None:
 @click.option("--type", "event_type", help="Bulk: only events of this type.")
 @click.option("--since", type=SINCE,
               help="Bulk: every event that died at or after TIME (RFC 3339, or a duration ago such as 24h).")
-@click.option("--limit", type=click.IntRange(min=1), help="Bulk: revive at most N events (lowest ids first).")
+@click.option("--limit", type=COUNT, help="Bulk: revive at most N events (lowest ids first).")
 @click.option("--dry-run", is_flag=True, help="Bulk: list what would be revived, change nothing.")
 @click.option("--actor", help="Who revives (default: the OS user).")
 @click.option("--reason", help="Why, recorded with the transition.")

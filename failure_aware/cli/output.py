@@ -1,12 +1,15 @@
 """Output: JSON on stdout with ``--json`` (nothing else there), rich tables otherwise.
 
 Messages for people (progress, summaries of writes) go to stderr when ``--json`` is on, so stdout stays
-parseable.
+parseable. Text that came from outside (keys, payloads, error messages, notes) is shown inert (SPEC 3):
+control characters (ESC and the other C0 and C1 codes but newline and tab) are shown escaped (``\x1b``),
+never sent to the terminal; JSON escapes them as ``\u001b``. What is stored is unchanged.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -14,9 +17,10 @@ from typing import Any, TypeVar
 import click
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
+from rich.text import Text
 
 from ..timeutil import format_time
+from .tables import DataTable, format_option
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -29,10 +33,30 @@ STATE_STYLES = {
 }
 
 
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+_C1 = re.compile("[\x7f-\x9f]")  # json.dumps(ensure_ascii=False) escapes C0 itself, not these
+
+
+def visible(text: str) -> str:
+    """``text`` with control characters (but newline and tab) shown as escapes: ``\x1b[31m`` is printed
+    as those characters, not obeyed by the terminal."""
+    return _CONTROL.sub(lambda found: f"\\x{ord(found.group()):02x}", text)
+
+
+def plain(text: object) -> str:
+    """Outside text for rich markup: control characters escaped (``visible``), markup escaped."""
+    return escape(visible(str(text)))
+
+
+def _json_text(data: Any) -> str:
+    return _C1.sub(lambda found: f"\\u{ord(found.group()):04x}", json.dumps(data, ensure_ascii=False,
+                                                                              default=str))
+
+
 def json_option(func: F) -> F:
-    """Add ``--json`` to a command."""
+    """Add ``--json`` (and ``--format`` for its tables, see ``tables``) to a command."""
     flag = click.option("--json", "as_json", is_flag=True, help="Print JSON on stdout instead of a table.")
-    return flag(func)
+    return flag(format_option(func))  # type: ignore[no-any-return]
 
 
 def console(*, err: bool = False) -> Console:
@@ -43,13 +67,13 @@ def console(*, err: bool = False) -> Console:
 
 def print_json(data: Any) -> None:
     """One JSON document on stdout."""
-    click.echo(json.dumps(data, ensure_ascii=False, default=str))
+    click.echo(_json_text(data))
 
 
 def print_json_lines(items: Iterable[Any]) -> None:
     """One JSON document per line on stdout."""
     for item in items:
-        click.echo(json.dumps(item, ensure_ascii=False, default=str))
+        click.echo(_json_text(item))
 
 
 def say(message: str, *, as_json: bool = False) -> None:
@@ -57,14 +81,15 @@ def say(message: str, *, as_json: bool = False) -> None:
     console(err=as_json).print(message)
 
 
-def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> Table:
-    """A rich table with the given column headers."""
-    out = Table(title=title, title_justify="left", header_style="bold")
-    for column in columns:
-        out.add_column(column, overflow="fold")
-    for row in rows:
-        out.add_row(*(cell if hasattr(cell, "__rich__") else _cell(cell) for cell in row))
-    return out
+def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> DataTable:
+    """A table with the given column headers: ids, types and times whole, prose cut to fit (``tables``).
+
+    A ``str`` cell is rich markup (callers escape what came from outside: ``short``, ``literal``); other
+    values print as they are (times as ``when`` does).
+    """
+    return DataTable(title, columns, ([_cell(cell) for cell in row] for row in rows))
+
+
 
 
 def state_text(state: str) -> str:
@@ -85,16 +110,20 @@ def short(text: str | None, width: int = 60) -> str:
     like ``[Errno 111] refused``, that rich would otherwise read as a style or fail on)."""
     if not text:
         return "-"
-    flat = " ".join(text.split())
+    flat = " ".join(visible(text).split())
     return escape(flat if len(flat) <= width else flat[: width - 1] + "…")
 
 
-def _cell(value: Any) -> str:
+def _cell(value: Any) -> Text:
+    if isinstance(value, Text):
+        return value
+    if isinstance(value, str):
+        return Text.from_markup(value)
     if value is None:
-        return "-"
+        return Text("-")
     if isinstance(value, datetime):
-        return when(value)
-    return str(value)
+        return Text(when(value))
+    return Text(visible(str(value)))
 
 
-__all__ = ["format_time", "json_option", "print_json", "say", "table"]
+__all__ = ["format_time", "json_option", "plain", "print_json", "say", "table"]

@@ -28,17 +28,18 @@ from ..worker import AttemptReport, Worker, WorkerSummary
 from . import output
 from .app import cli
 from .context import app
-from .params import DURATION
+from .params import COUNT, HANDLER, POSITIVE_DURATION
 
 HANDLER_HELP = "The handler, module:function (e.g. myapp.handlers:deliver); it gets the event."
 
 
 @cli.command()
 @click.argument("event_id", type=int)
-@click.option("--handler", "handler_spec", required=True, metavar="MODULE:FUNCTION", help=HANDLER_HELP)
+@click.option("--handler", "handler_spec", required=True, type=HANDLER, help=HANDLER_HELP)
 @click.option("--force", is_flag=True,
               help="Run a FAILED event even before its next_retry_at (recorded as forced).")
-@click.option("--lease", "lease_seconds", type=DURATION, default=DEFAULT_LEASE_SECONDS, show_default="5m",
+@click.option("--lease", "lease_seconds", type=POSITIVE_DURATION, default=DEFAULT_LEASE_SECONDS,
+              show_default="5m",
               help="How long the attempt may take before `recover` may close it.")
 @output.json_option
 def run(event_id: int, handler_spec: str, force: bool, lease_seconds: float, as_json: bool) -> None:
@@ -53,11 +54,12 @@ def run(event_id: int, handler_spec: str, force: bool, lease_seconds: float, as_
 
 @cli.command()
 @click.option("--due", is_flag=True, help="Run the events due now (required: nothing else is retried).")
-@click.option("--handler", "handler_spec", metavar="MODULE:FUNCTION", help=HANDLER_HELP)
+@click.option("--handler", "handler_spec", type=HANDLER, help=HANDLER_HELP)
 @click.option("--type", "event_type", help="Only events of this type.")
-@click.option("--limit", type=click.IntRange(min=1), help="Run at most N events.")
+@click.option("--limit", type=COUNT, help="Run at most N events.")
 @click.option("--dry-run", is_flag=True, help="List what is due, claim and run nothing, write nothing.")
-@click.option("--lease", "lease_seconds", type=DURATION, default=DEFAULT_LEASE_SECONDS, show_default="5m",
+@click.option("--lease", "lease_seconds", type=POSITIVE_DURATION, default=DEFAULT_LEASE_SECONDS,
+              show_default="5m",
               help="How long each attempt may take before `recover` may close it.")
 @click.option("-q", "--quiet", is_flag=True, help="Print only the summary.")
 @output.json_option
@@ -82,24 +84,23 @@ def retry(*, due: bool, handler_spec: str | None, event_type: str | None, limit:
 
 
 @cli.command()
-@click.option("--handler", "handler_spec", required=True, metavar="MODULE:FUNCTION", help=HANDLER_HELP)
+@click.option("--handler", "handler_spec", required=True, type=HANDLER, help=HANDLER_HELP)
 @click.option("--type", "event_type", help="Only events of this type.")
 @click.option("--concurrency", type=click.IntRange(min=1, max=64), default=1, show_default=True,
               help="Loops (threads) in this process; for I/O-bound handlers. Start more processes to scale.")
 @click.option("--once", is_flag=True, help="Run what is due now, then exit (like `retry --due`).")
-@click.option("--lease", "lease_seconds", type=DURATION, default=DEFAULT_LEASE_SECONDS, show_default="5m",
+@click.option("--lease", "lease_seconds", type=POSITIVE_DURATION, default=DEFAULT_LEASE_SECONDS,
+              show_default="5m",
               help="How long each attempt may take before `recover` may close it.")
-@click.option("--poll", "poll_seconds", type=DURATION, default=1.0, show_default="1s",
+@click.option("--poll", "poll_seconds", type=POSITIVE_DURATION, default=1.0, show_default="1s",
               help="How often to look for due events when there are none.")
-@click.option("--limit", type=click.IntRange(min=1), help="Exit after N attempts.")
+@click.option("--limit", type=COUNT, help="Exit after N attempts.")
 @click.option("-q", "--quiet", is_flag=True, help="Print only the summary.")
 @output.json_option
 def worker(*, handler_spec: str, event_type: str | None, concurrency: int, once: bool, lease_seconds: float,
            poll_seconds: float, limit: int | None, quiet: bool, as_json: bool) -> None:
     """Run due events in the foreground until Ctrl-C (first: finish the attempts in hand; second: exit)."""
     handler = load_handler(handler_spec)
-    if poll_seconds <= 0:
-        raise click.BadParameter("must be more than 0", param_hint="--poll")
     runner = Worker(app().ledger(), handler, event_type=event_type, concurrency=concurrency, limit=limit,
                     lease_seconds=lease_seconds, idle_sleep_seconds=poll_seconds)
     if not as_json and not quiet:

@@ -13,8 +13,6 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from rich.markup import escape
-
 from ..errors import FailureAwareError, ValidationError
 from ..ledger import Ledger
 from . import output
@@ -81,7 +79,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return _run(args, event_id)
     except FailureAwareError as error:
-        print(f"error ({type(error).__name__}): {error}", file=sys.stderr)
+        print(f"error ({type(error).__name__}): {output.visible(str(error))}", file=sys.stderr)
         # With --health, 1 and 2 are verdicts: an error must not read as DEGRADED.
         return EXIT_HEALTH_UNKNOWN if args.health else EXIT_ERROR
     except KeyboardInterrupt:
@@ -103,7 +101,7 @@ def _run(args: argparse.Namespace, event_id: int | None) -> int:
         if args.json:
             output.print_json(note.as_dict())
         else:
-            output.say(f"note {note.id} added to event {event_id} by {escape(note.author)}")
+            output.say(f"note {note.id} added to event {event_id} by {output.plain(note.author)}")
         return 0
     with Ledger(args.db, readonly=True) as ledger:
         if args.status:
@@ -155,7 +153,7 @@ def _notes_cell(notes: Sequence[Any]) -> str:
         return "-"
     latest = notes[-1]
     more = f" (+{len(notes) - 1} more)" if len(notes) > 1 else ""
-    return f"{escape(latest.author)}: {output.short(latest.text, 40)}{more}"
+    return f"{output.plain(latest.author)}: {output.short(latest.text, 40)}{more}"
 
 
 def _health(ledger: Ledger, as_json: bool) -> int:

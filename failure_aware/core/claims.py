@@ -24,7 +24,7 @@ import re
 import socket
 import uuid
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -32,7 +32,7 @@ from typing import Any
 from sqlalchemy import Connection, Row, String, bindparam, cast, insert, select, update
 
 from .. import states
-from ..errors import InvalidTransition, NotFound, StaleClaim, ValidationError
+from ..errors import InvalidTransition, NotFound, StaleClaim, StorageError, ValidationError
 from ..models import AttemptResult, Claim
 from ..policy import PolicySet
 from ..states import State, Step
@@ -174,16 +174,26 @@ def _take(
 @dataclass(frozen=True)
 class ClaimOutcome:
     """The outcome of a claimed attempt, to record with ``Ledger.finish_many`` (``at``: when it was known,
-    default the time of recording)."""
+    default the time of recording).
+
+    ``permanent``, ``retry_after`` and ``detail`` as ``Ledger.report`` takes them (SPEC 4); ``traceback``
+    and ``duration_seconds`` are what a runner knows of the handler's run (``run``, the worker).
+    """
 
     claim: Claim
     ok: bool
     error_type: str | None = None
     error: str | None = None
     at: datetime | None = None
+    permanent: bool = False
+    retry_after: float | datetime | None = None
+    detail: Mapping[str, Any] | None = None
+    traceback: str | None = None
+    duration_seconds: float | None = None
 
 
-Unrecorded = StaleClaim | NotFound  # why one outcome of a group was not recorded
+# Why one outcome of a group was not recorded: its claim was lost, or the outcome itself was refused.
+Unrecorded = StaleClaim | NotFound | ValidationError | StorageError
 
 # What finishing reads of a claimed row, locked: the claim (token, holder, times) and what settling needs.
 _es = event_state

@@ -13,6 +13,7 @@ with the same number of statements as one.
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections import Counter
 from collections.abc import Sequence
@@ -114,6 +115,11 @@ class Reported:
     error_type: str | None = None
     error: str | None = None
     abandoned: bool = False
+    permanent: bool = False  # the failure says retrying is pointless: DEAD at once (SPEC 4)
+    retry_after_seconds: float | None = None  # the failure's own earliest retry, after ``at`` (SPEC 4)
+    detail_json: str | None = None  # a checked JSON object (validation.detail)
+    traceback: str | None = None  # checked (validation.traceback_text)
+    duration_us: int | None = None  # how long the handler ran
 
 
 def check_retry_time(row: Row[Any], at_us: int, *, force: bool) -> None:
@@ -123,7 +129,8 @@ def check_retry_time(row: Row[Any], at_us: int, *, force: bool) -> None:
         when = from_us(row.next_retry_at_us)
         raise RetryTooEarly(
             f"event {row.event_id} may be retried from {format_time(when)} "
-            f"({format_time(from_us(at_us))} is too early); use force to override",
+            f"({format_time(from_us(at_us))} is too early); to try it now anyway, use --force "
+            "(force=True in Python), recorded as forced",
             when,
         )
 
@@ -220,7 +227,10 @@ def decide(
     else:
         kind = Outcome.ABANDONED if outcome.abandoned else Outcome.FAILED
         budget += 1
-        decision = decide_after_failure(policy, budget, outcome.error_type, from_us(outcome.at_us), event_id)
+        decision = decide_after_failure(
+            policy, budget, outcome.error_type, from_us(outcome.at_us), event_id,
+            permanent=outcome.permanent, retry_after_seconds=outcome.retry_after_seconds,
+        )
         if decision.dead:
             target, reason = State.DEAD, f"attempt {number} {kind}: {decision.reason}"
         else:
@@ -244,7 +254,8 @@ def decide(
         "started_at_us": started_at_us, "at_us": outcome.at_us, "outcome": kind,
         "error_type": error_type, "error": error,
         "fingerprint": None if outcome.ok else failure_fingerprint(outcome.error_type, outcome.error),
-        "forced": forced, "actor": actor,
+        "forced": forced, "actor": actor, "traceback": None if outcome.ok else outcome.traceback,
+        "duration_us": outcome.duration_us, "detail": outcome.detail_json,
     }
     transition_row = {
         "event_id": event_id, "at_us": outcome.at_us, "from_state": current, "to_state": target,
@@ -256,6 +267,9 @@ def decide(
             event_id=event_id, number=number, at=from_us(outcome.at_us), outcome=kind,
             started_at=opt_from_us(started_at_us), error_type=error_type, error=error,
             fingerprint=attempt_row["fingerprint"], forced=forced, actor=actor,
+            traceback=attempt_row["traceback"],
+            duration_seconds=None if outcome.duration_us is None else outcome.duration_us / 1_000_000,
+            detail=None if outcome.detail_json is None else json.loads(outcome.detail_json),
         ),
         state=target,
         next_retry_at=opt_from_us(next_retry_us),

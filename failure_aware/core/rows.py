@@ -55,6 +55,9 @@ def attempt_from_row(row: Row[Any]) -> Attempt:
         fingerprint=row.fingerprint,
         forced=bool(row.forced),
         actor=row.actor,
+        traceback=row.traceback,
+        duration_seconds=None if row.duration_us is None else row.duration_us / 1_000_000,
+        detail=None if row.detail is None else json.loads(row.detail),
     )
 
 

@@ -8,6 +8,7 @@ by the current work, or from one ordered index lookup per (event type, state):
 counts by state, dead total  ``state_count`` (counters kept with every transition; a few rows per type)
 attempts / failure rate      ``ix_attempt_at``: the attempts of the rate window only
 retries due, overdue         ``ix_event_state_type_retry``: per type, the FAILED rows due by now
+backlog, PENDING due         ``ix_event_state_due``: the rows due by now (outstanding work only)
 most overdue retry           the same index, first row per type
 stuck claims                 ``ix_event_state_lease``: IN_FLIGHT rows whose lease has expired
 deaths in the dead window    ``ix_transition_to_at``: transitions to DEAD in the window (+ id lookups)
@@ -71,6 +72,10 @@ class _Gathered:
     failures: int = 0
     due: int = 0
     overdue: int = 0
+    pending_due: int = 0
+    backlog: int = 0
+    backlog_critical: int = 0
+    oldest_waiting_us: int | None = None  # the earliest time a PENDING event has been waiting since
     most_overdue: EventMark | None = None
     stuck: int = 0
     oldest_stuck: EventMark | None = None
@@ -106,6 +111,8 @@ def compute_health(
                       event_type=event_type)
     overdue_before_us = now_us - _micros(rules.overdue_after_seconds)
     _read_due_retries(conn, data, now_us=now_us, overdue_before_us=overdue_before_us, event_type=event_type)
+    _read_backlog(conn, data, now_us=now_us, after_us=_micros(rules.backlog_after_seconds),
+                  critical_us=_micros(rules.critical_backlog_seconds), event_type=event_type)
     _read_stuck_claims(conn, data, now_us=now_us, event_type=event_type)
     _read_recent_deaths(conn, data, since_us=now_us - _micros(rules.dead_window_seconds), now_us=now_us,
                         event_type=event_type)
@@ -114,8 +121,8 @@ def compute_health(
     if window_us is not None:
         _read_active_clusters(conn, data, since_us=now_us - window_us, event_type=event_type)
 
-    by_type = tuple(_figures(kind, [data[kind]], rules) for kind in sorted(data))
-    overall = _figures(event_type, list(data.values()), rules)
+    by_type = tuple(_figures(kind, [data[kind]], rules, now_us) for kind in sorted(data))
+    overall = _figures(event_type, list(data.values()), rules, now_us)
     reasons = list(overall.reasons)
     # A failing type can hide behind a healthy busy one in the overall rate: judge each type's rate too.
     overall_rate = failure_rate_reason(overall, rules)
@@ -136,8 +143,9 @@ def compute_health(
     )
 
 
-def _figures(scope: str | None, parts: Sequence[_Gathered], rules: HealthRules) -> HealthFigures:
+def _figures(scope: str | None, parts: Sequence[_Gathered], rules: HealthRules, now_us: int) -> HealthFigures:
     """Combine the gathered figures of ``parts`` (one type, or all) and judge them."""
+    waiting = [p.oldest_waiting_us for p in parts if p.oldest_waiting_us is not None]
     counts = {state.value: sum(p.counts.get(state, 0) for p in parts) for state in State}
     attempts = sum(p.attempts for p in parts)
     failures = sum(p.failures for p in parts)
@@ -153,6 +161,10 @@ def _figures(scope: str | None, parts: Sequence[_Gathered], rules: HealthRules) 
         failure_rate=failures / attempts if attempts else None,
         retries_due=sum(p.due for p in parts),
         overdue_retries=sum(p.overdue for p in parts),
+        due=sum(p.due + p.pending_due for p in parts),
+        backlog=sum(p.backlog for p in parts),
+        backlog_critical=sum(p.backlog_critical for p in parts),
+        oldest_waiting_seconds=max(0, now_us - min(waiting)) / _US if waiting else None,
         most_overdue=_first(p.most_overdue for p in parts),
         stuck_claims=sum(p.stuck for p in parts),
         oldest_stuck=_first(p.oldest_stuck for p in parts),
@@ -206,6 +218,29 @@ def _read_due_retries(
             most_overdue.add(int(counted.most_overdue))
     for row in _rows_by_id(conn, most_overdue):
         data[row.event_type].most_overdue = _mark(row, row.next_retry_at_us, now_us)
+
+
+def _read_backlog(
+    conn: Connection, data: Mapping[str, _Gathered], *, now_us: int, after_us: int, critical_us: int,
+    event_type: str | None,
+) -> None:
+    """Per type: PENDING events due by now, those waiting (with no attempt since they became PENDING:
+    ``due_at``) longer than the backlog thresholds, and the longest wait. A range of ``ix_event_state_due``
+    up to now: it holds only outstanding work (PENDING and FAILED rows), never resolved history."""
+    es = event_state
+    query = (
+        select(es.c.event_type, func.count(),
+               func.sum(case((es.c.due_at_us < now_us - after_us, 1), else_=0)),
+               func.sum(case((es.c.due_at_us < now_us - critical_us, 1), else_=0)),
+               func.min(es.c.due_at_us))
+        .where(es.c.due_at_us <= now_us, es.c.state == State.PENDING)
+        .group_by(es.c.event_type)
+    )
+    for kind, due, backlog, critical, oldest in conn.execute(_where_type(query, es.c.event_type, event_type)):
+        gathered = data[kind]
+        gathered.pending_due, gathered.backlog, gathered.backlog_critical = int(due), int(backlog or 0), int(
+            critical or 0)
+        gathered.oldest_waiting_us = None if oldest is None else int(oldest)
 
 
 def _read_stuck_claims(

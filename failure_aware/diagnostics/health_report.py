@@ -57,7 +57,8 @@ class Reason(_Record):
     """One finding behind a verdict: the rule that fired, the level it calls for, and a sentence."""
 
     verdict: Verdict
-    rule: str  # stable name: stuck_claims, overdue_retries, failure_rate, recent_deaths, active_clusters
+    rule: str  # stable name: stuck_claims, overdue_retries, backlog, failure_rate, recent_deaths,
+    # active_clusters
     message: str
     event_type: str | None = None  # set when the finding is about one event type only
 
@@ -102,6 +103,10 @@ class HealthFigures(_Record):
     failure_rate: float | None  # failures / attempts; None without attempts
     retries_due: int  # FAILED with next_retry_at <= now
     overdue_retries: int  # due for more than overdue_after
+    due: int  # work due now: PENDING events and FAILED ones whose next_retry_at has come (SPEC 6)
+    backlog: int  # PENDING with no attempt for more than backlog_after
+    backlog_critical: int  # ... for more than critical_backlog
+    oldest_waiting_seconds: float | None  # how long the longest-waiting PENDING event has waited
     most_overdue: EventMark | None
     stuck_claims: int  # IN_FLIGHT with an expired lease
     oldest_stuck: EventMark | None
@@ -151,14 +156,16 @@ class HealthReport(_Record):
 def judge(figures: HealthFigures, rules: HealthRules) -> tuple[Reason, ...]:
     """The reasons ``figures`` give under ``rules``, most severe first (empty when all is well).
 
-    CRITICAL: a stuck claim; a retry overdue by more than ``critical_overdue``; a failure rate of at least
-    ``critical_failure_rate`` over at least ``min_attempts_for_rate`` attempts. DEGRADED: a death within the
-    dead window; any overdue retry; an active cluster; a failure rate of at least ``degraded_failure_rate``
-    over at least ``min_attempts_for_rate`` attempts.
+    CRITICAL: a stuck claim; a retry overdue by more than ``critical_overdue``; an event PENDING with no
+    attempt for more than ``critical_backlog``; a failure rate of at least ``critical_failure_rate`` over
+    at least ``min_attempts_for_rate`` attempts. DEGRADED: a death within the dead window; any overdue
+    retry; an event PENDING with no attempt for more than ``backlog_after``; an active cluster; a failure
+    rate of at least ``degraded_failure_rate`` over at least ``min_attempts_for_rate`` attempts.
     """
     scope = figures.event_type
-    found = [r for r in (_stuck(figures), _overdue(figures, rules), failure_rate_reason(figures, rules),
-                         _deaths(figures, rules), _clusters(figures)) if r is not None]
+    found = [r for r in (_stuck(figures), _overdue(figures, rules), _backlog(figures, rules),
+                         failure_rate_reason(figures, rules), _deaths(figures, rules), _clusters(figures))
+             if r is not None]
     found = [dataclasses.replace(r, event_type=scope) for r in found]
     return tuple(sorted(found, key=lambda r: -_ORDER.index(r.verdict)))
 
@@ -209,6 +216,24 @@ def _overdue(figures: HealthFigures, rules: HealthRules) -> Reason | None:
         f"{_span(rules.overdue_after_seconds)}); the most overdue, event {late.event_id} "
         f"({late.event_type}), has been due for {_ago(late)}, more than {_span(limit)}: is anything running "
         "`failure-aware retry --due` or a worker?",
+    )
+
+
+def _backlog(figures: HealthFigures, rules: HealthRules) -> Reason | None:
+    """Events PENDING with no attempt for long: nothing is running the work (SPEC 6)."""
+    if figures.backlog_critical:
+        level, n, limit = Verdict.CRITICAL, figures.backlog_critical, rules.critical_backlog_seconds
+    elif figures.backlog:
+        level, n, limit = Verdict.DEGRADED, figures.backlog, rules.backlog_after_seconds
+    else:
+        return None
+    oldest = ""
+    if figures.oldest_waiting_seconds is not None:
+        oldest = f" (the oldest for {format_duration(max(0, round(figures.oldest_waiting_seconds)))})"
+    return Reason(
+        level, "backlog",
+        f"{_scope(figures)}{_count(n, 'event')} waiting more than {_span(limit)} with no attempt{oldest}: "
+        "is a worker running?",
     )
 
 

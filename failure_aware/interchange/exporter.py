@@ -1,9 +1,10 @@
 """Exporting events as interchange records (SPEC section 8), streamed in id order.
 
-Events are read a page at a time, with one query per page for each of their attempts, transitions and
-annotations, so memory stays constant however large the database. Besides the fields of SPEC section 8
-every record carries ``state``, ``next_retry_at`` and ``transitions``: what an import needs to reproduce
-states that attempts alone cannot give (see docs/interchange.md).
+Cluster notes follow the events, one line each (``{"kind": "cluster_note", ...}``), so a round trip
+keeps every annotation. Events are read a page at a time, with one query per page for each of their
+attempts, transitions and annotations, so memory stays constant however large the database. Besides the
+fields of SPEC section 8 every record carries ``state``, ``next_retry_at`` and ``transitions``: what an
+import needs to reproduce states that attempts alone cannot give (see docs/interchange.md).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from ..storage.tables import annotation, attempt, event_detected, event_state, t
 from ..timeutil import format_time, from_us
 
 PAGE_EVENTS = 1000
+CLUSTER_NOTE = "cluster_note"  # the ``kind`` of a cluster note's line
 
 
 def export(
@@ -87,6 +89,21 @@ def export(
         after = ids[-1]
 
 
+def export_cluster_notes(conn: Connection, *, event_type: str | None = None) -> Iterator[dict[str, Any]]:
+    """The cluster notes (SPEC 8): one ``{"kind": "cluster_note", ...}`` record each, in id order."""
+    a = annotation.c
+    query = (select(a.cluster_event_type, a.span_start_us, a.span_end_us, a.at_us, a.author, a.text)
+             .where(a.event_id.is_(None)).order_by(a.id))
+    if event_type is not None:
+        query = query.where(a.cluster_event_type == event_type)
+    for note in conn.execute(query):
+        yield {
+            "kind": CLUSTER_NOTE, "event_type": note.cluster_event_type,
+            "window_start": _time(note.span_start_us), "window_end": _time(note.span_end_us),
+            "at": _time(note.at_us), "author": note.author, "text": note.text,
+        }
+
+
 def write_lines(records: Iterator[dict[str, Any]], target: IO[str]) -> int:
     """Write records as JSON Lines (UTF-8 text, one object per line); returns how many."""
     count = 0
@@ -108,6 +125,12 @@ def _attempt(row: Row[Any]) -> dict[str, Any]:
     if row.forced:
         item["forced"] = True
     item["actor"] = row.actor
+    if row.traceback is not None:
+        item["traceback"] = row.traceback
+    if row.duration_us is not None:
+        item["duration_seconds"] = row.duration_us / 1_000_000
+    if row.detail is not None:
+        item["detail"] = json.loads(row.detail)
     return item
 
 

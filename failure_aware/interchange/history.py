@@ -75,7 +75,7 @@ def derive_plain(
     state: str = PENDING
     budget = 0
     for number, values in enumerate(attempts, 1):
-        at_us, outcome, started_at_us, error_type, _, forced, attempt_actor = values
+        at_us, outcome, started_at_us, error_type, _, forced, attempt_actor = values[:7]
         if state in _TERMINAL:
             raise ValidationError(
                 f"attempts[{number - 1}]: attempt {number} comes after attempt {number - 1} left the event "

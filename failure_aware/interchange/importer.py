@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, Table
+from sqlalchemy import Connection, Table, insert, select
 
 from ..core import counters, totals
 from ..core.recording import failure_fingerprint
@@ -31,12 +31,14 @@ from ..models import ImportReport
 from ..storage import bulk
 from ..storage.tables import annotation, attempt, event_detected, event_state, transition
 from . import history
+from .exporter import CLUSTER_NOTE
 from .inputs import Malformed
 from .model import FAILED, IN_FLIGHT, OK, PENDING, ImportContext
-from .records import Checker
+from .records import Checker, parse_cluster_note
 from .spool import Spool
 
 MAX_LISTED_PROBLEMS = 20
+MAX_CLUSTER_NOTES = 100_000  # held in memory during one import (they are few: people write them)
 # Events whose rows are built at a time (SQLite: one ``executemany`` per table and chunk). Small, so that the
 # chunk's records die young (see ``spool.Spool``). The queries made per chunk cost little on SQLite (the
 # largest id; the existing keys, unless the database has no events); PostgreSQL groups them by
@@ -53,7 +55,7 @@ STATE_COLUMNS = (
 )  # fmt: skip
 ATTEMPT_COLUMNS = (
     "event_id", "event_type", "number", "started_at_us", "at_us", "outcome", "error_type", "error",
-    "fingerprint", "forced", "actor",
+    "fingerprint", "forced", "actor", "traceback", "duration_us", "detail",
 )  # fmt: skip
 TRANSITION_COLUMNS = ("event_id", "at_us", "from_state", "to_state", "actor", "reason", "attempt_number")
 ANNOTATION_COLUMNS = ("event_id", "author", "at_us", "text")
@@ -77,6 +79,8 @@ class Checked:
     ends: Counter[counters.Key] = field(default_factory=Counter)  # events by (event_type, final state)
     attempts: int = 0
     annotations: int = 0
+    # Cluster notes (SPEC 8), held as they are: (event type, span start, span end, at, author, text).
+    cluster_notes: list[tuple[str, int, int, int, str, str]] = field(default_factory=list)
 
     def __enter__(self) -> Checked:
         return self
@@ -115,6 +119,9 @@ def check(numbered: Numbered, ctx: ImportContext, *, label: str) -> Checked:
                 checked.invalid.append((number, raw.message))
                 continue
             try:
+                if isinstance(raw, dict) and "kind" in raw:
+                    _other_kind(raw, ctx, checked)
+                    continue
                 record = parse(raw, number)
             except ValidationError as exc:
                 checked.invalid.append((number, str(exc)))
@@ -133,6 +140,36 @@ def check(numbered: Numbered, ctx: ImportContext, *, label: str) -> Checked:
         raise
     checked.attempts, checked.annotations = attempts, annotations
     return checked
+
+
+def _other_kind(raw: dict[str, Any], ctx: ImportContext, checked: Checked) -> None:
+    """A record that is not an event: a cluster note (the only other kind), kept for ``write``."""
+    if raw["kind"] != CLUSTER_NOTE:
+        raise ValidationError(f"kind {raw['kind']!r} is unknown: a line is an event, or a "
+                              f"{{\"kind\": \"{CLUSTER_NOTE}\", ...}}")
+    note = parse_cluster_note(raw, ctx)
+    if len(checked.cluster_notes) >= MAX_CLUSTER_NOTES:
+        raise ValidationError(f"more than {MAX_CLUSTER_NOTES} cluster notes in one import")
+    if note not in checked.cluster_notes:
+        checked.cluster_notes.append(note)
+
+
+def _write_cluster_notes(conn: Connection, notes: list[tuple[str, int, int, int, str, str]]) -> int:
+    """Insert the cluster notes the database does not hold yet (a re-import adds none); returns how many."""
+    a = annotation.c
+    added = 0
+    for event_type, start, end, at, author, text in notes:
+        exists = conn.execute(select(a.id).where(
+            a.event_id.is_(None), a.cluster_event_type == event_type, a.span_start_us == start,
+            a.span_end_us == end, a.at_us == at, a.author == author, a.text == text,
+        ).limit(1)).first()
+        if exists is None:
+            conn.execute(insert(annotation).values(
+                cluster_event_type=event_type, span_start_us=start, span_end_us=end, at_us=at, author=author,
+                text=text,
+            ))
+            added += 1
+    return added
 
 
 def write(conn: Connection, checked: Checked, ctx: ImportContext) -> ImportReport:
@@ -165,12 +202,13 @@ def write(conn: Connection, checked: Checked, ctx: ImportContext) -> ImportRepor
                 bulk.insert_rows(conn, table, columns, _across_chunks(checked.spool, all_ids, build))
     counters.apply(conn, rows.delta)
     totals.apply(conn, rows.attempt_delta)
+    notes = _write_cluster_notes(conn, checked.cluster_notes)
     return ImportReport(
         imported=rows.events,
         skipped_existing=checked.duplicates + rows.skipped,
         invalid=tuple(checked.invalid),
         attempts=rows.attempts,
-        annotations=rows.annotations,
+        annotations=rows.annotations + notes,
     )
 
 
@@ -257,7 +295,8 @@ class _Rows:
                 continue
             event_type = record[EVENT_TYPE]
             for number, values in enumerate(record[ATTEMPTS], 1):
-                at_us, outcome, started_at_us, error_type, error, forced, actor = values
+                (at_us, outcome, started_at_us, error_type, error, forced, actor, traceback, duration_us,
+                 detail) = values
                 delta[(event_type, outcome)] += 1
                 if outcome == OK:
                     fingerprint = None
@@ -265,7 +304,7 @@ class _Rows:
                     fingerprint = known.get((error_type, error)) or self._fingerprint(error_type, error)
                 yield (
                     event_id, event_type, number, started_at_us, at_us, outcome, error_type, error,
-                    fingerprint, forced, actor,
+                    fingerprint, forced, actor, traceback, duration_us, detail,
                 )  # fmt: skip
 
     def transition_rows(self, chunk: list[tuple[Any, ...]], ids: Sequence[int]) -> Iterator[tuple[Any, ...]]:
@@ -300,7 +339,7 @@ class _Rows:
                 claim = _NO_CLAIM
             error_type = error = last_attempt_at_us = None
             if attempts:
-                last_attempt_at_us, outcome, _, error_type, error, _, _ = attempts[-1]
+                last_attempt_at_us, outcome, _, error_type, error = attempts[-1][:5]
                 if outcome == OK:
                     error_type = error = None
             yield (

@@ -35,6 +35,9 @@ class AttemptIn(NamedTuple):
     error: str | None
     forced: bool
     actor: str
+    traceback: str | None = None
+    duration_us: int | None = None
+    detail_json: str | None = None  # a checked JSON object, as text
 
 
 class AnnotationIn(NamedTuple):
@@ -96,3 +99,4 @@ class ImportContext:
     actor: str  # the actor of derived transitions and default actor of attempts
     max_payload_bytes: int
     policies: PolicySet
+    latest_us: int  # the latest time a record may hold: now + max_clock_skew (SPEC 3)

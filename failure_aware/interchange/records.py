@@ -39,11 +39,10 @@ EVENT_FIELDS = (
     "next_retry_at",
     "transitions",
 )
-ATTEMPT_FIELDS = ("at", "outcome", "started_at", "error_type", "error", "forced", "actor")
+ATTEMPT_FIELDS = ("at", "outcome", "started_at", "error_type", "error", "forced", "actor", "traceback",
+                  "duration_seconds", "detail")
 ANNOTATION_FIELDS = ("at", "author", "text")
 TRANSITION_FIELDS = ("at", "from_state", "to_state", "actor", "reason", "attempt_number")
-# Far enough from datetime's limits that a retry delay (at most a year) added to any time cannot overflow.
-MAX_YEAR = 9000
 MAX_DELAY_US = int(MAX_DELAY_SECONDS * 1_000_000)  # the longest retry delay any policy can give
 _KNOWN = {
     "": frozenset(EVENT_FIELDS),
@@ -71,15 +70,17 @@ def parse_record(raw: Any, ctx: ImportContext, number: int) -> EventIn:
     key = raw.get("key")
     key = uuid.uuid4().hex if key is None else validation.key(key)
     given = raw.get("transitions")
-    chain = None if given is None else _list(given, "transitions", lambda item: _transition(item, ctx.actor))
+    latest = ctx.latest_us
+    chain = None if given is None else _list(given, "transitions",
+                                             lambda item: _transition(item, ctx.actor, latest))
     detected = raw.get("detected_at")
     if detected is not None:
-        detected_at_us = time_us(detected, "detected_at")
+        detected_at_us = time_us(detected, "detected_at", latest)
     else:  # the detection transition, when given, says when; otherwise the import time
         detected_at_us = chain[0].at_us if chain else ctx.now_us
     _, payload_json = validation.payload(raw.get("payload"), ctx.max_payload_bytes)
-    attempts = _attempts(raw.get("attempts"), detected_at_us, ctx.actor)
-    annotations = _list(raw.get("annotations"), "annotations", _annotation)
+    attempts = _attempts(raw.get("attempts"), detected_at_us, ctx.actor, latest)
+    annotations = _list(raw.get("annotations"), "annotations", lambda item: _annotation(item, latest))
     state = raw.get("state")
     if state is not None and state not in STATES:
         raise ValidationError(f"state {state!r} is unknown; use one of {', '.join(STATES)}")
@@ -103,7 +104,7 @@ def parse_record(raw: Any, ctx: ImportContext, number: int) -> EventIn:
     next_retry_at_us = None
     if next_retry is not None:
         next_retry_at_us = _next_retry(
-            time_us(next_retry, "next_retry_at"), transitions[-1].to_state, attempts
+            time_us(next_retry, "next_retry_at", latest + MAX_DELAY_US), transitions[-1].to_state, attempts
         )
     return EventIn(  # positional: this runs once per imported line
         number, event_type, key, detected_at_us, payload_json, attempts, annotations, transitions,
@@ -111,8 +112,9 @@ def parse_record(raw: Any, ctx: ImportContext, number: int) -> EventIn:
     )  # fmt: skip
 
 
-def time_us(value: Any, field: str) -> int:
-    """An RFC 3339 time with a zone, as microseconds since the epoch (naive times are refused)."""
+def time_us(value: Any, field: str, latest: int) -> int:
+    """An RFC 3339 time with a zone, as microseconds since the epoch, within [1970-01-01T00:00:00Z,
+    ``latest``] (now plus max_clock_skew: SPEC 3); naive times are refused."""
     if not isinstance(value, str):
         raise ValidationError(
             f"{field}: expected an RFC 3339 time string such as 2026-01-02T04:45:54Z, got {_kind(value)}"
@@ -123,9 +125,32 @@ def time_us(value: Any, field: str) -> int:
         moment = None
     if moment is None or moment.tzinfo is None:
         moment = parse_time(value, field=field)
-    if moment.year > MAX_YEAR:
-        raise ValidationError(f"{field}: {value!r} is out of range (after the year {MAX_YEAR})")
-    return (moment - EPOCH) // _ONE_US
+    return validation.bounded_us((moment - EPOCH) // _ONE_US, field, latest=latest)
+
+
+CLUSTER_NOTE_FIELDS = ("kind", "event_type", "window_start", "window_end", "at", "author", "text")
+
+
+def parse_cluster_note(raw: Mapping[str, Any], ctx: ImportContext) -> tuple[str, int, int, int, str, str]:
+    """A ``{"kind": "cluster_note", ...}`` record (SPEC 8) checked: ``(event_type, span start, span end,
+    at, author, text)``, times in microseconds."""
+    unknown = [str(name) for name in raw if name not in CLUSTER_NOTE_FIELDS]
+    if unknown:
+        raise ValidationError(f"{', '.join(unknown)}: unknown field(s) of a cluster note (allowed: "
+                              f"{', '.join(CLUSTER_NOTE_FIELDS)})")
+    for required in CLUSTER_NOTE_FIELDS[1:]:
+        if required not in raw:
+            raise ValidationError(f"{required} is required in a cluster note")
+    event_type = validation.event_type(raw["event_type"])
+    start = time_us(raw["window_start"], "window_start", ctx.latest_us)
+    end = time_us(raw["window_end"], "window_end", ctx.latest_us)
+    if end < start:
+        raise ValidationError("window_end is before window_start")
+    at = time_us(raw["at"], "at", ctx.latest_us)
+    author = validation.name("author", raw["author"])
+    text = validation.text("text", raw["text"], required=True)
+    assert text is not None
+    return event_type, start, end, at, author, text
 
 
 def _next_retry(at_us: int, state: str, attempts: tuple[AttemptIn, ...]) -> int:
@@ -140,8 +165,8 @@ def _next_retry(at_us: int, state: str, attempts: tuple[AttemptIn, ...]) -> int:
     return at_us
 
 
-def _attempts(value: Any, detected_at_us: int, default_actor: str) -> tuple[AttemptIn, ...]:
-    attempts = _list(value, "attempts", lambda item: _attempt(item, default_actor))
+def _attempts(value: Any, detected_at_us: int, default_actor: str, latest: int) -> tuple[AttemptIn, ...]:
+    attempts = _list(value, "attempts", lambda item: _attempt(item, default_actor, latest))
     previous = detected_at_us
     for index, item in enumerate(attempts):
         if item.at_us < previous:
@@ -154,19 +179,27 @@ def _attempts(value: Any, detected_at_us: int, default_actor: str) -> tuple[Atte
     return attempts
 
 
-def _attempt(item: Mapping[str, Any], default_actor: str) -> AttemptIn:
+def _attempt(item: Mapping[str, Any], default_actor: str, latest: int) -> AttemptIn:
     if "at" not in item:
         raise ValidationError("at is required (when the attempt's outcome was known)")
-    at_us = time_us(item["at"], "at")
+    at_us = time_us(item["at"], "at", latest)
     outcome = item.get("outcome")
     if outcome not in OUTCOMES:
         raise ValidationError(f"outcome {outcome!r} is not one of {', '.join(OUTCOMES)}")
     started = item.get("started_at")
-    started_at_us = None if started is None else time_us(started, "started_at")
+    started_at_us = None if started is None else time_us(started, "started_at", latest)
     if started_at_us is not None and started_at_us > at_us:
         raise ValidationError("started_at is after its at")
-    error_type = validation.optional_name("error_type", item.get("error_type"))
-    error = validation.text("error", item.get("error"), limit=validation.MAX_ERROR_CHARS)
+    # What a failure produced is recorded as it is (SPEC 3), cleaned and cut as every path does.
+    error_type = validation.failure_name(item.get("error_type"))
+    error = validation.failure_text(item.get("error"))
+    traceback = validation.traceback_text(item.get("traceback"))
+    duration = item.get("duration_seconds")
+    if duration is not None and (
+        isinstance(duration, bool) or not isinstance(duration, int | float) or not 0 <= duration < 10**9
+    ):
+        raise ValidationError(f"duration_seconds must be a number of seconds >= 0, got {duration!r}")
+    detail = validation.detail(item.get("detail"))
     if outcome == OK and (error_type is not None or error is not None):
         raise ValidationError("outcome succeeded takes no error_type or error")
     forced = item.get("forced", False)
@@ -174,24 +207,28 @@ def _attempt(item: Mapping[str, Any], default_actor: str) -> AttemptIn:
         raise ValidationError(f"forced must be true or false, got {forced!r}")
     actor = item.get("actor")
     actor = default_actor if actor is None else validation.name("actor", actor)
-    return AttemptIn(at_us, outcome, started_at_us, error_type, error, forced, actor)
+    if outcome == OK and traceback is not None:
+        raise ValidationError("outcome succeeded takes no traceback")
+    duration_us = None if duration is None else round(duration * 1_000_000)
+    return AttemptIn(at_us, outcome, started_at_us, error_type, error, forced, actor, traceback, duration_us,
+                     detail)
 
 
-def _annotation(item: Mapping[str, Any]) -> AnnotationIn:
+def _annotation(item: Mapping[str, Any], latest: int) -> AnnotationIn:
     for required in ANNOTATION_FIELDS:
         if required not in item:
             raise ValidationError(f"{required} is required")
     author = validation.name("author", item["author"])
     text = validation.text("text", item["text"], required=True)
     assert text is not None
-    return AnnotationIn(time_us(item["at"], "at"), author, text)
+    return AnnotationIn(time_us(item["at"], "at", latest), author, text)
 
 
-def _transition(item: Mapping[str, Any], default_actor: str) -> TransitionIn:
+def _transition(item: Mapping[str, Any], default_actor: str, latest: int) -> TransitionIn:
     for required in ("at", "to_state"):
         if required not in item:
             raise ValidationError(f"{required} is required")
-    at_us = time_us(item["at"], "at")
+    at_us = time_us(item["at"], "at", latest)
     from_state, to_state = item.get("from_state"), item["to_state"]
     if from_state is not None and from_state not in STATES:
         raise ValidationError(f"from_state {from_state!r} is not a state ({', '.join(STATES)})")
@@ -202,8 +239,8 @@ def _transition(item: Mapping[str, Any], default_actor: str) -> TransitionIn:
     reason = item.get("reason")
     reason = "imported" if reason is None else validation.text("reason", reason, required=True)
     number = item.get("attempt_number")
-    if number is not None and (isinstance(number, bool) or not isinstance(number, int) or number < 1):
-        raise ValidationError(f"attempt_number must be a positive integer or null, got {number!r}")
+    if number is not None:
+        validation.integer("attempt_number", number)
     return TransitionIn(at_us, from_state, to_state, actor, str(reason), number)
 
 
@@ -293,10 +330,11 @@ class Checker:
         key = get("key")
         if key is None:
             key = uuid.uuid4().hex
-        elif type(key) is not str or not key or len(key) > _MAX_KEY_CHARS:
+        elif type(key) is not str or not key.strip() or len(key) > _MAX_KEY_CHARS or _unstorable(key):
             return None
+        latest = self.ctx.latest_us
         detected = get("detected_at")
-        detected_at_us = self.ctx.now_us if detected is None else _fast_time(detected)
+        detected_at_us = self.ctx.now_us if detected is None else _fast_time(detected, latest)
         if detected_at_us is None:
             return None
         payload = get("payload")
@@ -304,7 +342,7 @@ class Checker:
         given = get("attempts")
         attempts = () if given is None else self._fast_attempts(given, detected_at_us)
         notes = get("annotations")
-        annotations = () if notes is None else _fast_annotations(notes)
+        annotations = () if notes is None else _fast_annotations(notes, latest)
         if payload_json is None or attempts is None or annotations is None:
             return None
         try:
@@ -317,7 +355,7 @@ class Checker:
             return None
         given_retry = get("next_retry_at")
         if given_retry is not None:
-            next_retry_us = _fast_next_retry(given_retry, state, attempts)
+            next_retry_us = _fast_next_retry(given_retry, state, attempts, latest + MAX_DELAY_US)
             if next_retry_us is None:
                 return None
             return (
@@ -345,6 +383,8 @@ class Checker:
             except Exception:  # any doubt: parse_record says what is wrong
                 self._encode = _c_encoder()  # a failed encoding may leave its circular-check markers behind
                 return None
+            if _unstorable(text) or "\\u0000" in text or text.count("{") + text.count("[") > _MAX_DEPTH:
+                return None  # maybe a NUL, a lone surrogate or nesting too deep: parse_record decides
             if len(text) <= self._payload_chars or len(text.encode("utf-8")) <= self.ctx.max_payload_bytes:
                 return text
             return None
@@ -357,13 +397,14 @@ class Checker:
         if type(given) is not list:
             return None
         default_actor = self.ctx.actor
+        latest = self.ctx.latest_us
         previous = detected_at_us
         attempts = []
         for item in given:
             if type(item) is not dict or not item.keys() <= _ATTEMPT_KEYS:
                 return None
             get = item.get
-            at_us = _fast_time(get("at"))
+            at_us = _fast_time(get("at"), latest)
             if at_us is None or at_us < previous:
                 return None
             previous = at_us
@@ -372,18 +413,20 @@ class Checker:
                 return None
             error_type = get("error_type")
             if error_type is not None and (
-                type(error_type) is not str or len(error_type) > _MAX_NAME_CHARS or not error_type.strip()
+                type(error_type) is not str or len(error_type) > _MAX_NAME_CHARS or error_type.strip()
+                != error_type or not error_type or _unstorable(error_type)
             ):
                 return None
             error = get("error")
-            if error is not None and (type(error) is not str or len(error) > _MAX_ERROR_CHARS):
+            if error is not None and (type(error) is not str or len(error) > _MAX_ERROR_CHARS
+                                      or _unstorable(error)):
                 return None
             if outcome == OK and (error_type is not None or error is not None):
                 return None
             started = get("started_at")
             started_at_us = None
             if started is not None:
-                started_at_us = _fast_time(started)
+                started_at_us = _fast_time(started, latest)
                 if started_at_us is None or started_at_us > at_us:
                     return None
             forced = get("forced", False)
@@ -392,20 +435,23 @@ class Checker:
             actor = get("actor")
             if actor is None:
                 actor = default_actor
-            elif type(actor) is not str or len(actor) > _MAX_NAME_CHARS or not actor.strip():
+            elif (type(actor) is not str or len(actor) > _MAX_NAME_CHARS or not actor.strip()
+                  or _unstorable(actor)):
                 return None
-            attempts.append((at_us, outcome, started_at_us, error_type, error, forced, actor))
+            attempts.append(
+                (at_us, outcome, started_at_us, error_type, error, forced, actor, None, None, None)
+            )
         return tuple(attempts)
 
 
-def _fast_annotations(given: Any) -> tuple[tuple[Any, ...], ...] | None:
+def _fast_annotations(given: Any, latest: int) -> tuple[tuple[Any, ...], ...] | None:
     if type(given) is not list:
         return None
     annotations = []
     for item in given:
         if type(item) is not dict or item.keys() != _ANNOTATION_KEYS:
             return None
-        at_us, author, text = _fast_time(item["at"]), item["author"], item["text"]
+        at_us, author, text = _fast_time(item["at"], latest), item["author"], item["text"]
         if (
             at_us is None
             or type(author) is not str
@@ -414,33 +460,38 @@ def _fast_annotations(given: Any) -> tuple[tuple[Any, ...], ...] | None:
             or type(text) is not str
             or len(text) > _MAX_TEXT_CHARS
             or not text.strip()
+            or _unstorable(author)
+            or _unstorable(text)
         ):
             return None
         annotations.append((at_us, author, text))
     return tuple(annotations)
 
 
-def _fast_next_retry(given: Any, state: str, attempts: tuple[tuple[Any, ...], ...]) -> int | None:
+def _fast_next_retry(
+    given: Any, state: str, attempts: tuple[tuple[Any, ...], ...], latest: int
+) -> int | None:
     """A given ``next_retry_at`` that ``_next_retry`` accepts, else ``None``."""
-    at_us = _fast_time(given)
+    at_us = _fast_time(given, latest)
     if at_us is None or state != FAILED:
         return None
     last_us = attempts[-1][0]  # a FAILED event has a failed last attempt
     return at_us if last_us <= at_us <= last_us + MAX_DELAY_US else None
 
 
-def _fast_time(value: Any) -> int | None:
-    """``time_us`` for the common case (a string ``datetime.fromisoformat`` reads, with a zone, in range);
-    ``None`` for anything else, which ``time_us`` then accepts or refuses with its message."""
+def _fast_time(value: Any, latest: int) -> int | None:
+    """``time_us`` for the common case (a string ``datetime.fromisoformat`` reads, with a zone, within
+    [1970, ``latest``]); ``None`` for anything else, which ``time_us`` then accepts or refuses."""
     if type(value) is not str:
         return None
     try:
         moment = datetime.fromisoformat(value)
     except ValueError:
         return None
-    if moment.tzinfo is None or moment.year > MAX_YEAR:
+    if moment.tzinfo is None:
         return None
-    return (moment - EPOCH) // _ONE_US
+    micros = (moment - EPOCH) // _ONE_US
+    return micros if 0 <= micros <= latest else None
 
 
 # ``validation.payload``'s encoder (the same options; a test compares them), as the C function that its
@@ -465,10 +516,12 @@ def _c_encoder() -> Callable[[Any, int], Sequence[str]] | None:
 
 # The fields the fast path handles: all but ``transitions`` (a given history goes through the full checks).
 _FAST_FIELDS = frozenset(EVENT_FIELDS) - {"transitions"}
-_ATTEMPT_KEYS = frozenset(ATTEMPT_FIELDS)
+_ATTEMPT_KEYS = frozenset(ATTEMPT_FIELDS[:7])  # traceback, duration, detail: the full checks
 _ANNOTATION_KEYS = frozenset(ANNOTATION_FIELDS)
 _MAX_KEY_CHARS, _MAX_NAME_CHARS = validation.MAX_KEY_CHARS, validation.MAX_NAME_CHARS
 _MAX_ERROR_CHARS, _MAX_TEXT_CHARS = validation.MAX_ERROR_CHARS, validation.MAX_TEXT_CHARS
+_MAX_DEPTH = validation.MAX_JSON_DEPTH
+_unstorable = validation.UNSTORABLE.search  # NUL or a lone surrogate: the full checks say what is wrong
 
 
 def _kind(value: Any) -> str:

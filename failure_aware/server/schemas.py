@@ -172,6 +172,9 @@ class AttemptOut(_Out):
     fingerprint: str | None = None
     forced: bool = False
     actor: str
+    traceback: str | None = None
+    duration_seconds: float | None = None
+    detail: dict[str, Any] | None = None
 
 
 class TransitionOut(_Out):

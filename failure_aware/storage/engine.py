@@ -18,6 +18,7 @@ from sqlalchemy.exc import ArgumentError
 from ..errors import StorageError
 
 DEFAULT_URL = "sqlite:///failure-aware.db"
+SCHEMA_TABLE = "failure_aware_schema"  # tables.schema_version: what marks a database as ours
 ENV_VAR = "FAILURE_AWARE_DB"
 
 # Execution option a connection sets to ask SQLite for BEGIN IMMEDIATE: a write transaction takes the
@@ -84,7 +85,8 @@ def _sqlite_engine(url: URL, *, readonly: bool) -> Engine:
         if readonly:
             cursor.execute("PRAGMA query_only = ON")
         else:
-            cursor.execute("PRAGMA journal_mode = WAL")
+            if _ours_or_empty(cursor):  # WAL mode is written into the file: never into someone else's
+                cursor.execute("PRAGMA journal_mode = WAL")
             cursor.execute("PRAGMA synchronous = NORMAL")
         cursor.close()
 
@@ -94,6 +96,14 @@ def _sqlite_engine(url: URL, *, readonly: bool) -> Engine:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
     return engine
+
+
+def _ours_or_empty(cursor: Any) -> bool:
+    """Whether the SQLite database is empty (ours to create) or holds our version table. Anything else is
+    a foreign file, which every command refuses (``migrations.current_version``) and leaves byte for byte
+    as it was: so no PRAGMA that writes (``journal_mode = WAL``) may touch it first."""
+    names = {row[0] for row in cursor.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    return not names or SCHEMA_TABLE in names
 
 
 def _postgres_engine(url: URL, *, readonly: bool) -> Engine:

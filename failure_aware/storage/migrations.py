@@ -20,11 +20,18 @@ from dataclasses import dataclass
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
+    CheckConstraint,
     Column,
     Connection,
+    ForeignKey,
+    Index,
     Integer,
     MetaData,
+    String,
     Table,
+    Text,
+    UniqueConstraint,
     func,
     insert,
     inspect,
@@ -46,7 +53,7 @@ class Migration:
     apply: Callable[[Connection], None]
 
 
-# Frozen for v1 and v2: what they created where v3 later changed the live definition.
+# Frozen for v1 and v2: what they created where v3 and v4 later changed the live definition.
 _V1_FAILURE_INDEX = (
     f"CREATE INDEX ix_attempt_failures ON attempt (event_type, at_us, event_id) WHERE {tables.FAILURE_SQL}"
 )
@@ -62,11 +69,40 @@ _V2_CORRELATION_STATE = Table(
 )
 
 
+# The attempt table as v1 created it (v4 added traceback, duration_us and detail).
+_V4_ATTEMPT_COLUMNS = (("traceback", "TEXT"), ("duration_us", "BIGINT"), ("detail", "TEXT"))
+
+
+def _v1_attempt(target: MetaData) -> Table:
+    tables.event_detected.to_metadata(target)  # what its foreign key refers to
+    frozen = Table(
+        "attempt",
+        target,
+        Column("id", tables.Id, primary_key=True, autoincrement=True),
+        Column("event_id", ForeignKey("event_detected.id"), nullable=False),
+        Column("event_type", String(200), nullable=False),
+        Column("number", Integer, nullable=False),
+        Column("started_at_us", BigInteger),
+        Column("at_us", BigInteger, nullable=False),
+        Column("outcome", String(16), nullable=False),
+        Column("error_type", String(200)),
+        Column("error", Text),
+        Column("fingerprint", String(32)),
+        Column("forced", Boolean, nullable=False, server_default=text("false")),
+        Column("actor", String(200), nullable=False),
+        UniqueConstraint("event_id", "number", name="uq_attempt_event_number"),
+        CheckConstraint("outcome IN ('succeeded', 'failed', 'abandoned')", name="ck_attempt_outcome"),
+    )
+    Index("ix_attempt_event", frozen.c.event_id, frozen.c.number)
+    Index("ix_attempt_at", frozen.c.at_us)
+    return frozen
+
+
 def _v1_core_ledger(conn: Connection) -> None:
-    for table in (tables.event_detected, tables.attempt, tables.transition, tables.annotation,
+    attempt_v1 = _v1_attempt(MetaData())
+    for table in (tables.event_detected, attempt_v1, tables.transition, tables.annotation,
                   tables.event_state):
         table.create(conn)
-    conn.execute(text("DROP INDEX ix_attempt_failures"))  # the live one is v3's
     conn.execute(text(_V1_FAILURE_INDEX))
     triggers.install(conn)
 
@@ -93,6 +129,13 @@ def _v3_index_only_correlation(conn: Connection) -> None:
     conn.execute(text("ALTER TABLE correlation_state ADD COLUMN cluster_count BIGINT NOT NULL DEFAULT 0"))
 
 
+def _v4_attempt_detail(conn: Connection) -> None:
+    # New nullable columns only: history rows stay as they were (ADD COLUMN rewrites no row on either
+    # backend, and the append-only triggers refuse UPDATE, not ALTER).
+    for name, kind in _V4_ATTEMPT_COLUMNS:
+        conn.execute(text(f"ALTER TABLE attempt ADD COLUMN {name} {kind}"))
+
+
 def _v6_api(conn: Connection) -> None:
     # Tokens of `serve`, and attempt counters for /metrics, backfilled from history.
     for table in (tables.attempt_total, tables.api_token):
@@ -112,6 +155,9 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         3, "fingerprints in the failure index; cluster examples read, not stored (clusters are rebuilt by "
         "the next correlate)", _v3_index_only_correlation,
+    ),
+    Migration(
+        4, "attempts keep the handler's traceback, their duration and a detail object", _v4_attempt_detail
     ),
     Migration(6, "HTTP API: token table (hashed secrets), attempt counters per type and outcome", _v6_api),
 )

@@ -69,6 +69,11 @@ attempt = Table(
     Column("fingerprint", String(32)),
     Column("forced", Boolean, nullable=False, server_default=text("false")),
     Column("actor", String(200), nullable=False),
+    # v4: what a runner knows of an attempt: the handler's traceback (its last frames, at most 8 KiB), how
+    # long the handler ran, and a caller's or handler's detail (a JSON object of at most 16 KiB).
+    Column("traceback", Text),
+    Column("duration_us", BigInteger),
+    Column("detail", Text),
     UniqueConstraint("event_id", "number", name="uq_attempt_event_number"),
     CheckConstraint("outcome IN ('succeeded', 'failed', 'abandoned')", name="ck_attempt_outcome"),
 )
@@ -242,7 +247,7 @@ api_token = Table(
 )
 
 schema_version = Table(
-    "failure_aware_schema",
+    "failure_aware_schema",  # engine.SCHEMA_TABLE
     metadata,
     Column("version", Integer, primary_key=True, autoincrement=False),
     Column("description", Text, nullable=False),

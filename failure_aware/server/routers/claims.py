@@ -12,13 +12,11 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path
 
-from ...ledger import Ledger
 from ...models import Claim
 from ..auth import RecordToken
 from ..problems import responses
 from ..schemas import AttemptResultOut, ClaimIn, ClaimsOut, OutcomeIn
 from .deps import LedgerDep
-from .events import outcome_options
 
 router = APIRouter(prefix="/claims", tags=["claims"])
 
@@ -58,6 +56,8 @@ def finish(
         error_type=body.error_type,
         error=body.error,
         at=body.at,
-        **outcome_options(body, Ledger.finish),
+        permanent=body.permanent,
+        retry_after=body.retry_after,
+        detail=body.detail,
     )
     return result.as_dict()

@@ -7,7 +7,6 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from ...ledger import Ledger
-from ...timeutil import format_time
 
 
 async def ledger(request: Request) -> Ledger:
@@ -17,10 +16,11 @@ async def ledger(request: Request) -> Ledger:
 
 
 def time_text(value: object) -> str | None:
-    """A query time as the RFC 3339 text a cursor keeps (None passes through)."""
+    """A query time as the text a cursor keeps, as given (its offset kept: converting a time at the edge
+    of the calendar could overflow; the Ledger judges its range). None passes through."""
     from datetime import datetime
 
-    return format_time(value) if isinstance(value, datetime) else None
+    return value.isoformat() if isinstance(value, datetime) else None
 
 
 LedgerDep = Annotated[Ledger, Depends(ledger)]

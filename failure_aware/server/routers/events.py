@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import functools
-import inspect
 from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Response, status
 
 from ...errors import ValidationError
-from ...ledger import Ledger
 from ...states import State
 from ...timeutil import parse_time
 from .. import pagination
@@ -26,7 +23,6 @@ from ..schemas import (
     EventIn,
     EventOut,
     NoteIn,
-    OutcomeIn,
     Page,
     ReasonIn,
 )
@@ -34,26 +30,6 @@ from .deps import LedgerDep, time_text
 
 router = APIRouter(prefix="/events", tags=["events"])
 EventId = Annotated[int, Path(ge=1, le=MAX_INT, description="The event's id")]
-
-# Options of an outcome that arrive with the library's richer outcomes (SPEC 4: permanent, retry_after,
-# detail); until the Ledger takes them, asking for one is refused rather than silently dropped.
-_OUTCOME_OPTIONS = ("permanent", "retry_after", "detail")
-
-
-@functools.cache
-def _parameters(method: Any) -> frozenset[str]:
-    return frozenset(inspect.signature(method).parameters)
-
-
-def outcome_options(body: OutcomeIn, method: Any) -> dict[str, Any]:
-    """The keyword arguments of ``body``'s outcome options that were given, for ``method``."""
-    given = {n: getattr(body, n) for n in _OUTCOME_OPTIONS if getattr(body, n) not in (None, False)}
-    accepted = _parameters(method)
-    missing = [name for name in given if name not in accepted]
-    if missing:
-        raise ValidationError(f"{', '.join(missing)} is not supported by this version of failure-aware")
-    return given
-
 
 @router.post(
     "",
@@ -149,7 +125,9 @@ def report(event_id: EventId, body: AttemptIn, token: RecordToken, fa: LedgerDep
         at=body.at,
         force=body.force,
         actor=token.name,
-        **outcome_options(body, Ledger.report),
+        permanent=body.permanent,
+        retry_after=body.retry_after,
+        detail=body.detail,
     )
     return result.as_dict()
 
@@ -187,4 +165,4 @@ def bury(
     return fa.bury(event_id, actor=token.name, reason=reason).as_dict()
 
 
-__all__ = ["OutcomeIn", "outcome_options", "router"]
+__all__ = ["router"]
