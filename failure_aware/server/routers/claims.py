@@ -8,21 +8,21 @@ nothing is written. Servers keep nothing: any server of the database can finish 
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter, Path, Response
 
 from ...models import Claim
 from ..auth import RecordToken
 from ..problems import responses
 from ..schemas import AttemptResultOut, ClaimIn, ClaimsOut, OutcomeIn
-from .deps import LedgerDep
+from .deps import LedgerDep, reply
 
 router = APIRouter(prefix="/claims", tags=["claims"])
 
 
 @router.post("", response_model=ClaimsOut, responses=responses(400, 401, 403, 413, 422))
-def claim(body: ClaimIn, token: RecordToken, fa: LedgerDep) -> dict[str, Any]:
+def claim(body: ClaimIn, token: RecordToken, fa: LedgerDep) -> Response:
     """Claim up to ``limit`` events due now (PENDING, or FAILED past their retry time), oldest due first,
     of the given ``types`` (all when absent), for ``lease_seconds``. The token's name is the worker."""
     claims: list[Claim] = []
@@ -36,7 +36,7 @@ def claim(body: ClaimIn, token: RecordToken, fa: LedgerDep) -> dict[str, Any]:
             worker=token.name,
             lease_seconds=body.lease_seconds,
         )
-    return {"data": [c.as_dict() for c in claims]}
+    return reply({"data": [c.as_dict() for c in claims]})
 
 
 @router.post(
@@ -47,7 +47,7 @@ def finish(
     body: OutcomeIn,
     _token: RecordToken,
     fa: LedgerDep,
-) -> dict[str, Any]:
+) -> Response:
     """Record the outcome of a claimed attempt (409 ``StaleClaim`` when the claim no longer holds it)."""
     held = fa.held_claim(claim_token)
     result = fa.finish(
@@ -60,4 +60,4 @@ def finish(
         retry_after=body.retry_after,
         detail=body.detail,
     )
-    return result.as_dict()
+    return reply(result.as_dict())

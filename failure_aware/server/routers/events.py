@@ -26,7 +26,7 @@ from ..schemas import (
     Page,
     ReasonIn,
 )
-from .deps import LedgerDep, time_text
+from .deps import LedgerDep, reply, time_text
 
 router = APIRouter(prefix="/events", tags=["events"])
 EventId = Annotated[int, Path(ge=1, le=MAX_INT, description="The event's id")]
@@ -40,15 +40,13 @@ EventId = Annotated[int, Path(ge=1, le=MAX_INT, description="The event's id")]
         **responses(400, 401, 403, 413, 422),
     },
 )
-def detect(body: EventIn, response: Response, token: RecordToken, fa: LedgerDep) -> dict[str, Any]:
+def detect(body: EventIn, token: RecordToken, fa: LedgerDep) -> Response:
     """Detect an event: 201 with the new event, or 200 with the existing one of this ``(event_type, key)``
     (nothing written): retrying a POST with the same key is safe."""
     event, created = fa.detect_created(
         body.event_type, body.payload, key=body.key, at=body.at, actor=token.name
     )
-    if not created:
-        response.status_code = status.HTTP_200_OK
-    return event.as_dict()
+    return reply(event.as_dict(), status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 
 
 @router.get("", response_model=Page[EventOut], responses=responses(401, 403, 422))
@@ -63,7 +61,7 @@ def list_events(
     cluster: Annotated[str | None, Query(max_length=64)] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
     cursor: Annotated[str | None, Query(max_length=pagination.MAX_CURSOR_CHARS)] = None,
-) -> dict[str, Any]:
+) -> Response:
     """Events, newest first, filtered by state, type, detection time, a failure's fingerprint or a
     cluster. A filter that matches nothing gives an empty page. ``next_cursor`` carries the filters."""
     filters, position = pagination.merge(
@@ -91,11 +89,11 @@ def list_events(
     )
     more = len(events) > limit
     events = events[:limit]
-    return {
+    return reply({
         "data": [e.as_dict() for e in events],
-        "has_more": more,
         "next_cursor": pagination.encode(filters, events[-1].id) if more else None,
-    }
+        "has_more": more,
+    })
 
 
 def _time(value: Any) -> datetime | None:
@@ -114,7 +112,7 @@ def show(event_id: EventId, _token: ReadToken, fa: LedgerDep) -> dict[str, Any]:
     response_model=AttemptResultOut,
     responses=responses(400, 401, 403, 404, 409, 413, 422),
 )
-def report(event_id: EventId, body: AttemptIn, token: RecordToken, fa: LedgerDep) -> dict[str, Any]:
+def report(event_id: EventId, body: AttemptIn, token: RecordToken, fa: LedgerDep) -> Response:
     """Record an attempt the caller ran itself and its outcome (409 when the state forbids it, or a FAILED
     event's retry time has not come and ``force`` is not set)."""
     result = fa.report(
@@ -129,7 +127,7 @@ def report(event_id: EventId, body: AttemptIn, token: RecordToken, fa: LedgerDep
         retry_after=body.retry_after,
         detail=body.detail,
     )
-    return result.as_dict()
+    return reply(result.as_dict(), status.HTTP_201_CREATED)
 
 
 @router.post(
