@@ -32,6 +32,12 @@ returns the defaults (SPEC sections 4 and 6). The first file found wins; the fil
     backlog_after = "15m"        # PENDING this long with no attempt: DEGRADED
     critical_backlog = "1h"      # ... this long: CRITICAL
 
+    [webhooks."payment.webhook"]       # where the webhook handler delivers this type (docs/webhooks.md)
+    url = "https://example.com/hooks"
+    secret_env = "PAYMENT_WEBHOOK_SECRET"
+    timeout = "15s"
+    connect_timeout = "5s"
+
 Durations are numbers of seconds or strings such as ``"90"``, ``"10s"``, ``"5m"``, ``"1h30m"``, ``"250ms"``.
 Every key is optional. Unknown keys, wrong types and bad values raise ``ValidationError`` naming the file
 and the key. Reading the file is the only I/O here.
@@ -50,6 +56,7 @@ from failure_aware.durations import parse_duration
 from failure_aware.errors import ValidationError
 from failure_aware.health_rules import HealthRules
 from failure_aware.policy import PolicySet
+from failure_aware.webhooks.settings import Endpoint, endpoints_from_table
 
 __all__ = ["CONFIG_FILENAME", "Config", "config_from_mapping", "load_config"]
 
@@ -75,11 +82,13 @@ MAX_CLOCK_SKEW_SECONDS = 86400.0
 
 @dataclass(frozen=True)
 class Config:
-    """Retry policies and health thresholds; ``source`` is the file they came from (None: defaults)."""
+    """Retry policies, health thresholds and webhook endpoints (by event type); ``source`` is the file they
+    came from (None: defaults)."""
 
     policies: PolicySet = field(default_factory=PolicySet)
     health: HealthRules = field(default_factory=HealthRules)
     source: str | None = None
+    webhooks: Mapping[str, Endpoint] = field(default_factory=dict)
     #: How far in the future a given time may lie (``max_clock_skew``): ``detect --at``, ``report --at``,
     #: imported history. Every time lies within [1970-01-01T00:00:00Z, now + this].
     max_clock_skew_seconds: float = validation.DEFAULT_MAX_CLOCK_SKEW_SECONDS
@@ -133,8 +142,8 @@ def config_from_mapping(data: Mapping[str, Any], source: str | None = None, key_
     """
     where = f"{source}: " if source else ""
     for key in data:
-        if key not in ("retry", "health", "max_clock_skew"):
-            known = "retry, health, max_clock_skew"
+        if key not in ("retry", "health", "max_clock_skew", "webhooks"):
+            known = "retry, health, max_clock_skew, webhooks"
             raise ValidationError(f"{where}{key_prefix}{key}: unknown key (known: {known})")
     try:
         skew = validation.DEFAULT_MAX_CLOCK_SKEW_SECONDS
@@ -147,7 +156,9 @@ def config_from_mapping(data: Mapping[str, Any], source: str | None = None, key_
         health = _table(data.get("health", {}), f"{key_prefix}health")
         policies = PolicySet.from_mapping(retry, key_prefix=f"{key_prefix}retry")
         rules = _health_from_table(health, f"{key_prefix}health")
-        config = Config(policies=policies, health=rules, source=source, max_clock_skew_seconds=skew)
+        webhooks = endpoints_from_table(data.get("webhooks", {}), f"{key_prefix}webhooks")
+        config = Config(policies=policies, health=rules, source=source, max_clock_skew_seconds=skew,
+                        webhooks=webhooks)
     except ValidationError as exc:
         raise ValidationError(f"{where}{exc}") from exc
     return config

@@ -3,6 +3,11 @@
 The CLI's ``run``, ``retry --due`` and ``worker`` take ``--handler SPEC``. The module is imported with the
 working directory first on ``sys.path`` (as ``python -m`` does), so a project's own modules are found
 without installing them. Every way this can go wrong is a ``ValidationError`` naming what is wrong.
+
+A handler object that needs the command's configuration (``--config``), such as the webhook handler
+``failure_aware.webhooks:deliver`` (its endpoints and secrets), has a ``configure(config)`` method: it is
+called once, after loading and before anything is claimed, so a configuration it cannot work with stops the
+command with a clear error and nothing written.
 """
 
 from __future__ import annotations
@@ -11,9 +16,13 @@ import importlib
 import os
 import re
 import sys
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from .errors import ValidationError
 from .ledger import Handler
+
+if TYPE_CHECKING:
+    from .config import Config
 
 _IDENTIFIER = r"[A-Za-z_][A-Za-z0-9_]*"
 _SPEC = re.compile(rf"({_IDENTIFIER}(?:\.{_IDENTIFIER})*):({_IDENTIFIER}(?:\.{_IDENTIFIER})*)")
@@ -25,11 +34,23 @@ def handler_spec_ok(spec: str) -> bool:
     return isinstance(spec, str) and _SPEC.fullmatch(spec.strip()) is not None
 
 
-def load_handler(spec: str) -> Handler:
+@runtime_checkable
+class ConfigurableHandler(Protocol):
+    """A handler that takes the configuration before it runs (see the module docstring)."""
+
+    def __call__(self, event: object, /) -> object: ...  # pragma: no cover - a protocol
+
+    def configure(self, config: Config) -> None: ...  # pragma: no cover - a protocol
+
+
+def load_handler(spec: str, config: Config | None = None) -> Handler:
     """Import and return the callable named by ``spec`` (``module:function``, ``pkg.mod:obj.attr``).
 
+    With ``config``, a ``ConfigurableHandler`` gets ``configure(config)`` before it is returned.
+
     Raises ``ValidationError`` when the spec is malformed, the module cannot be imported (naming the
-    module that is missing, or the error its import raised), or the attribute is missing or not callable.
+    module that is missing, or the error its import raised), the attribute is missing or not callable, or
+    the handler refuses the configuration.
     """
     if not isinstance(spec, str) or not (match := _SPEC.fullmatch(spec.strip())):
         raise ValidationError(f"handler {spec!r} must be written module:function ({_EXAMPLE})")
@@ -62,6 +83,8 @@ def load_handler(spec: str) -> Handler:
         raise ValidationError(
             f"handler {spec!r} is a {type(target).__name__}, not a callable taking the event: handler(event)"
         )
+    if config is not None and isinstance(target, ConfigurableHandler):
+        target.configure(config)
     return target  # callable, checked; that it takes one event is the user's promise
 
 
@@ -71,4 +94,4 @@ def _working_directory_on_path() -> None:
         sys.path.insert(0, cwd)
 
 
-__all__ = ["Handler", "load_handler"]
+__all__ = ["ConfigurableHandler", "Handler", "load_handler"]

@@ -23,7 +23,7 @@ from .config import Config, load_config
 from .core import claims, counters, handler_outcome, operator, queries, recording, validation
 from .core.claims import ClaimOutcome
 from .core.recording import Reported
-from .correlation.models import Cluster, ClusterDetail, CorrelateReport, Timeline
+from .correlation.models import Cluster, ClusterDetail, CorrelateReport, Incident, IncidentDetail, Timeline
 from .diagnostics.health_report import HealthReport
 from .diagnostics.verify import VerifyReport
 from .errors import FailureAwareError, NotFound, StorageError, ValidationError
@@ -490,12 +490,15 @@ class Ledger:
     def show(self, event_id: int) -> EventDetail:
         """An event with its attempts, transitions and annotations (``NotFound`` if unknown)."""
         validation.event_id(event_id)
+        from .correlation import incident_queries
         from .correlation import queries as cluster_queries
 
         with self.store.read() as conn:
             detail = queries.event_detail(conn, event_id)
             clusters = cluster_queries.clusters_of_event(conn, event_id, now_us=self.store.now_us())
-        return dataclasses.replace(detail, cluster_ids=tuple(c.id for c in clusters))
+            incidents = incident_queries.incidents_of_clusters(conn, (c.id for c in clusters))
+        return dataclasses.replace(detail, cluster_ids=tuple(c.id for c in clusters),
+                                   incident_ids=tuple(incidents))
 
     def iter_events(self) -> Iterator[Event]:
         """Every event in id order, streamed in pages."""
@@ -792,6 +795,36 @@ class Ledger:
         author = validation.name("author", operator_name() if author is None else author)
         with self.store.write() as conn:
             return annotate_cluster(conn, cluster_id, text, author=author, now_us=self.store.now_us())
+
+    def incidents(
+        self, *, event_type: str | None = None, active: bool = False, since: datetime | None = None,
+        limit: int | None = None,
+    ) -> list[Incident]:
+        """Stored incidents (SPEC 13: clusters of several types that started together), newest first;
+        reads only. ``event_type``: those with a cluster of that type; ``active``: one of its clusters is
+        active; ``since``: those that ended at or after it. Run ``correlate`` to bring them up to date."""
+        from .correlation import incident_queries
+
+        if event_type is not None:
+            validation.event_type(event_type)
+        validation.positive_int("limit", limit)
+        since_us = self._since_us(since, "since")
+        with self.store.read() as conn:
+            return incident_queries.list_incidents(
+                conn, now_us=self.store.now_us(), event_type=event_type, active=bool(active),
+                since_us=since_us, limit=limit,
+            )
+
+    def incident(self, incident_id: str) -> IncidentDetail:
+        """One incident with its clusters and the fingerprints they share (``NotFound`` if unknown);
+        reads only."""
+        from .correlation import incident_queries
+
+        if not isinstance(incident_id, str) or not incident_id.strip() or len(incident_id) > 64:
+            raise ValidationError(
+                f"an incident id is a string like 'i_0123456789abcdef', got {incident_id!r}")
+        with self.store.read() as conn:
+            return incident_queries.incident_detail(conn, incident_id, now_us=self.store.now_us())
 
     @staticmethod
     def _check_cluster_id(cluster_id: object) -> None:

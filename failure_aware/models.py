@@ -111,6 +111,7 @@ class EventDetail(_Record):
     transitions: tuple[Transition, ...]
     annotations: tuple[Annotation, ...] = ()
     cluster_ids: tuple[str, ...] = ()
+    incident_ids: tuple[str, ...] = ()  # the incidents (SPEC 13) of those clusters
 
 
 @dataclass(frozen=True)

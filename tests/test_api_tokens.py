@@ -1,5 +1,5 @@
 """API tokens below the server (both backends): hashed storage, scopes, revocation; the token CLI; and
-schema v6 (tokens, attempt counters) on top of a v3 database equal to a fresh one."""
+schema v8 (tokens, attempt counters; numbered v6 in the plan) on top of a v3 database equal to a fresh one."""
 
 from __future__ import annotations
 
@@ -89,7 +89,7 @@ def test_verify_finds_a_wrong_attempt_counter(ledger: Ledger) -> None:
     assert any("attempt_total" in p for p in ledger.verify().problems)
 
 
-def test_v6_on_a_v3_database_equals_a_fresh_one(
+def test_the_api_tables_on_a_v3_database_equal_a_fresh_schema(
     db_url: str, backend: str, tmp_path_factory: pytest.TempPathFactory, clock: FakeClock
 ) -> None:
     from conftest import drop_database, make_database

@@ -261,8 +261,8 @@ def test_db_version_and_upgrade_of_an_older_schema(db_url: str, capsys: pytest.C
     assert version.exit_code == 0, version.output
     status = json.loads(version.stdout)
     assert status["version"] == 1 and status["latest"] == migrations.LATEST_VERSION
-    after_v1 = [m.version for m in migrations.MIGRATIONS if m.version >= 2]
-    assert [p["version"] for p in status["pending"]] == after_v1
+    later = [m.version for m in migrations.MIGRATIONS[1:]]  # versions may have gaps (branches merge)
+    assert [p["version"] for p in status["pending"]] == later
     assert "pending 2" in invoke(db_url, "db", "version").stdout
     assert dump(db_url) == before  # db version only reads
 
@@ -270,7 +270,7 @@ def test_db_version_and_upgrade_of_an_older_schema(db_url: str, capsys: pytest.C
     assert upgraded.exit_code == 0, upgraded.output
     applied = json.loads(upgraded.stdout)
     assert applied["from_version"] == 1 and applied["created"] is False
-    assert [a["version"] for a in applied["applied"]] == after_v1
+    assert [a["version"] for a in applied["applied"]] == later
 
     assert "already at schema version" in invoke(db_url, "db", "upgrade").stdout
     assert json.loads(invoke(db_url, "db", "version", "--json").stdout)["pending"] == []

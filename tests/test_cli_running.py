@@ -96,8 +96,11 @@ def test_a_bad_handler_is_a_clear_error_and_nothing_is_written(
     before = dump(db_url)
     args = {"retry": ["retry", "--due"], "worker": ["worker", "--once"], "run": ["run", str(filled["a1"])]}
     done = run_main(capsys, "--db", db_url, *args[command], "--handler", spec)
-    assert done.code == 1
-    assert done.err.startswith("error (ValidationError): ") and message in done.err
+    if ":" in spec:  # a handler that cannot be loaded: an error (exit 1)
+        assert done.code == 1 and done.err.startswith("error (ValidationError): ")
+    else:  # a value of the wrong form: a usage error (exit 2)
+        assert done.code == 2 and "Invalid value for '--handler'" in done.err
+    assert message in done.err
     assert "Traceback" not in done.err and done.out == ""
     assert dump(db_url) == before
 

@@ -17,8 +17,9 @@ from conftest import FakeClock, drop_database, make_database
 
 from failure_aware import Ledger, SchemaError, State
 from failure_aware.config import Config
+from failure_aware.core.rows import attempt_from_row
 from failure_aware.storage import migrations
-from failure_aware.storage.tables import schema_version
+from failure_aware.storage.tables import attempt, schema_version
 
 NOW_US = 1_767_326_400_000_000  # 2026-01-02T04:00:00Z, the FakeClock's start
 
@@ -238,5 +239,29 @@ def test_v3_rebuilds_clusters_stored_in_the_v2_form(db_url: str, second_url: str
         assert ledger.clusters() == []
         assert ledger.correlate().mode == "rebuild"  # nothing remembered: the first run rebuilds
         assert ledger.verify().ok
+    Ledger(second_url, config=Config(), clock=clock).close()
+    assert describe(db_url) == describe(second_url)
+
+
+def test_a_v3_database_gains_the_attempt_columns_and_equals_a_fresh_one(
+    db_url: str, second_url: str, clock: FakeClock
+) -> None:
+    migrate(db_url, upto=3)
+    engine = engine_for(db_url)
+    try:
+        with engine.begin() as conn:  # an event and a failed attempt, written through the v3 tables
+            conn.execute(sa.text(
+                "INSERT INTO event_detected (id, event_type, key, payload, detected_at_us, recorded_at_us) "
+                "VALUES (1, 'pay.webhook', 'evt_1', '{}', :t, :t)"), {"t": NOW_US})
+            conn.execute(sa.text(
+                "INSERT INTO attempt (event_id, event_type, number, at_us, outcome, error_type, error, "
+                "fingerprint, forced, actor) VALUES (1, 'pay.webhook', 1, :t, 'failed', 'E', 'boom', 'f', "
+                "false, 'system')"), {"t": NOW_US + 1})
+    finally:
+        engine.dispose()
+    with Ledger(db_url, upgrade=True, config=Config(), clock=clock) as ledger:
+        with ledger.store.read() as conn:
+            old = attempt_from_row(conn.execute(sa.select(attempt)).one())
+        assert (old.error, old.traceback, old.duration_seconds, old.detail) == ("boom", None, None, None)
     Ledger(second_url, config=Config(), clock=clock).close()
     assert describe(db_url) == describe(second_url)

@@ -316,6 +316,8 @@ NEEDED = {
     ("GET", "/api/v1/health"): "read",
     ("GET", "/api/v1/timeline"): "read",
     ("GET", "/metrics"): "read",
+    ("GET", "/api/v1/incidents"): "read",
+    ("GET", "/api/v1/incidents/{incident_id}"): "read",
 }
 BODIES = {
     "/api/v1/events": {"event_type": "x"},
@@ -339,6 +341,7 @@ def test_every_operation_needs_a_token_and_a_large_enough_scope(api: Api) -> Non
         url = (
             path.replace("{event_id}", str(event["id"]))
             .replace("{cluster_id}", "c_0000000000000000")
+            .replace("{incident_id}", "i_0000000000000000")
             .replace("{claim_token}", f"{'0' * 32}-{event['id']}")
         )
         body = BODIES.get(
@@ -393,3 +396,21 @@ def test_times_are_rfc3339(api: Api) -> None:
         422,
         "ValidationError",
     )
+
+
+def test_incidents(api: Api) -> None:
+    for i in range(4):
+        for kind in ("pay.hook", "mail.send"):
+            event = detect(api, kind, key=f"{kind}{i}")
+            api.call("POST", f"/events/{event['id']}/attempts", "record",
+                     json={"outcome": "failed", "error_type": "ConnectError", "error": "gateway refused"})
+        api.clock.advance(5)
+    assert api.call("POST", "/correlate", "operate", json={}).status_code == 200
+    listed = api.call("GET", "/incidents", "read").json()
+    assert len(listed["data"]) == 1 and listed["has_more"] is False
+    incident = listed["data"][0]
+    assert sorted(incident["event_types"]) == ["mail.send", "pay.hook"] and incident["active"] is True
+    shown = api.call("GET", f"/incidents/{incident['id']}", "read").json()
+    assert len(shown["clusters"]) == 2
+    assert api.call("GET", "/incidents", "read", params={"type": "other"}).json()["data"] == []
+    is_problem(api.call("GET", "/incidents/i_nope", "read"), 404, "NotFound")

@@ -21,7 +21,9 @@ COMMAND_MODULES = (
     "admin",  # db upgrade, verify, demo
     "health",  # health
     "clusters",  # correlate, clusters
+    "incidents",  # incidents
     "demo",  # demo
+    "webhooks",  # deliver
     "server_cmds",  # serve, token
 )
 

@@ -41,7 +41,8 @@ def correlate(window: float | None, min_failures: int | None, min_events: int | 
         f"correlate ({report.mode}, window {format_duration(report.window_seconds)}, "
         f"min {report.min_failures} failures, min {report.min_events} events): read {report.failures_read} "
         f"failure(s); clusters +{report.added} -{report.removed} ~{report.changed}, {report.unchanged} "
-        f"unchanged; {report.clusters_total} stored"
+        f"unchanged; {report.clusters_total} stored; incidents +{report.incidents_added} "
+        f"-{report.incidents_removed} ~{report.incidents_changed}"
     )
 
 

@@ -7,15 +7,29 @@ import time
 from rich.console import Console
 from rich.rule import Rule
 
-from ..demo import CRM_DOWN, OUTAGE, SPAN, TYPES, SimulatedClock, Workload, open_demo, simulate
+from ..demo import (
+    CRM_DOWN,
+    OUTAGE,
+    OUTAGE_RETRY_AFTER,
+    SPAN,
+    TYPES,
+    SimulatedClock,
+    Workload,
+    open_demo,
+    simulate,
+    start_receiver,
+)
 from ..ledger import Ledger
 from ..states import State
+from ..webhooks.receiver import LocalReceiver
 from . import output
 from .app import cli
 from .clusters import render_cluster, render_timeline
 from .context import app
 from .events import render_detail
 from .health import render_health
+from .incidents import render_incident
+from .webhooks import detail_lines
 
 
 @cli.command()
@@ -24,13 +38,20 @@ def demo() -> None:
     out = output.console()
     started = time.perf_counter()
     ledger, clock, world = open_demo(app().db_url)
-    with ledger:
+    with ledger, start_receiver(world) as receiver:
         out.print(Rule("failure-aware demo"))
         out.print(f"database: [bold]{ledger.url}[/]")
         out.print(
             f"simulating {int(SPAN.total_seconds() // 60)} minutes of deliveries: payment.webhook, crm.sync "
-            f"(flaky), email.send (some addresses invalid), report.build; the payments provider is down "
-            f"from minute {int(OUTAGE[0].total_seconds() // 60)} to {int(OUTAGE[1].total_seconds() // 60)}."
+            f"(flaky), email.send (some addresses invalid), report.build; the API gateway that payments and "
+            f"e-mails go through is down from minute {int(OUTAGE[0].total_seconds() // 60)} to "
+            f"{int(OUTAGE[1].total_seconds() // 60)}."
+        )
+        out.print(
+            "payment.webhook events are real HTTP: signed POSTs (Standard Webhooks) by the webhook handler "
+            f"to a receiver this demo started at {receiver.url('/payments')}, which verifies every signature "
+            f"and answers 503 with Retry-After: {OUTAGE_RETRY_AFTER} during the outage, 200 otherwise. "
+            "The other types are handled in-process; only the clock is simulated."
         )
         run = simulate(ledger, clock, world)
         out.print(f"{run.detected} events detected; attempts run by `retry_due` once a simulated minute:")
@@ -38,12 +59,14 @@ def demo() -> None:
             out.print(f"  {count:4d}  {outcome}")
         _show_states(out, ledger)
         _show_retry_run(out, ledger, clock, world)
+        _show_webhooks(out, ledger, receiver)
         _show_dead_letter(out, ledger)
         _show_clusters(out, ledger)
+        _show_incidents(out, ledger)
         _show_health(out, ledger)
     out.print(Rule())
     out.print(f"done in {time.perf_counter() - started:.1f}s. Try: failure-aware events --state FAILED; "
-              "failure-aware show ID; failure-aware clusters; failure-aware health")
+              "failure-aware show ID; failure-aware clusters; failure-aware incidents; failure-aware health")
 
 
 def _show_states(out: Console, ledger: Ledger) -> None:
@@ -75,6 +98,28 @@ def _show_retry_run(out: Console, ledger: Ledger, clock: SimulatedClock, world: 
         out.print(f"  ... and {len(results) - 8} more")
 
 
+def _show_webhooks(out: Console, ledger: Ledger, receiver: LocalReceiver) -> None:
+    out.print(Rule("webhooks: real HTTP failures, then a recovery", style="dim"))
+    out.print(f"the receiver got {receiver.count} POST(s); {receiver.count - receiver.refused} had a valid "
+              f"signature, {receiver.refused} were refused")
+    recovered = None
+    for event in ledger.events(event_type="payment.webhook", state=State.SUCCEEDED, limit=500):
+        if event.attempt_count > 1:
+            recovered = event
+            break
+    if recovered is None:
+        out.print("no delivery needed a retry in this run")
+        return
+    out.print(f"event {recovered.id} failed during the outage and got through on a later attempt:")
+    shown = ledger.show(recovered.id)
+    out.print(render_detail(shown))
+    for attempt in (shown.attempts[0], shown.attempts[-1]):
+        lines = detail_lines(attempt.detail or {})
+        out.print(f"attempt {attempt.number}'s detail: " + "; ".join(lines[:2]))
+    out.print(f"(the policy alone would retry 1 minute after the first failure; the receiver's Retry-After: "
+              f"{OUTAGE_RETRY_AFTER} made it 2)")
+
+
 def _show_dead_letter(out: Console, ledger: Ledger) -> None:
     out.print(Rule("a dead letter, annotated", style="dim"))
     dead = ledger.events(state=State.DEAD, limit=1)
@@ -96,9 +141,18 @@ def _show_clusters(out: Console, ledger: Ledger) -> None:
         out.print("no cluster found")
         return
     biggest = max(outage, key=lambda c: c.failure_count)
-    ledger.annotate_cluster(biggest.id, "payments provider outage; retries recovered it", author="demo")
+    ledger.annotate_cluster(biggest.id, "API gateway outage; retries recovered it", author="demo")
     out.print(render_cluster(ledger.cluster(biggest.id), max_attempts=6))
     out.print(render_timeline(ledger.timeline(buckets=60)))
+
+
+def _show_incidents(out: Console, ledger: Ledger) -> None:
+    out.print(Rule("did several kinds of work fail together? incidents", style="dim"))
+    found = ledger.incidents()
+    if not found:
+        out.print("no incident: no clusters of different types started together")
+        return
+    out.print(render_incident(ledger.incident(found[0].id)))
 
 
 def _show_health(out: Console, ledger: Ledger) -> None:

@@ -153,6 +153,8 @@ def render_detail(detail: EventDetail) -> Group:
         parts.append(output.table("annotations", ["at", "author", "note"], notes))
     if detail.cluster_ids:
         parts.append(Text("clusters: " + ", ".join(detail.cluster_ids)))
+    if detail.incident_ids:
+        parts.append(Text("incidents: " + ", ".join(detail.incident_ids)))
     return Group(*parts)
 
 

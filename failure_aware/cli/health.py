@@ -86,6 +86,12 @@ def render_health(report: HealthReport) -> Group:
             f"failures of {cluster.event_count} events, {output.when(cluster.window_start)} to "
             f"{output.when(cluster.window_end)}"
         ))
+    for found in report.active_incidents:
+        parts.append(Text.from_markup(
+            f"active incident {escape(found.id)}: {found.cluster_count} clusters of "
+            f"{escape(', '.join(found.event_types))} from {output.when(found.start)} to "
+            f"{output.when(found.end)}"
+        ))
     return Group(*parts)  # type: ignore[arg-type]
 
 

@@ -44,7 +44,7 @@ HANDLER_HELP = "The handler, module:function (e.g. myapp.handlers:deliver); it g
 @output.json_option
 def run(event_id: int, handler_spec: str, force: bool, lease_seconds: float, as_json: bool) -> None:
     """Make one attempt at an event now: claim it, call the handler, record the outcome."""
-    handler = load_handler(handler_spec)
+    handler = load_handler(handler_spec, app().config())
     result = app().ledger().run(event_id, handler, force=force, lease_seconds=lease_seconds)
     if as_json:
         output.print_json(result.as_dict())
@@ -73,12 +73,12 @@ def retry(*, due: bool, handler_spec: str | None, event_type: str | None, limit:
         )
     if dry_run:
         if handler_spec is not None:
-            load_handler(handler_spec)  # a dry run still checks that the handler can be loaded
+            load_handler(handler_spec, app().config())  # a dry run still checks the handler and its config
         _list_due(event_type, limit, as_json)
         return
     if handler_spec is None:
         raise click.UsageError("say which handler runs the events: --handler module:function")
-    handler = load_handler(handler_spec)
+    handler = load_handler(handler_spec, app().config())
     worker = Worker(app().ledger(), handler, event_type=event_type, limit=limit, lease_seconds=lease_seconds)
     _run_worker(worker, once=True, quiet=quiet, as_json=as_json)
 
@@ -100,7 +100,7 @@ def retry(*, due: bool, handler_spec: str | None, event_type: str | None, limit:
 def worker(*, handler_spec: str, event_type: str | None, concurrency: int, once: bool, lease_seconds: float,
            poll_seconds: float, limit: int | None, quiet: bool, as_json: bool) -> None:
     """Run due events in the foreground until Ctrl-C (first: finish the attempts in hand; second: exit)."""
-    handler = load_handler(handler_spec)
+    handler = load_handler(handler_spec, app().config())
     runner = Worker(app().ledger(), handler, event_type=event_type, concurrency=concurrency, limit=limit,
                     lease_seconds=lease_seconds, idle_sleep_seconds=poll_seconds)
     if not as_json and not quiet:

@@ -3,18 +3,23 @@
 - ``rule``: the pure rule (``Rule``, ``find_clusters``, ``cluster_id``, ``clean_cut``);
 - ``engine``: ``correlate`` / ``rebuild``, the only writer of ``failure_cluster``;
 - ``queries``: read-only listings, one cluster in detail, the clusters of an event, a timeline;
-- ``check``: ``clusters_match_rebuild``, the cluster check ``verify`` runs.
+- ``check``: ``clusters_match_rebuild``, the cluster check ``verify`` runs;
+- ``linking``, ``incidents``, ``incident_rows``, ``incident_queries``: incidents (SPEC 13), clusters of
+  several types that start together, computed by the same ``correlate`` run and checked by ``verify``.
 """
 
 from __future__ import annotations
 
-from .check import clusters_match_rebuild
+from .check import clusters_match_rebuild, incidents_match_rebuild
 from .models import (
     Cluster,
     ClusterDetail,
     ClusterEvent,
     CorrelateReport,
     FingerprintCount,
+    Incident,
+    IncidentDetail,
+    SharedFingerprint,
     Timeline,
     TimelineRow,
 )
@@ -26,11 +31,15 @@ __all__ = [
     "ClusterEvent",
     "CorrelateReport",
     "FingerprintCount",
+    "Incident",
+    "IncidentDetail",
     "Rule",
+    "SharedFingerprint",
     "Span",
     "Timeline",
     "TimelineRow",
     "cluster_id",
     "clusters_match_rebuild",
     "find_clusters",
+    "incidents_match_rebuild",
 ]

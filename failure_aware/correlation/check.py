@@ -1,4 +1,5 @@
-"""``clusters_match_rebuild``: the cluster check of ``verify`` (SPEC 9). Reads only.
+"""``clusters_match_rebuild`` and ``incidents_match_rebuild``: the correlation checks of ``verify``
+(SPEC 9, 13). Read only.
 
 It recomputes what ``correlate --rebuild`` would store, type by type, streaming as the rebuild does but
 counting fingerprints in SQL, and compares it with ``failure_cluster``. Event types with failures
@@ -15,7 +16,7 @@ from sqlalchemy import Connection, select
 
 from ..storage.tables import attempt, failure_cluster
 from ..timeutil import format_time, from_us
-from . import engine, failures, stored
+from . import engine, failures, incident_rows, incidents, stored
 from .rule import ClusterScanner, Rule
 from .sql import Sql
 
@@ -95,4 +96,41 @@ def _compare_type(sql: Sql, event_type: str, rule: Rule) -> list[str]:
     for cid, missing in expected.items():
         start = format_time(from_us(missing["window_start_us"]))
         problems.append(f"cluster {cid} ({event_type}, from {start}) is missing; {_FIX}")
+    return problems
+
+
+def incidents_match_rebuild(conn: Connection) -> list[str]:
+    """Differences between the stored incidents and those a rebuild computes from the stored clusters
+    (empty: they match). Incidents are written with the clusters in one ``correlate`` transaction, so
+    unlike clusters nothing is stale by design: any difference is damage."""
+    state = stored.load_state(conn)
+    sql = Sql(conn)
+    try:
+        have = incident_rows.signatures(sql, None)
+        members = incident_rows.all_membership(sql)
+        if state is None:
+            return ([f"incident holds {len(have)} incidents but correlate never ran; {_FIX}"]
+                    if have or members else [])
+        built = incidents.compute(sql, incident_rows.all_clusters(sql), state.rule)
+    finally:
+        sql.close()
+    problems = []
+    for found in built:
+        row = incident_rows.incident_row(found, state.rule.window_seconds)
+        before = have.pop(found.id, None)
+        where = f"incident {found.id} (from {format_time(from_us(found.start_us))})"
+        if before is None:
+            problems.append(f"{where} is missing; {_FIX}")
+            continue
+        for name, stored_value, wanted in zip(incident_rows.COLUMNS[1:], before, row[1:], strict=True):
+            if stored_value != wanted:
+                problems.append(
+                    f"{where}: stored {name} {stored_value!r}, a rebuild gives {wanted!r}; {_FIX}")
+        for member in found.members:
+            if members.pop(member.id, None) != found.id:
+                problems.append(f"{where}: cluster {member.id} is not recorded as its member; {_FIX}")
+    problems.extend(f"incident {iid} is stored but a rebuild does not find it; {_FIX}"
+                    for iid in sorted(have))
+    problems.extend(f"cluster {cid} is recorded in incident {iid}, which a rebuild does not give; {_FIX}"
+                    for cid, iid in sorted(members.items()))
     return problems

@@ -29,7 +29,7 @@ from __future__ import annotations
 from sqlalchemy import Connection, text
 
 from ..errors import ValidationError
-from . import failures, incremental, stored
+from . import failures, incidents, incremental, stored
 from .models import CorrelateReport
 from .rule import Rule
 from .sql import Sql
@@ -93,6 +93,7 @@ def correlate(
         mode = "rebuild"
         _rebuild_all(sql, rule, tally)
         total = tally.added + tally.changed + tally.unchanged  # every row a rebuild leaves is one of these
+        incidents.rebuild(sql, rule, tally.incidents)
     else:
         if state.rule != rule:
             raise ValidationError(
@@ -101,15 +102,20 @@ def correlate(
             )
         mode = "incremental"
         upto = max(upto, state.last_attempt_id)
+        tally.track = True
         incremental.run(sql, rule, state.last_attempt_id, upto, tally)
         total = state.cluster_count + tally.added - tally.removed
+        incidents.update(sql, rule, tally.incidents)
     sql.close()
+    found = tally.incidents
     stored.save_state(conn, stored.State(rule, upto, total), now_us)
     return CorrelateReport(
         mode=mode, window_seconds=rule.window_seconds, min_failures=rule.min_failures,
         min_events=rule.min_events, added=tally.added, removed=tally.removed, changed=tally.changed,
         unchanged=tally.unchanged, failures_read=tally.failures_read,
         types_touched=tuple(sorted(tally.types)), clusters_total=total, last_attempt_id=upto,
+        incidents_added=found.added, incidents_removed=found.removed, incidents_changed=found.changed,
+        incidents_unchanged=found.unchanged,
     )
 
 

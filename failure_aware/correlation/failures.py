@@ -8,7 +8,7 @@ index predicate and would scan the whole table. Statements run through ``sql.Sql
 from __future__ import annotations
 
 import json
-from collections.abc import Generator, Iterator, Sequence
+from collections.abc import Generator, Iterable, Iterator, Sequence
 from functools import lru_cache
 from operator import itemgetter
 from typing import Any
@@ -195,6 +195,53 @@ def _union_of_spans(aggregate: str, arms: int) -> str:
     return " UNION ALL ".join(
         f"SELECT {k}, a.fingerprint, {aggregate} FROM attempt a WHERE {where} GROUP BY a.fingerprint"
         for k in range(arms)
+    )
+
+
+def event_sets(sql: Sql, spans: Sequence[tuple[str, int, int]]) -> list[set[int]]:
+    """For each ``(event type, lo, hi)`` span: the distinct events among the type's failures in it (an
+    index range each, index-only: incidents count the events of a type's several clusters once)."""
+    found: list[set[int]] = [set() for _ in spans]
+    if sql.postgres:
+        query = (
+            "SELECT s.k - 1, g.event_id FROM unnest(?::text[], ?::bigint[], ?::bigint[]) WITH ORDINALITY"
+            " AS s (t, lo, hi, k) CROSS JOIN LATERAL (SELECT DISTINCT a.event_id FROM attempt a"
+            f" WHERE a.event_type = s.t AND a.at_us >= s.lo AND a.at_us <= s.hi AND a.{FAILURE_SQL}) AS g"
+        )
+        for offset in range(0, len(spans), SPAN_BATCH):
+            batch = spans[offset : offset + SPAN_BATCH]
+            for k, event_id in sql.all(query, [list(c) for c in zip(*batch, strict=True)]):
+                found[offset + k].add(event_id)
+    else:
+        for offset in range(0, len(spans), SQLITE_POINTS):
+            batch = spans[offset : offset + SQLITE_POINTS]
+            for k, event_id in sql.all(_arms_of_events(len(batch)), [x for span in batch for x in span]):
+                found[offset + k].add(event_id)
+    return found
+
+
+def failure_times(sql: Sql, event_ids: Iterable[int]) -> dict[int, list[int]]:
+    """The failure times of some events, by event (``ix_attempt_event``: a few rows each)."""
+    wanted = sorted(set(event_ids))
+    found: dict[int, list[int]] = {}
+    select = "SELECT event_id, at_us FROM attempt WHERE outcome IN ('failed', 'abandoned') AND event_id"
+    if sql.postgres:
+        rows: list[Any] = sql.all(f"{select} = ANY(?::bigint[])", [wanted]) if wanted else []
+    else:
+        rows = []
+        for offset in range(0, len(wanted), 500):
+            chunk = wanted[offset : offset + 500]
+            rows += sql.all(f"{select} IN ({', '.join('?' * len(chunk))})", chunk)
+    for event_id, at_us in rows:
+        found.setdefault(event_id, []).append(at_us)
+    return found
+
+
+@lru_cache(maxsize=8)
+def _arms_of_events(arms: int) -> str:
+    """SQLite: ``arms`` spans of ``event_sets`` as one statement (cached text: prepared)."""
+    return " UNION ALL ".join(
+        f"SELECT {k}, event_id {_OF_TYPE} AND at_us >= ? AND at_us <= ?" for k in range(arms)
     )
 
 

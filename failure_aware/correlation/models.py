@@ -80,7 +80,8 @@ class CorrelateReport(_Record):
     since the last run). ``added``/``removed``/``changed``/``unchanged`` compare the clusters recomputed
     with those stored before; ``failures_read`` counts the failures read to do it (the new ones included);
     ``clusters_total`` is how many clusters are stored afterwards; ``last_attempt_id`` the attempt id up to
-    which history has now been correlated.
+    which history has now been correlated. ``incidents_*`` compare the incidents (SPEC 13) recomputed
+    around the changed clusters with those stored before, the same way.
     """
 
     mode: str
@@ -95,6 +96,10 @@ class CorrelateReport(_Record):
     types_touched: tuple[str, ...]
     clusters_total: int
     last_attempt_id: int
+    incidents_added: int = 0
+    incidents_removed: int = 0
+    incidents_changed: int = 0
+    incidents_unchanged: int = 0
 
 
 @dataclass(frozen=True)
@@ -115,3 +120,43 @@ class Timeline(_Record):
     end: datetime | None
     bucket_seconds: float
     rows: tuple[TimelineRow, ...]
+
+
+@dataclass(frozen=True)
+class SharedFingerprint(_Record):
+    """Evidence of an incident: an error fingerprint among the top fingerprints of ``clusters`` of its
+    clusters (two at least), ``failures`` of their failures having it, and an example message (in
+    ``incidents show``: the smallest example among those clusters)."""
+
+    fingerprint: str
+    clusters: int
+    failures: int
+    example: str | None = None
+
+
+@dataclass(frozen=True)
+class Incident(_Record):
+    """Clusters of several event types that started together (SPEC 13): linked when their starts are at
+    most ``window_seconds`` apart, in chains. ``start``/``end``: the earliest ``window_start`` and the
+    latest ``window_end`` of its clusters; ``event_count``: distinct events among their failures.
+    ``active`` when one of its clusters is (``end >= now - W``)."""
+
+    id: str
+    start: datetime
+    end: datetime
+    cluster_count: int
+    failure_count: int
+    event_count: int
+    event_types: tuple[str, ...]
+    cluster_ids: tuple[str, ...]
+    shared_fingerprints: tuple[SharedFingerprint, ...]
+    window_seconds: int
+    active: bool = False
+
+
+@dataclass(frozen=True)
+class IncidentDetail(_Record):
+    """One incident with its clusters (earliest first; ties by event type), as ``clusters`` shows them."""
+
+    incident: Incident
+    clusters: tuple[Cluster, ...]

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from . import failures, stored
+from .incidents import IncidentTally
 from .rule import ClusterScanner, Rule, Span
 from .sql import Sql
 
@@ -28,6 +29,9 @@ class Tally:
     unchanged: int = 0
     failures_read: int = 0
     types: set[str] = field(default_factory=set)
+    # Incidents; with ``track`` (an incremental run) the clusters added, removed or changed are noted there.
+    incidents: IncidentTally = field(default_factory=IncidentTally)
+    track: bool = False
 
 
 @dataclass(frozen=True)
@@ -49,7 +53,7 @@ def replace_ranges(sql: Sql, rule: Rule, ranges: Sequence[Range], tally: Tally) 
     stale: list[str] = []
     for found, before in zip(ranges, befores, strict=True):
         _compare(stored.cluster_rows(found.event_type, rule, found.spans), before, fresh, stale, tally)
-        tally.removed += len(before)
+        _removed(before, tally)
         stale.extend(before)
     stored.delete_ids(sql, stale)
     stored.insert_rows(sql, fresh)
@@ -75,8 +79,15 @@ def rewrite_range(
         _compare(stored.cluster_rows(event_type, rule, batch), before, fresh, stale, tally)
         stored.delete_ids(sql, stale)
         stored.insert_rows(sql, fresh)
-    tally.removed += len(before)
+    _removed(before, tally)
     stored.delete_ids(sql, before)
+
+
+def _removed(before: dict[str, stored.Signature], tally: Tally) -> None:
+    """Count the stored clusters not found again (and note them for incidents)."""
+    tally.removed += len(before)
+    if tally.track:
+        tally.incidents.gone.extend(before)
 
 
 def _compare(
@@ -90,10 +101,14 @@ def _compare(
         if old is None:
             tally.added += 1
             fresh.append(row)
+            if tally.track:
+                tally.incidents.new_starts.append(row[2])
         elif old != stored.signature(row):
             tally.changed += 1
             stale.append(row[0])
             fresh.append(row)
+            if tally.track:
+                tally.incidents.gone.append(row[0])
         else:
             tally.unchanged += 1
 

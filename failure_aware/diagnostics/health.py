@@ -55,6 +55,7 @@ from .health_report import (
     judge,
     worst,
 )
+from .incident_health import active_incidents, incident_reason
 
 __all__ = ["HealthReport", "compute_health"]
 
@@ -121,6 +122,7 @@ def compute_health(
     if window_us is not None:
         _read_active_clusters(conn, data, since_us=now_us - window_us, event_type=event_type)
 
+    incidents = active_incidents(conn, now_us=now_us, event_type=event_type) if window_us is not None else []
     by_type = tuple(_figures(kind, [data[kind]], rules, now_us) for kind in sorted(data))
     overall = _figures(event_type, list(data.values()), rules, now_us)
     reasons = list(overall.reasons)
@@ -131,6 +133,7 @@ def compute_health(
         own = failure_rate_reason(figures, rules)
         if own is not None and worst([own.verdict, overall_level]) != overall_level and figures.event_type:
             reasons.append(Reason(own.verdict, own.rule, own.message, figures.event_type))
+    reasons.extend(r for r in (incident_reason(incidents),) if r is not None)
     return HealthReport(
         verdict=worst(r.verdict for r in reasons),
         reasons=tuple(sorted(reasons, key=lambda r: -r.verdict.exit_code)),
@@ -140,6 +143,7 @@ def compute_health(
         cluster_window_seconds=None if window_us is None else window_us / _US,
         overall=overall,
         by_type=by_type,
+        active_incidents=tuple(incidents),
     )
 
 

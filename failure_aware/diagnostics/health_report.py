@@ -12,12 +12,15 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..durations import format_duration
 from ..health_rules import HealthRules
 from ..models import _Record
 from ..states import State
+
+if TYPE_CHECKING:
+    from ..correlation.models import Incident
 
 __all__ = [
     "ClusterMark",
@@ -139,6 +142,7 @@ class HealthReport(_Record):
     cluster_window_seconds: float | None
     overall: HealthFigures
     by_type: tuple[HealthFigures, ...]
+    active_incidents: tuple[Incident, ...] = ()  # SPEC 13: clusters of several types active together
 
     @property
     def exit_code(self) -> int:

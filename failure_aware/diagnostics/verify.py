@@ -6,7 +6,8 @@ Four checks, all read-only (SPEC sections 1 and 9):
     the history itself is a legal chain (``replay.event_problems``);
 (b) the counters: ``state_count`` equals a recount of ``event_state``;
 (c) the immutability triggers are all in place;
-(d) the clusters in ``failure_cluster`` equal a rebuild (``correlation.clusters_match_rebuild``).
+(d) the clusters in ``failure_cluster`` equal a rebuild (``correlation.clusters_match_rebuild``), and the
+    incidents a rebuild from them (``correlation.incidents_match_rebuild``).
 
 The history is streamed in id-ordered chunks of events (four queries per chunk, never one per event), so
 memory stays constant on millions of events. Run it inside one read transaction; on PostgreSQL call
@@ -23,7 +24,7 @@ from typing import Any
 from sqlalchemy import Connection, Select, select, text
 
 from ..core import counters, totals
-from ..correlation import clusters_match_rebuild
+from ..correlation import clusters_match_rebuild, incidents_match_rebuild
 from ..policy import PolicySet
 from ..storage import triggers
 from ..storage.tables import attempt, event_detected, event_state, transition
@@ -197,3 +198,4 @@ def _check_clusters(conn: Connection, findings: _Findings) -> None:
     """The stored clusters must equal a rebuild (computed in memory; types with failures newer than the
     last ``correlate`` are left out by the check: they are stale by design until the next run)."""
     findings.problem(*clusters_match_rebuild(conn))
+    findings.problem(*incidents_match_rebuild(conn))

@@ -15,7 +15,7 @@ from ..ledger import Ledger
 from . import problems
 from .auth import LoginToken, TokenCache
 from .limits import BodyLimit
-from .routers import claims, clusters, events, metrics, operations
+from .routers import claims, clusters, events, incidents, metrics, operations
 
 API_PREFIX = "/api/v1"
 BODY_OVERHEAD_BYTES = 256 * 1024  # room for the rest of a request around the largest payload
@@ -49,7 +49,7 @@ def create_app(
     app.state.token_cache = TokenCache(token_cache_seconds)
     app.state.public_metrics = public_metrics
     problems.install(app)
-    for module in (events, claims, clusters, operations):
+    for module in (events, claims, clusters, incidents, operations):
         app.include_router(module.router, prefix=API_PREFIX)
     app.include_router(metrics.router(public=public_metrics))
     limit = max_body_bytes if max_body_bytes is not None else ledger.max_payload_bytes + BODY_OVERHEAD_BYTES

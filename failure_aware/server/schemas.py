@@ -388,6 +388,38 @@ class HealthOut(_Out):
     exit_code: int
 
 
+class SharedFingerprintOut(_Out):
+    """An error fingerprint shared by several clusters of an incident: the evidence."""
+
+    fingerprint: str
+    clusters: int
+    failures: int
+    example: str | None = None
+
+
+class IncidentOut(_Out):
+    """Clusters of several event types that started together (SPEC 13)."""
+
+    id: str
+    start: Time
+    end: Time
+    cluster_count: int
+    failure_count: int
+    event_count: int
+    event_types: list[str]
+    cluster_ids: list[str]
+    shared_fingerprints: list[SharedFingerprintOut]
+    window_seconds: int
+    active: bool
+
+
+class IncidentDetailOut(_Out):
+    """An incident with its clusters, earliest first."""
+
+    incident: IncidentOut
+    clusters: list[ClusterOut]
+
+
 class BulkReviveOut(BaseModel):
     """The events revived (or, with ``dry_run``, that would be)."""
 

@@ -110,6 +110,7 @@ def _v1_core_ledger(conn: Connection) -> None:
 def _v2_derived(conn: Connection) -> None:
     for table in (tables.state_count, tables.failure_cluster, _V2_CORRELATION_STATE):
         table.create(conn)
+    conn.execute(text("DROP INDEX ix_failure_cluster_start"))  # the live one is v7's
     # Backfill the counters from the projection so health is right on an upgraded database.
     es = tables.event_state
     counts = select(es.c.event_type, es.c.state, func.count()).group_by(es.c.event_type, es.c.state)
@@ -136,7 +137,7 @@ def _v4_attempt_detail(conn: Connection) -> None:
         conn.execute(text(f"ALTER TABLE attempt ADD COLUMN {name} {kind}"))
 
 
-def _v6_api(conn: Connection) -> None:
+def _v8_api(conn: Connection) -> None:
     # Tokens of `serve`, and attempt counters for /metrics, backfilled from history.
     for table in (tables.attempt_total, tables.api_token):
         table.create(conn)
@@ -145,6 +146,15 @@ def _v6_api(conn: Connection) -> None:
     rows = [{"event_type": t, "outcome": o, "n": n} for t, o, n in conn.execute(counts)]
     if rows:
         conn.execute(insert(tables.attempt_total), rows)
+def _v7_incidents(conn: Connection) -> None:
+    # Incidents (SPEC 13) and the index that finds clusters of any type near a time.
+    next(i for i in tables.failure_cluster.indexes if i.name == "ix_failure_cluster_start").create(conn)
+    for table in (tables.incident, tables.incident_cluster):
+        table.create(conn)
+    # Incidents are derived from the clusters by `correlate`: clear the correlation so the next run is a
+    # rebuild and computes both (cluster notes are kept against type and span, not rows).
+    conn.execute(text("DELETE FROM failure_cluster"))
+    conn.execute(text("DELETE FROM correlation_state"))
 
 
 MIGRATIONS: tuple[Migration, ...] = (
@@ -159,7 +169,11 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         4, "attempts keep the handler's traceback, their duration and a detail object", _v4_attempt_detail
     ),
-    Migration(6, "HTTP API: token table (hashed secrets), attempt counters per type and outcome", _v6_api),
+    Migration(
+        7, "incidents: clusters of several types that start together (clusters are rebuilt by the next "
+        "correlate)", _v7_incidents,
+    ),
+    Migration(8, "HTTP API: token table (hashed secrets), attempt counters per type and outcome", _v8_api),
 )
 LATEST_VERSION = MIGRATIONS[-1].version
 

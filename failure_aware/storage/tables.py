@@ -203,6 +203,8 @@ failure_cluster = Table(
 )
 Index("ix_failure_cluster_type_start", failure_cluster.c.event_type, failure_cluster.c.window_start_us)
 Index("ix_failure_cluster_end", failure_cluster.c.window_end_us)
+# Incidents (SPEC 13) look for clusters of any type starting near a changed one (schema v7).
+Index("ix_failure_cluster_start", failure_cluster.c.window_start_us)
 
 # One row: the rule of the clusters in failure_cluster and the last attempt id correlation has read.
 correlation_state = Table(
@@ -246,6 +248,31 @@ api_token = Table(
     CheckConstraint("scope IN ('read', 'record', 'operate', 'admin')", name="ck_api_token_scope"),
 )
 
+# Incidents (SPEC 13, derived, written only by ``correlate``): clusters of several types that start together.
+incident = Table(
+    "incident",
+    metadata,
+    Column("id", String(64), primary_key=True),  # i_ + digest of its earliest cluster's id
+    Column("start_us", BigInteger, nullable=False),  # earliest window_start of its clusters
+    Column("end_us", BigInteger, nullable=False),  # latest window_end
+    Column("cluster_count", Integer, nullable=False),
+    Column("failure_count", BigInteger, nullable=False),
+    Column("event_count", BigInteger, nullable=False),  # distinct events among its clusters' failures
+    Column("event_types", Text, nullable=False),  # JSON: [[event type, its distinct events], ...] by name
+    Column("shared_fingerprints", Text, nullable=False),  # JSON: [[fingerprint, clusters, failures], ...]
+    Column("window_seconds", BigInteger, nullable=False),  # the W that linked them
+)
+Index("ix_incident_end", incident.c.end_us)
+Index("ix_incident_start", incident.c.start_us)
+# Which incident each linked cluster belongs to (clusters in no incident have no row).
+incident_cluster = Table(
+    "incident_cluster",
+    metadata,
+    Column("cluster_id", String(64), primary_key=True),
+    Column("incident_id", String(64), nullable=False),
+)
+Index("ix_incident_cluster_incident", incident_cluster.c.incident_id)
+
 schema_version = Table(
     "failure_aware_schema",  # engine.SCHEMA_TABLE
     metadata,
@@ -255,4 +282,5 @@ schema_version = Table(
 )
 
 HISTORY_TABLES = (event_detected, attempt, transition, annotation)
-DERIVED_TABLES = (event_state, state_count, failure_cluster, correlation_state, attempt_total)
+DERIVED_TABLES = (event_state, state_count, failure_cluster, correlation_state, incident, incident_cluster,
+                  attempt_total)

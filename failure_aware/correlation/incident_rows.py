@@ -1,0 +1,151 @@
+"""The derived incident tables (SPEC 13): ``incident`` rows, ``incident_cluster`` membership, and the
+reads of ``failure_cluster`` that incidents are computed from.
+
+Only ``incidents`` (called by ``engine.correlate``) writes through these functions. Statements go through
+``sql.Sql`` (plain DB-API, as the rest of correlation's hot paths); lists of ids are one ``= ANY`` array on
+PostgreSQL and chunks of ``IN (...)`` on SQLite.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator, Sequence
+from functools import lru_cache
+from typing import Any
+
+from .linking import Built, Member, member_from_row
+from .sql import Sql
+
+SQLITE_IDS = 500  # ids per IN list on SQLite
+SQLITE_RANGES = 200  # start ranges per statement on SQLite (at most 500 arms in a compound SELECT)
+_MEMBER = "id, event_type, window_start_us, window_end_us, failure_count, event_count, top_fingerprints"
+COLUMNS = ("id", "start_us", "end_us", "cluster_count", "failure_count", "event_count", "event_types",
+           "shared_fingerprints", "window_seconds")
+Row_ = tuple[Any, ...]  # an incident row in COLUMNS order
+Signature = tuple[Any, ...]  # the row without its id
+
+_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
+def incident_row(built: Built, window_seconds: int) -> Row_:
+    """The stored form of a computed incident (``COLUMNS`` order)."""
+    return (built.id, built.start_us, built.end_us, len(built.members), built.failure_count,
+            built.event_count, _JSON.encode([list(t) for t in built.event_types]),
+            _JSON.encode([list(s) for s in built.shared]), window_seconds)
+
+
+def _by_ids(sql: Sql, select: str, column: str, ids: Iterable[str]) -> Iterator[Any]:
+    """Rows of ``select`` (which ends in a WHERE to extend) for ``column`` in ``ids``."""
+    wanted = sorted(set(ids))
+    if not wanted:
+        return
+    if sql.postgres:
+        yield from sql.all(f"{select} {column} = ANY(?::text[])", [wanted])
+        return
+    for offset in range(0, len(wanted), SQLITE_IDS):
+        chunk = wanted[offset : offset + SQLITE_IDS]
+        yield from sql.all(f"{select} {column} IN ({', '.join('?' * len(chunk))})", chunk)
+
+
+def clusters_by_ids(sql: Sql, ids: Iterable[str]) -> list[Member]:
+    """The stored clusters with these ids (ids no longer stored are left out)."""
+    select = f"SELECT {_MEMBER} FROM failure_cluster WHERE"
+    return [member_from_row(r) for r in _by_ids(sql, select, "id", ids)]
+
+
+def all_clusters(sql: Sql) -> list[Member]:
+    """Every stored cluster (a rebuild of incidents)."""
+    return [member_from_row(r) for batch in sql.stream(f"SELECT {_MEMBER} FROM failure_cluster")
+            for r in batch]
+
+
+def clusters_in_order(sql: Sql) -> Iterator[Member]:
+    """Every stored cluster in (``window_start``, event type) order, streamed (a rebuild of incidents)."""
+    query = f"SELECT {_MEMBER} FROM failure_cluster ORDER BY window_start_us, event_type"
+    for batch in sql.stream(query):
+        yield from map(member_from_row, batch)
+
+
+def clusters_starting(sql: Sql, ranges: Sequence[tuple[int, int]]) -> list[Member]:
+    """The stored clusters of any type whose ``window_start`` lies in one of the ``[lo, hi]`` ranges (which
+    must not overlap): an index range each on ``ix_failure_cluster_start``."""
+    if not ranges:
+        return []
+    if sql.postgres:
+        rows = sql.all(
+            f"SELECT c.* FROM unnest(?::bigint[], ?::bigint[]) AS r (lo, hi) CROSS JOIN LATERAL"
+            f" (SELECT {_MEMBER} FROM failure_cluster WHERE window_start_us >= r.lo"
+            " AND window_start_us <= r.hi OFFSET 0) AS c",
+            [[lo for lo, _ in ranges], [hi for _, hi in ranges]],
+        )
+    else:
+        rows = []
+        for offset in range(0, len(ranges), SQLITE_RANGES):
+            batch = ranges[offset : offset + SQLITE_RANGES]
+            rows += sql.all(_arms_of_starts(len(batch)), [x for r in batch for x in r])
+    return [member_from_row(r) for r in rows]
+
+
+@lru_cache(maxsize=8)
+def _arms_of_starts(count: int) -> str:
+    return " UNION ALL ".join(
+        f"SELECT {_MEMBER} FROM failure_cluster WHERE window_start_us >= ? AND window_start_us <= ?"
+        for _ in range(count)
+    )
+
+
+def membership(sql: Sql, cluster_ids: Iterable[str]) -> dict[str, str]:
+    """cluster id -> incident id, for those of ``cluster_ids`` that belong to an incident."""
+    select = "SELECT cluster_id, incident_id FROM incident_cluster WHERE"
+    return dict(_by_ids(sql, select, "cluster_id", cluster_ids))
+
+
+def members_of(sql: Sql, incident_ids: Iterable[str]) -> dict[str, str]:
+    """cluster id -> incident id, for every member of these incidents."""
+    select = "SELECT cluster_id, incident_id FROM incident_cluster WHERE"
+    return dict(_by_ids(sql, select, "incident_id", incident_ids))
+
+
+def all_membership(sql: Sql) -> dict[str, str]:
+    """Every membership row."""
+    query = "SELECT cluster_id, incident_id FROM incident_cluster"
+    return {cid: iid for batch in sql.stream(query) for cid, iid in batch}
+
+
+def signatures(sql: Sql, incident_ids: Iterable[str] | None) -> dict[str, Signature]:
+    """The stored incidents (all of them for None), id -> the rest of the row."""
+    select = f"SELECT {', '.join(COLUMNS)} FROM incident"
+    if incident_ids is None:
+        rows: Iterable[Any] = (r for batch in sql.stream(select) for r in batch)
+    else:
+        rows = _by_ids(sql, select + " WHERE", "id", incident_ids)
+    return {r[0]: tuple(r[1:]) for r in rows}
+
+
+def delete(sql: Sql, table: str, column: str, ids: Iterable[str]) -> None:
+    """Delete the rows of ``table`` whose ``column`` is in ``ids``."""
+    wanted = sorted(set(ids))
+    if not wanted:
+        return
+    if sql.postgres:
+        sql.run(f"DELETE FROM {table} WHERE {column} = ANY(?::text[])", [wanted])
+    else:
+        sql.many(f"DELETE FROM {table} WHERE {column} = ?", [(i,) for i in wanted])
+
+
+def insert(sql: Sql, table: str, columns: Sequence[str], rows: Sequence[Row_], casts: Sequence[str]) -> None:
+    """Insert rows: PostgreSQL in one statement (an array per column, ``casts`` its types), SQLite in one
+    ``executemany``."""
+    if not rows:
+        return
+    names = ", ".join(columns)
+    if sql.postgres:
+        arrays = ", ".join(f"?::{cast}[]" for cast in casts)
+        sql.run(f"INSERT INTO {table} ({names}) SELECT * FROM unnest({arrays})",
+                [list(column) for column in zip(*rows, strict=True)])
+    else:
+        sql.many(f"INSERT INTO {table} ({names}) VALUES ({', '.join('?' * len(columns))})", rows)
+
+
+INCIDENT_CASTS = ("text", "bigint", "bigint", "int", "bigint", "bigint", "text", "text", "bigint")
+MEMBER_CASTS = ("text", "text")
