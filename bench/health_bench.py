@@ -209,9 +209,10 @@ def build_live(url: str) -> None:
     records += [record(j, NOW - timedelta(hours=10) + timedelta(minutes=j), failures=6)
                 for j in range(10)]  # died (6th failure) 10 hours ago
     records += [record(j, NOW - timedelta(minutes=5) + timedelta(seconds=j)) for j in range(105)]  # pending
-    clock = HandClock(NOW - timedelta(minutes=10))
+    clock = HandClock(NOW)  # the import at "now" (no time of it may lie in the future, SPEC 3) ...
     with Ledger(url, config=Config(), clock=clock) as ledger:
         ledger.import_events(records)
+        clock.now = NOW - timedelta(minutes=10)  # ... the claims 10 minutes ago, so they are stuck now
         for j, pending in enumerate(ledger.events(state="PENDING", limit=5)):
             ledger.claim(pending.id, worker=f"bench-worker-{j}", lease_seconds=60)
 

@@ -18,6 +18,7 @@ from typing import IO, Any
 from sqlalchemy import select
 
 from . import states
+from . import tokens as api_tokens
 from .config import Config, load_config
 from .core import claims, counters, handler_outcome, operator, queries, recording, validation
 from .core.claims import ClaimOutcome
@@ -26,12 +27,13 @@ from .correlation.models import Cluster, ClusterDetail, CorrelateReport, Inciden
 from .dbwait import DEFAULT_MAX_DB_WAIT_SECONDS
 from .diagnostics.health_report import HealthReport
 from .diagnostics.verify import VerifyReport
-from .errors import DatabaseUnavailable, FailureAwareError, StorageError, ValidationError
+from .errors import DatabaseUnavailable, FailureAwareError, NotFound, StorageError, ValidationError
 from .models import Annotation, AttemptResult, Claim, Event, EventDetail, ImportReport
 from .states import State, Step
 from .storage.store import SchemaStatus, Store, inspect_schema
 from .storage.tables import event_state
 from .timeutil import EPOCH, Clock, to_us, utc_now
+from .tokens import ApiToken, NewToken, Scope
 
 Handler = Callable[[Event], object]
 
@@ -133,6 +135,18 @@ class Ledger:
         actor: str = "system",
     ) -> Event:
         """Record an event as PENDING; an existing ``(event_type, key)`` is returned as it is, unwritten."""
+        return self.detect_created(event_type, payload, key=key, at=at, actor=actor)[0]
+
+    def detect_created(
+        self,
+        event_type: str,
+        payload: Mapping[str, Any] | None = None,
+        *,
+        key: str | None = None,
+        at: datetime | None = None,
+        actor: str = "system",
+    ) -> tuple[Event, bool]:
+        """``detect``, also saying whether the event is new (``POST /api/v1/events``: 201 or 200)."""
         validation.event_type(event_type)
         if key is not None:
             validation.key(key)
@@ -141,11 +155,10 @@ class Ledger:
         validation.name("actor", actor)
         detected_us = self._now_us(at)
         with self.store.write() as conn:
-            event, _created = recording.detect(
+            return recording.detect(
                 conn, event_type=event_type, key=key, payload_json=payload_json,
                 detected_at_us=detected_us, now_us=self.store.now_us(), actor=actor,
             )
-        return event
 
     def report(
         self,
@@ -502,18 +515,36 @@ class Ledger:
         since: datetime | None = None,
         limit: int = 50,
         before_id: int | None = None,
+        until: datetime | None = None,
+        fingerprint: str | None = None,
+        cluster_id: str | None = None,
     ) -> list[Event]:
-        """Events newest first, filtered by state, type and detection time; page with ``before_id``."""
+        """Events newest first, filtered by state, type and detection time (``since`` <= detected <=
+        ``until``), by the fingerprint of one of their failures, or by membership of a cluster (a failure
+        in its type and span); page with ``before_id``. An unknown cluster matches no event."""
+        from .correlation import queries as cluster_queries
+
         state_value = _state(state) if state is not None else None
         if event_type is not None:
             validation.event_type(event_type)
         validation.positive_int("limit", limit, allow_none=False)
         since_us = self._since_us(since, "since")
+        until_us = self._since_us(until, "until")
         validation.positive_int("before_id", before_id)
+        validation.optional_name("fingerprint", fingerprint)
+        if cluster_id is not None:
+            self._check_cluster_id(cluster_id)
         with self.store.read() as conn:
+            within = None
+            if cluster_id is not None:
+                try:
+                    cluster = cluster_queries.get_cluster(conn, cluster_id, self.store.now_us())
+                except NotFound:
+                    return []  # a filter that matches nothing gives nothing, never everything
+                within = (cluster.event_type, to_us(cluster.window_start), to_us(cluster.window_end))
             return queries.list_events(
                 conn, state=state_value, event_type=event_type, since_us=since_us, limit=limit,
-                before_id=before_id,
+                before_id=before_id, until_us=until_us, fingerprint=fingerprint, failed_within=within,
             )
 
     def get(self, event_id: int) -> Event:
@@ -759,20 +790,26 @@ class Ledger:
 
     def clusters(
         self, *, event_type: str | None = None, active: bool = False, since: datetime | None = None,
-        limit: int | None = None,
+        limit: int | None = None, after: tuple[datetime, str, str] | None = None,
     ) -> list[Cluster]:
         """Stored clusters, newest first (reads only): of one type, only ``active`` ones (``window_end >=
-        now - W``), or those that ended at or after ``since``."""
+        now - W``), or those that ended at or after ``since``. Page with ``after``: the ``(window_start,
+        event_type, id)`` of the last cluster of the previous page."""
         from .correlation import queries as cluster_queries
 
         if event_type is not None:
             validation.event_type(event_type)
         validation.positive_int("limit", limit)
         since_us = self._since_us(since, "since")
+        after_us = None
+        if after is not None:
+            start, kind, cid = after
+            self._check_cluster_id(cid)
+            after_us = (self._time_us(start, "after"), validation.event_type(kind), cid)
         with self.store.read() as conn:
             return cluster_queries.list_clusters(
                 conn, now_us=self.store.now_us(), event_type=event_type, active=bool(active),
-                since_us=since_us, limit=limit,
+                since_us=since_us, limit=limit, after=after_us,
             )
 
     def cluster(self, cluster_id: str, *, attempts_limit: int = 500) -> ClusterDetail:
@@ -881,6 +918,66 @@ class Ledger:
             report = dataclasses.replace(report, problems=report.problems + tuple(refusals))
         return report
 
+
+    # -- the HTTP API (serve): tokens, remote claims, counters ------------------------------------------
+    def create_token(self, name: str, scope: Scope | str, *, actor: str | None = None) -> NewToken:
+        """Make an API token; the returned secret is shown once, the database keeps only its hash."""
+        from .core import tokens as stored_tokens
+
+        validation.name("name", name)
+        chosen = api_tokens.scope(scope)
+        actor = validation.name("actor", actor or operator_name())
+        secret = api_tokens.new_secret()
+        with self.store.write() as conn:
+            token = stored_tokens.create(conn, name=name, scope=chosen, secret=secret, created_by=actor,
+                                         now_us=self.store.now_us())
+        return NewToken(token, secret)
+
+    def tokens(self) -> list[ApiToken]:
+        """Every API token, active and revoked (names, scopes, times; never secrets)."""
+        from .core import tokens as stored_tokens
+
+        with self.store.read() as conn:
+            return stored_tokens.listed(conn)
+
+    def revoke_token(self, name: str) -> ApiToken:
+        """Revoke a token (``NotFound`` if unknown): it stops opening the API at once, on every server."""
+        from .core import tokens as stored_tokens
+
+        validation.name("name", name)
+        with self.store.write() as conn:
+            return stored_tokens.revoke(conn, name, now_us=self.store.now_us())
+
+    def authenticate(self, secret: str) -> ApiToken | None:
+        """The active token whose secret ``secret`` is, or None (the secret is hashed, never stored)."""
+        from .core import tokens as stored_tokens
+
+        if not isinstance(secret, str) or not secret or len(secret) > api_tokens.MAX_SECRET_CHARS:
+            return None
+        with self.store.read() as conn:
+            return stored_tokens.authenticate(conn, secret)
+
+    def has_tokens(self) -> bool:
+        """Whether any active API token exists (``serve`` refuses a non-loopback address without one)."""
+        from .core import tokens as stored_tokens
+
+        with self.store.read() as conn:
+            return stored_tokens.any_active(conn)
+
+    def held_claim(self, token: str) -> Claim:
+        """The claim that ``token`` (from ``claim``/``claim_due``) still holds, for a runner that kept only
+        the token (a remote one); ``StaleClaim`` if it holds nothing any more. Finish it with ``finish``,
+        which checks the token again in its own transaction."""
+        event_id = claims.event_id_of_token(token)
+        with self.store.read() as conn:
+            return claims.held_claim(conn, event_id, token)
+
+    def attempt_totals(self) -> dict[tuple[str, str], int]:
+        """Attempts ever recorded per (event type, outcome), read from counters (``/metrics``)."""
+        from .core import totals
+
+        with self.store.read() as conn:
+            return totals.stored(conn)
 
     # -- schema --------------------------------------------------------------------------------------
     @staticmethod

@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "incidents",  # incidents
     "demo",  # demo
     "webhooks",  # deliver
+    "server_cmds",  # serve, token
 )
 
 for _module in COMMAND_MODULES:

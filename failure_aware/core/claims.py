@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import socket
 import uuid
 from collections import Counter
@@ -398,4 +399,34 @@ def abandoned_message(row: Row[Any]) -> str:
     return (
         f"lease expired at {format_time(from_us(row.lease_expires_at_us))}: claimed by {row.claimed_by} "
         f"at {format_time(from_us(row.claimed_at_us))} and never finished"
+    )
+
+
+_TOKEN_PATTERN = re.compile(r"[0-9a-f]{32}-([1-9][0-9]{0,18})")
+
+
+def event_id_of_token(token: object) -> int:
+    """The event id a claim token names (tokens are a random prefix plus the id); ``ValidationError`` for
+    anything that is not a claim token."""
+    match = _TOKEN_PATTERN.fullmatch(token) if isinstance(token, str) else None
+    if match is None or int(match.group(1)) > 2**63 - 1:
+        raise ValidationError("not a claim token: use the token returned by a claim")
+    return int(match.group(1))
+
+
+def held_claim(conn: Connection, event_id: int, token: str) -> Claim:
+    """The claim ``token`` holds on ``event_id`` (``StaleClaim`` if it holds nothing, ``NotFound`` if there
+    is no such event); reads only."""
+    row = conn.execute(_CLAIM_COLUMNS.add_columns(
+        event_state.c.claim_token, event_state.c.claimed_at_us, event_state.c.claim_forced,
+    ).where(event_state.c.event_id == event_id)).first()
+    if row is None:
+        raise NotFound(f"no event with id {event_id}")
+    if row.state != State.IN_FLIGHT or row.claim_token != token:
+        holder = f"claimed by {row.claimed_by}" if row.state == State.IN_FLIGHT else f"now {row.state}"
+        raise StaleClaim(f"event {event_id}: this claim no longer holds it ({holder})")
+    return Claim(
+        event=event_from_row(row), token=token, worker=row.claimed_by, claimed_at=from_us(row.claimed_at_us),
+        lease_expires_at=from_us(row.lease_expires_at_us), attempt_number=row.attempt_count + 1,
+        forced=bool(row.claim_forced),
     )

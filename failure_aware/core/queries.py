@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, select, text
 
 from ..models import Event, EventDetail
 from ..states import State
-from ..storage.tables import annotation, attempt, event_detected, event_state, transition
+from ..storage.tables import FAILURE_SQL, annotation, attempt, event_detected, event_state, transition
 from .recording import load_event
 from .rows import annotation_from_row, attempt_from_row, event_from_row, event_select, transition_from_row
 
@@ -21,8 +21,16 @@ def list_events(
     since_us: int | None = None,
     limit: int = 50,
     before_id: int | None = None,
+    until_us: int | None = None,
+    fingerprint: str | None = None,
+    failed_within: tuple[str, int, int] | None = None,
 ) -> list[Event]:
-    """Events newest first (by id), filtered; page with ``before_id`` = the last id of the previous page."""
+    """Events newest first (by id), filtered; page with ``before_id`` = the last id of the previous page.
+
+    ``fingerprint``: events with a failure of that fingerprint. ``failed_within`` ``(type, start_us,
+    end_us)``: events with a failure of that type in that span (a cluster's members), a range on
+    ``ix_attempt_failures``.
+    """
     query = event_select()
     if state is not None:
         query = query.where(event_state.c.state == state)
@@ -30,6 +38,19 @@ def list_events(
         query = query.where(event_detected.c.event_type == event_type)
     if since_us is not None:
         query = query.where(event_detected.c.detected_at_us >= since_us)
+    if until_us is not None:
+        query = query.where(event_detected.c.detected_at_us <= until_us)
+    a = attempt.c
+    if fingerprint is not None:
+        query = query.where(event_detected.c.id.in_(
+            select(a.event_id).where(text("attempt." + FAILURE_SQL), a.fingerprint == fingerprint)
+        ))
+    if failed_within is not None:
+        kind, start_us, end_us = failed_within
+        query = query.where(event_detected.c.id.in_(
+            select(a.event_id).where(text("attempt." + FAILURE_SQL), a.event_type == kind,
+                                     a.at_us >= start_us, a.at_us <= end_us)
+        ))
     if before_id is not None:
         query = query.where(event_detected.c.id < before_id)
     query = query.order_by(event_detected.c.id.desc()).limit(limit)

@@ -31,7 +31,7 @@ from ..policy import RetryPolicy, decide_after_failure
 from ..states import Outcome, State, Step
 from ..storage.tables import attempt, event_detected, event_state, transition
 from ..timeutil import format_time, from_us, opt_from_us, to_us
-from . import chain, counters
+from . import chain, counters, totals
 from .rows import event_from_row, event_select
 
 _LOCK = {pg: (select(event_state).where(event_state.c.event_id == bindparam("b_id")).with_for_update()
@@ -302,6 +302,7 @@ def write_settlements(conn: Connection, settlements: Sequence[Settlement]) -> No
             raise InvalidTransition(f"{which} changed while its attempt was being recorded; "
                                     "nothing was recorded, try again")
     conn.execute(_INSERT_ATTEMPT, [s.attempt_row for s in settlements])
+    totals.apply(conn, totals.of_rows(s.attempt_row for s in settlements))
     conn.execute(_INSERT_TRANSITION, [s.transition_row for s in settlements])
     delta: Counter[counters.Key] = Counter()
     for event_type, old, new in (s.moved for s in settlements):

@@ -16,7 +16,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Row, func, select
+from sqlalchemy import Connection, Row, and_, func, or_, select
 
 from ..core.rows import annotation_from_row, attempt_from_row
 from ..errors import NotFound
@@ -37,12 +37,20 @@ DEFAULT_BUCKETS = 60
 
 def list_clusters(
     conn: Connection, *, now_us: int, event_type: str | None = None, active: bool = False,
-    since_us: int | None = None, limit: int | None = None,
+    since_us: int | None = None, limit: int | None = None, after: tuple[int, str, str] | None = None,
 ) -> list[Cluster]:
     """Stored clusters, newest first; ``active``: ended within their window of now; ``since_us``: ended
-    at or after it."""
+    at or after it; ``after``: the ``(window_start_us, event_type, id)`` of the last cluster of the previous
+    page (the list's order is window start descending, then type and id)."""
     c = failure_cluster.c
     query = select(failure_cluster)
+    if after is not None:
+        start_us, kind, cid = after
+        query = query.where(or_(
+            c.window_start_us < start_us,
+            and_(c.window_start_us == start_us,
+                 or_(c.event_type > kind, and_(c.event_type == kind, c.id > cid))),
+        ))
     if event_type is not None:
         query = query.where(c.event_type == event_type)
     if active:

@@ -27,7 +27,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Select, select, text
 
-from ..core import chain, counters
+from ..core import chain, counters, totals
 from ..correlation import clusters_match_rebuild, incidents_match_rebuild
 from ..policy import PolicySet
 from ..storage import triggers
@@ -120,6 +120,7 @@ def verify(
     checked = _check_events(conn, policies, findings, batch_size, digest)
     _check_note_chains(conn, findings, digest)
     _check_counters(conn, findings)
+    _check_attempt_totals(conn, findings)
     findings.problem(*(f"immutability trigger {name} is missing" for name in triggers.missing(conn)))
     _check_clusters(conn, findings)
     return findings.report(checked, digest)
@@ -225,6 +226,17 @@ def _check_counters(conn: Connection, findings: _Findings) -> None:
             findings.problem(
                 f"state_count says {stored.get(key, 0)} {event_type} events are {state}; "
                 f"event_state has {actual.get(key, 0)}"
+            )
+
+
+def _check_attempt_totals(conn: Connection, findings: _Findings) -> None:
+    actual, stored = totals.recount(conn), totals.stored(conn)
+    for key in sorted(set(actual) | set(stored)):
+        if actual.get(key, 0) != stored.get(key, 0):
+            event_type, outcome = key
+            findings.problem(
+                f"attempt_total says {stored.get(key, 0)} {event_type} attempts {outcome}; "
+                f"attempt has {actual.get(key, 0)}"
             )
 
 

@@ -24,7 +24,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Table, insert, select
 
-from ..core import chain, counters
+from ..core import chain, counters, totals
 from ..core.recording import failure_fingerprint
 from ..errors import ValidationError
 from ..models import ImportReport
@@ -209,6 +209,7 @@ def write(conn: Connection, checked: Checked, ctx: ImportContext) -> ImportRepor
             elif rows.has_rows(table):
                 bulk.insert_rows(conn, table, columns, _across_chunks(checked.spool, all_ids, build))
     counters.apply(conn, rows.delta)
+    totals.apply(conn, rows.attempt_delta)
     notes = _write_cluster_notes(conn, checked.cluster_notes)
     return ImportReport(
         imported=rows.events,
@@ -290,6 +291,7 @@ class _Rows:
         self.delta: Counter[counters.Key] = Counter(checked.ends)
         self.events, self.skipped = checked.spool.count, 0
         self.attempts, self.annotations = checked.attempts, checked.annotations
+        self.attempt_delta: Counter[totals.Key] = Counter()  # filled as attempt rows are built
 
     def tables(self) -> list[tuple[Table, tuple[str, ...], Builder]]:
         """(table, columns, row builder), parents first (foreign keys)."""
@@ -328,6 +330,7 @@ class _Rows:
                 self.skip(record)
 
     def attempt_rows(self, chunk: list[tuple[Any, ...]], ids: Sequence[int]) -> Iterator[tuple[Any, ...]]:
+        delta = self.attempt_delta
         for event_id, record in zip(ids, chunk, strict=True):
             if not event_id:
                 continue
@@ -335,6 +338,7 @@ class _Rows:
             for number, values in enumerate(record[ATTEMPTS], 1):
                 (at_us, outcome, started_at_us, error_type, error, forced, actor, traceback, duration_us,
                  detail) = values
+                delta[(event_type, outcome)] += 1
                 yield (
                     event_id, event_type, number, started_at_us, at_us, outcome, error_type, error,
                     fingerprints[number - 1], forced, actor, traceback, duration_us, detail, number,

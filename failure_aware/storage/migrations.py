@@ -171,6 +171,17 @@ def _v5_hash_chains(conn: Connection) -> None:
     triggers.install(conn)
 
 
+def _v8_api(conn: Connection) -> None:
+    # Tokens of `serve`, and attempt counters for /metrics, backfilled from history.
+    for table in (tables.attempt_total, tables.api_token):
+        table.create(conn)
+    at = tables.attempt
+    counts = select(at.c.event_type, at.c.outcome, func.count()).group_by(at.c.event_type, at.c.outcome)
+    rows = [{"event_type": t, "outcome": o, "n": n} for t, o, n in conn.execute(counts)]
+    if rows:
+        conn.execute(insert(tables.attempt_total), rows)
+
+
 def _v7_incidents(conn: Connection) -> None:
     # Incidents (SPEC 13) and the index that finds clusters of any type near a time.
     next(i for i in tables.failure_cluster.indexes if i.name == "ix_failure_cluster_start").create(conn)
@@ -202,6 +213,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         7, "incidents: clusters of several types that start together (clusters are rebuilt by the next "
         "correlate)", _v7_incidents,
     ),
+    Migration(8, "HTTP API: token table (hashed secrets), attempt counters per type and outcome", _v8_api),
 )
 LATEST_VERSION = MIGRATIONS[-1].version
 

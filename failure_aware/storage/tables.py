@@ -242,6 +242,33 @@ correlation_state = Table(
     Column("cluster_count", BigInteger, nullable=False, server_default=text("0")),
 )
 
+# Attempts per (type, outcome), maintained in the same transaction as the attempts (``core.totals``), so
+# ``/metrics`` reads a counter instead of counting history. Sharded like ``state_count``. Derived: a recount
+# of ``attempt`` rebuilds it and ``verify`` compares the two.
+attempt_total = Table(
+    "attempt_total",
+    metadata,
+    Column("event_type", String(200), primary_key=True),
+    Column("outcome", String(16), primary_key=True),
+    Column("shard", Integer, primary_key=True, server_default=text("0")),
+    Column("n", BigInteger, nullable=False),
+)
+
+# API tokens of ``failure-aware serve`` (SPEC 10): only the SHA-256 of each secret is kept. A revoked
+# token keeps its row (its name stays the actor of what it did, and is never given to another token).
+api_token = Table(
+    "api_token",
+    metadata,
+    Column("name", String(200), primary_key=True),
+    Column("secret_sha256", String(64), nullable=False),
+    Column("scope", String(16), nullable=False),
+    Column("created_at_us", BigInteger, nullable=False),
+    Column("created_by", String(200), nullable=False),
+    Column("revoked_at_us", BigInteger),
+    UniqueConstraint("secret_sha256", name="uq_api_token_secret"),
+    CheckConstraint("scope IN ('read', 'record', 'operate', 'admin')", name="ck_api_token_scope"),
+)
+
 # Incidents (SPEC 13, derived, written only by ``correlate``): clusters of several types that start together.
 incident = Table(
     "incident",
@@ -277,4 +304,4 @@ schema_version = Table(
 
 HISTORY_TABLES = (event_detected, attempt, transition, annotation)
 DERIVED_TABLES = (event_state, state_count, failure_cluster, correlation_state, incident, incident_cluster,
-                  note_chain)
+                  note_chain, attempt_total)
