@@ -52,6 +52,7 @@ from common import (
 )
 
 from failure_aware import Ledger
+from failure_aware.core import chain
 from failure_aware.core.recording import failure_fingerprint
 from failure_aware.policy import PolicySet, decide_after_failure
 from failure_aware.timeutil import format_time, from_us, to_us
@@ -111,17 +112,38 @@ class RawRows:
             assert decision.next_retry_at is not None  # a first failure is retried under the default policy
             next_us = to_us(decision.next_retry_at)
             payload = json.dumps(rec["payload"], separators=(",", ":"), ensure_ascii=False)
-            self.events.append((event_id, etype, rec["key"], payload, detected_us, now_us))
+            fingerprint = failure_fingerprint(error_type, error)
+            # The tamper-evidence chain (schema v5) a faithful script must write too: the event row, its
+            # attempt, then its transitions, each hashed after the one before (failure_aware.core.chain).
+            event = {"event_type": etype, "key": rec["key"], "payload": payload,
+                     "detected_at_us": detected_us, "recorded_at_us": now_us}
+            head = chain.link(chain.EMPTY, "event_detected", event)
+            tried = {"event_type": etype, "number": 1, "started_at_us": None, "at_us": at_us,
+                     "outcome": "failed", "error_type": error_type, "error": error,
+                     "fingerprint": fingerprint, "forced": False, "actor": IMPORT_ACTOR}
+            head = chain.link(head, "attempt", tried)
+            moves = [
+                {"at_us": detected_us, "from_state": None, "to_state": "PENDING", "actor": IMPORT_ACTOR,
+                 "reason": "imported: detected", "attempt_number": None},
+                {"at_us": at_us, "from_state": "PENDING", "to_state": "FAILED", "actor": IMPORT_ACTOR,
+                 "reason": "imported: attempt 1 failed", "attempt_number": 1},
+            ]
+            for move in moves:
+                head = chain.link(head, "transition", move)
+            self.events.append((event_id, etype, rec["key"], payload, detected_us, now_us,
+                                event["chain_seq"], event["chain_hash"]))
             self.states.append((event_id, etype, "FAILED", detected_us, 1, 1, next_us, next_us,
-                                None, None, None, None, False, error_type, error, at_us, now_us))
+                                None, None, None, None, False, error_type, error, at_us, now_us,
+                                head.seq, head.hash))
             self.attempts.append((event_id, etype, 1, None, at_us, "failed", error_type, error,
-                                  failure_fingerprint(error_type, error), False, IMPORT_ACTOR))
-            self.transitions.append((event_id, detected_us, None, "PENDING", IMPORT_ACTOR,
-                                     "imported: detected", None))
-            self.transitions.append((event_id, at_us, "PENDING", "FAILED", IMPORT_ACTOR,
-                                     "imported: attempt 1 failed", 1))
+                                  fingerprint, False, IMPORT_ACTOR, tried["chain_seq"], tried["chain_hash"]))
+            for move in moves:
+                self.transitions.append((event_id, move["at_us"], move["from_state"], move["to_state"],
+                                         IMPORT_ACTOR, move["reason"], move["attempt_number"],
+                                         move["chain_seq"], move["chain_hash"]))
             totals[etype] += 1
         self.counts = [(etype, "FAILED", n) for etype, n in sorted(totals.items())]
+        self.attempt_totals = [(etype, "failed", n) for etype, n in sorted(totals.items())]
 
     def tables(self) -> list[tuple[str, tuple[str, ...], list[tuple[Any, ...]]]]:
         """(table, columns, rows), parents first."""
@@ -131,17 +153,20 @@ class RawRows:
             ("attempt", ATTEMPT_COLUMNS, self.attempts),
             ("transition", TRANSITION_COLUMNS, self.transitions),
             ("state_count", ("event_type", "state", "n"), self.counts),
+            ("attempt_total", ("event_type", "outcome", "n"), self.attempt_totals),
         ]
 
 
-EVENT_COLUMNS = ("id", "event_type", "key", "payload", "detected_at_us", "recorded_at_us")
+EVENT_COLUMNS = ("id", "event_type", "key", "payload", "detected_at_us", "recorded_at_us", "chain_seq",
+                 "chain_hash")
 STATE_COLUMNS = ("event_id", "event_type", "state", "detected_at_us", "attempt_count", "budget_failures",
                  "next_retry_at_us", "due_at_us", "claim_token", "claimed_by", "claimed_at_us",
                  "lease_expires_at_us", "claim_forced", "last_error_type", "last_error", "last_attempt_at_us",
-                 "updated_at_us")
+                 "updated_at_us", "chain_seq", "chain_hash")
 ATTEMPT_COLUMNS = ("event_id", "event_type", "number", "started_at_us", "at_us", "outcome", "error_type",
-                   "error", "fingerprint", "forced", "actor")
-TRANSITION_COLUMNS = ("event_id", "at_us", "from_state", "to_state", "actor", "reason", "attempt_number")
+                   "error", "fingerprint", "forced", "actor", "chain_seq", "chain_hash")
+TRANSITION_COLUMNS = ("event_id", "at_us", "from_state", "to_state", "actor", "reason", "attempt_number",
+                      "chain_seq", "chain_hash")
 
 
 def _us(text: str) -> int:
@@ -219,7 +244,8 @@ def rss_import(backend: str, n: int, pg: str) -> Callable[[], object]:
 
 
 # -- equivalence ------------------------------------------------------------------------------------------
-IMPORT_TIME_COLUMNS = {"recorded_at_us", "updated_at_us"}  # the moment of the import: differs by design
+# The moment of the import differs by design, and so do the chain hashes that cover it (verify checks those).
+IMPORT_TIME_COLUMNS = {"recorded_at_us", "updated_at_us", "chain_hash"}
 
 
 def table_contents(url: str) -> dict[str, list[tuple[Any, ...]]]:
@@ -227,12 +253,19 @@ def table_contents(url: str) -> dict[str, list[tuple[Any, ...]]]:
     from sqlalchemy import create_engine, select
 
     from failure_aware.storage.engine import parse_url
-    from failure_aware.storage.tables import attempt, event_detected, event_state, state_count, transition
+    from failure_aware.storage.tables import (
+        attempt,
+        attempt_total,
+        event_detected,
+        event_state,
+        state_count,
+        transition,
+    )
 
     engine = create_engine(parse_url(url))
     out = {}
     with engine.connect() as conn:
-        for table in (event_detected, event_state, attempt, transition, state_count):
+        for table in (event_detected, event_state, attempt, transition, state_count, attempt_total):
             # Counter shards depend on the writing process: compare totals per (type, state).
             cols = [c for c in table.c if c.name not in IMPORT_TIME_COLUMNS | {"shard"} and not (
                 c.name == "id" and table.name in ("attempt", "transition"))]
