@@ -65,14 +65,20 @@ def apply(conn: Connection, delta: Counter[Key] | Iterable[tuple[Key, int]]) -> 
         for key, n in pairs:
             collecting[key] += n
         return
+    add_sharded(conn, state_count.name, "state", pairs)
+
+
+def add_sharded(conn: Connection, table: str, column: str, pairs: Iterable[tuple[Key, int]]) -> None:
+    """Add ``((event_type, <column>), n)`` pairs to the sharded counter ``table`` (``state_count``,
+    ``attempt_total``): this process's shard, sorted keys, one multi-row upsert per 16 rows."""
     items = sorted((k, n) for k, n in pairs if n)
     shard = _shard()
     for start in range(0, len(items), ROWS_PER_STATEMENT):
         chunk = items[start:start + ROWS_PER_STATEMENT]
         params: dict[str, Any] = {}
-        for i, ((event_type, state), n) in enumerate(chunk):
-            params.update({f"t{i}": event_type, f"s{i}": state, f"h{i}": shard, f"n{i}": n})
-        conn.execute(_upsert(len(chunk)), params)
+        for i, ((event_type, value), n) in enumerate(chunk):
+            params.update({f"t{i}": event_type, f"s{i}": value, f"h{i}": shard, f"n{i}": n})
+        conn.execute(_upsert(table, column, len(chunk)), params)
 
 
 # A transaction's deltas are a few rows (a state change: two), written by one multi-row upsert: a single
@@ -83,12 +89,11 @@ ROWS_PER_STATEMENT = 16
 
 
 @functools.cache
-def _upsert(rows: int) -> TextClause:
+def _upsert(table: str, column: str, rows: int) -> TextClause:
     values = ", ".join(f"(:t{i}, :s{i}, :h{i}, :n{i})" for i in range(rows))
-    sc = state_count.name
     return text(
-        f"INSERT INTO {sc} (event_type, state, shard, n) VALUES {values} "
-        f"ON CONFLICT (event_type, state, shard) DO UPDATE SET n = {sc}.n + excluded.n"
+        f"INSERT INTO {table} (event_type, {column}, shard, n) VALUES {values} "
+        f"ON CONFLICT (event_type, {column}, shard) DO UPDATE SET n = {table}.n + excluded.n"
     )
 
 

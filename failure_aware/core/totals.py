@@ -8,15 +8,14 @@ thread, in sorted key order, with one multi-row upsert. Derived data: ``recount`
 
 from __future__ import annotations
 
-import functools
 from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import Connection, TextClause, func, select, text
+from sqlalchemy import Connection, func, select
 
 from ..storage.tables import attempt, attempt_total
-from .counters import ROWS_PER_STATEMENT, _shard
+from . import counters
 
 Key = tuple[str, str]  # (event type, outcome)
 
@@ -28,24 +27,7 @@ def of_rows(rows: Iterable[dict[str, Any]]) -> Counter[Key]:
 
 def apply(conn: Connection, delta: Counter[Key]) -> None:
     """Add ``delta`` to the counters (rows are created on first use)."""
-    items = sorted((k, n) for k, n in delta.items() if n)
-    shard = _shard()
-    for start in range(0, len(items), ROWS_PER_STATEMENT):
-        chunk = items[start:start + ROWS_PER_STATEMENT]
-        params: dict[str, Any] = {}
-        for i, ((event_type, outcome), n) in enumerate(chunk):
-            params.update({f"t{i}": event_type, f"o{i}": outcome, f"h{i}": shard, f"n{i}": n})
-        conn.execute(_upsert(len(chunk)), params)
-
-
-@functools.cache
-def _upsert(rows: int) -> TextClause:
-    values = ", ".join(f"(:t{i}, :o{i}, :h{i}, :n{i})" for i in range(rows))
-    table = attempt_total.name
-    return text(
-        f"INSERT INTO {table} (event_type, outcome, shard, n) VALUES {values} "
-        f"ON CONFLICT (event_type, outcome, shard) DO UPDATE SET n = {table}.n + excluded.n"
-    )
+    counters.add_sharded(conn, attempt_total.name, "outcome", delta.items())
 
 
 def recount(conn: Connection) -> dict[Key, int]:
