@@ -29,10 +29,11 @@ from .diagnostics.health_report import HealthReport
 from .diagnostics.verify import VerifyReport
 from .errors import DatabaseUnavailable, FailureAwareError, NotFound, StorageError, ValidationError
 from .models import Annotation, AttemptResult, Claim, Event, EventDetail, ImportReport
+from .retention.report import ArchiveReport
 from .states import State, Step
 from .storage.store import SchemaStatus, Store, inspect_schema
 from .storage.tables import event_state
-from .timeutil import EPOCH, Clock, to_us, utc_now
+from .timeutil import EPOCH, Clock, format_time, from_us, to_us, utc_now
 from .tokens import ApiToken, NewToken, Scope
 
 Handler = Callable[[Event], object]
@@ -593,7 +594,8 @@ class Ledger:
     def import_file(
         self, source: str | Path | IO[str] | IO[bytes], *, skip_invalid: bool = False, actor: str = "import"
     ) -> ImportReport:
-        """Import a JSON Lines file (a path, or an open text or binary stream such as ``sys.stdin``).
+        """Import a JSON Lines file (a path, or an open text or binary stream such as ``sys.stdin``); a path
+        whose name ends in ``.gz`` is read through gzip (an archive file, docs/retention.md, imports as is).
 
         Like ``import_events``; problems are reported by line number, blank lines are ignored and a line
         that is not JSON is an invalid line. The input is read once (a stream need not be seekable).
@@ -604,11 +606,11 @@ class Ledger:
             return self._import(inputs.read_lines(source), skip_invalid=skip_invalid, actor=actor,
                                 label="line")
         try:
-            with open(source, "rb") as stream:
+            with inputs.open_file(source) as stream:
                 return self._import(inputs.read_lines(stream), skip_invalid=skip_invalid, actor=actor,
                                     label="line")
-        except OSError as exc:
-            raise ValidationError(f"cannot read {source}: {exc.strerror or exc}") from None
+        except inputs.UNREADABLE as exc:
+            raise ValidationError(f"cannot read {source}: {inputs.describe(exc)}") from None
 
     def import_legacy(self, path: str | Path, *, skip_invalid: bool = False) -> ImportReport:
         """Import the events of a seed (v0.1-v0.3) SQLite database, opened read-only.
@@ -673,6 +675,51 @@ class Ledger:
                 return exporter.write_lines(records, stream)
         except OSError as exc:
             raise ValidationError(f"cannot write {target}: {exc.strerror or exc}") from None
+
+    # -- retention (SPEC 15) ---------------------------------------------------------------------------
+    def archive(
+        self,
+        before: datetime,
+        *,
+        to: str | Path | None = None,
+        event_type: str | None = None,
+        dry_run: bool = False,
+        actor: str | None = None,
+        progress: Callable[[str, int, int], None] | None = None,
+        chunk_events: int = 500,
+    ) -> ArchiveReport:
+        """Archive whole finished events (SUCCEEDED, DEAD) whose last activity is before ``before``, with
+        their attempts, transitions and notes, and the cluster notes and clusters wholly before it: write
+        them to ``to`` (JSON Lines, gzip when it ends in ``.gz``, a manifest line last), sync the file, then
+        remove them in chunks, each recorded in the ``archive`` table in the same transaction
+        (docs/retention.md). ``to`` must not exist. ``dry_run`` writes nothing and reports what would
+        leave (``to`` is then optional). ``progress(phase, done, total)`` is called as pages are written
+        (phase ``"write"``) and chunks removed (``"remove"``). PENDING, IN_FLIGHT and FAILED events never
+        leave. Clusters are computed from failures at or after the latest horizon from then on.
+        ``chunk_events``: events removed per transaction (what workers may wait on is one chunk's rows).
+        """
+        from .retention import run
+
+        before_us = self._time_us(before, "before")
+        now_us = self.store.now_us()
+        if before_us > now_us:
+            raise ValidationError(f"before must not be in the future (it is {format_time(before)}; now is "
+                                  f"{format_time(from_us(now_us))})")
+        if event_type is not None:
+            validation.event_type(event_type)
+        if not isinstance(dry_run, bool):
+            raise ValidationError(f"dry_run must be True or False, got {dry_run!r}")
+        if type(chunk_events) is not int or not 1 <= chunk_events <= 100_000:
+            raise ValidationError(f"chunk_events must be an integer from 1 to 100000, got {chunk_events!r}")
+        if to is None and not dry_run:
+            raise ValidationError("an archive needs a file to write (to=...); only a dry run goes without")
+        if to is not None and not isinstance(to, str | Path):
+            raise ValidationError(f"to must be a path, got {to!r}")
+        request = run.Request(before_us=before_us, event_type=event_type,
+                              target=None if to is None else Path(to), dry_run=dry_run,
+                              actor=validation.name("actor", actor or operator_name()), now_us=now_us,
+                              chunk_events=chunk_events)
+        return run.archive(self.store, request, progress)
 
     # -- operator actions (revive, bury, annotate) ------------------------------------------------------
     def bury(self, event_id: int, *, actor: str | None = None, reason: str = "given up by operator") -> Event:

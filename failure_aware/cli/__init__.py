@@ -18,6 +18,7 @@ COMMAND_MODULES = (
     "running",  # run, retry --due, worker, recover
     "operator_cmds",  # revive, bury
     "data",  # import, export
+    "retention",  # archive
     "admin",  # db upgrade, verify, demo
     "health",  # health
     "clusters",  # correlate, clusters

@@ -29,13 +29,18 @@ SQLITE_POINTS = 200  # points per neighbourhood statement: SQLite allows 500 arm
 Failure = tuple[int, int, str | None]  # (at_us, event_id, fingerprint)
 # The columns of ix_attempt_failures: reading only these is an index-only scan.
 _COLUMNS = "at_us, event_id, fingerprint"
-_OF_TYPE = f"FROM attempt WHERE {FAILURE_SQL} AND event_type = ?"
+# Failures before the retention horizon are not looked at (SPEC 15: an archive may have removed some of
+# them, so what remains there is no longer the whole story). An uncorrelated subquery: evaluated once per
+# statement, it bounds the index range like a parameter would; 0 (1970) before any archive.
+HORIZON_SQL = "(SELECT COALESCE(MAX(horizon_us), 0) FROM retention_horizon)"
+_OF_TYPE = f"FROM attempt WHERE {FAILURE_SQL} AND event_type = ? AND at_us >= {HORIZON_SQL}"
 _FIRST, _SECOND, _THIRD = itemgetter(0), itemgetter(1), itemgetter(2)
 
 
 def failing_types(sql: Sql) -> Iterator[str]:
     """Every event type with at least one failure, in order: a loose index scan (one seek per type)."""
-    found = sql.all(f"SELECT min(event_type) FROM attempt WHERE {FAILURE_SQL}")[0][0]
+    found = sql.all(f"SELECT min(event_type) FROM attempt WHERE {FAILURE_SQL} AND at_us >= {HORIZON_SQL}"
+                    )[0][0]
     while found is not None:
         yield found
         found = sql.all(f"SELECT min(event_type) {_OF_TYPE.replace('event_type = ?', 'event_type > ?')}",
@@ -67,6 +72,7 @@ def neighbourhoods(sql: Sql, probes: Sequence[Probe]) -> list[tuple[list[Failure
                 " FROM unnest(?::text[], ?::bigint[], ?::int[], ?::int[]) WITH ORDINALITY"
                 " AS w (t, at, before, after, k)"
                 f" CROSS JOIN LATERAL (SELECT {_COLUMNS} FROM attempt WHERE {FAILURE_SQL}"
+                f" AND at_us >= {HORIZON_SQL}"
                 " AND event_type = w.t AND at_us {op} w.at ORDER BY at_us {order} LIMIT w.{limit}) AS n")
         query = (near.format(side=0, op="<", order="DESC", limit="before") + " UNION ALL "
                  + near.format(side=1, op=">=", order="ASC", limit="after"))

@@ -11,7 +11,11 @@ Five checks, all read-only (SPEC sections 1, 9 and 14):
     incidents a rebuild from them (``correlation.incidents_match_rebuild``);
 (e) tamper evidence: every event's hash chain (its event row, attempts, transitions, notes) and every
     event type's chain of cluster notes recomputes from the rows and ends at the head its projection
-    row keeps (``core.chain``); the heads are folded into one digest of all history.
+    row keeps (``core.chain``); the heads are folded into one digest of all history;
+(f) retention (SPEC 15): what recorded archives removed is accounted for: their digest parts are folded
+    into the digest (so it is the same before and after an archive), their attempts into the attempt
+    totals, the heads of archived cluster notes start the chains that remain; no archive guard is left
+    open.
 
 The history is streamed in id-ordered chunks of events (four queries per chunk, never one per event), so
 memory stays constant on millions of events. Run it inside one read transaction; on PostgreSQL call
@@ -20,6 +24,7 @@ memory stays constant on millions of events. Run it inside one read transaction;
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import groupby
@@ -30,6 +35,7 @@ from sqlalchemy import Connection, Select, select, text
 from ..core import chain, counters, totals
 from ..correlation import clusters_match_rebuild, incidents_match_rebuild
 from ..policy import PolicySet
+from ..retention.accounting import Archived, archived
 from ..storage import triggers
 from ..storage.tables import annotation, attempt, event_detected, event_state, note_chain, transition
 from .replay import event_problems
@@ -117,10 +123,17 @@ def verify(
     """Run every check over the database of ``conn``; writes nothing."""
     findings = _Findings(max_problems)
     digest = chain.Digest()
+    gone = archived(conn)
     checked = _check_events(conn, policies, findings, batch_size, digest)
-    _check_note_chains(conn, findings, digest)
+    _check_note_chains(conn, findings, digest, gone)
+    for part, chains, rows in gone.parts:
+        digest.fold(part, chains, rows)
+    if gone.guard_rows:
+        findings.problem(f"archive_guard holds {gone.guard_rows} committed row(s): every DELETE of history "
+                         "is let through while it does (an archive writes it only inside its own "
+                         "transaction); delete them")
     _check_counters(conn, findings)
-    _check_attempt_totals(conn, findings)
+    _check_attempt_totals(conn, findings, gone)
     findings.problem(*(f"immutability trigger {name} is missing" for name in triggers.missing(conn)))
     _check_clusters(conn, findings)
     return findings.report(checked, digest)
@@ -168,7 +181,9 @@ def _check_events(
         after = upto
 
 
-def _chain_problems(where: str, rows: list[tuple[str, Any]], head_row: Any | None, start: str) -> list[str]:
+def _chain_problems(
+    where: str, rows: list[tuple[str, Any]], head_row: Any | None, start: str | chain.Head
+) -> list[str]:
     """Problems of one chain: a row that does not match, a gap or repeat, or an end other than the head
     its projection (or ``note_chain``) row keeps."""
     head, problem = chain.check(rows, start)
@@ -183,8 +198,9 @@ def _chain_problems(where: str, rows: list[tuple[str, Any]], head_row: Any | Non
     return []
 
 
-def _check_note_chains(conn: Connection, findings: _Findings, digest: chain.Digest) -> None:
-    """(e) for cluster notes: one chain per event type, its head in ``note_chain``."""
+def _check_note_chains(conn: Connection, findings: _Findings, digest: chain.Digest, gone: Archived) -> None:
+    """(e) for cluster notes: one chain per event type, its head in ``note_chain``; a chain whose start
+    was archived continues from the head the archive record keeps."""
     an = annotation.c
     notes = conn.execute(
         select(annotation).where(an.event_id.is_(None)).order_by(an.cluster_event_type, an.id)
@@ -194,7 +210,7 @@ def _check_note_chains(conn: Connection, findings: _Findings, digest: chain.Dige
     heads = {r.event_type: r for r in conn.execute(select(note_chain))}
     for event_type in sorted(set(by_type) | set(heads)):
         rows = by_type.get(event_type, [])
-        start = chain.note_genesis(event_type)
+        start: str | chain.Head = gone.note_starts.get(event_type) or chain.note_genesis(event_type)
         where = f"cluster notes of {event_type}"
         head_row = heads.get(event_type)
         if head_row is None and rows:
@@ -229,14 +245,17 @@ def _check_counters(conn: Connection, findings: _Findings) -> None:
             )
 
 
-def _check_attempt_totals(conn: Connection, findings: _Findings) -> None:
-    actual, stored = totals.recount(conn), totals.stored(conn)
+def _check_attempt_totals(conn: Connection, findings: _Findings, gone: Archived) -> None:
+    # attempt_total counts every attempt ever recorded (a Prometheus counter): archived ones included.
+    actual, stored = Counter(totals.recount(conn)), totals.stored(conn)
+    actual.update(gone.attempts)
     for key in sorted(set(actual) | set(stored)):
         if actual.get(key, 0) != stored.get(key, 0):
             event_type, outcome = key
+            archived_part = f" and archives removed {gone.attempts[key]}" if gone.attempts.get(key) else ""
             findings.problem(
                 f"attempt_total says {stored.get(key, 0)} {event_type} attempts {outcome}; "
-                f"attempt has {actual.get(key, 0)}"
+                f"attempt has {actual.get(key, 0) - gone.attempts.get(key, 0)}{archived_part}"
             )
 
 

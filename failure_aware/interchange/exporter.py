@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import IO, Any
 
 from sqlalchemy import Connection, Row, select
@@ -50,43 +50,49 @@ def export(
         events = list(conn.execute(query))
         if not events:
             return
-        ids = [e.id for e in events]
-        attempts = _grouped(
-            conn.execute(
-                select(attempt)
-                .where(attempt.c.event_id.in_(ids))
-                .order_by(attempt.c.event_id, attempt.c.number)
-            )
+        yield from records_of(conn, events)
+        after = events[-1].id
+
+
+def records_of(conn: Connection, events: Sequence[Any]) -> Iterator[dict[str, Any]]:
+    """The records of ``events`` (rows with the event's columns, ``state`` and ``next_retry_at_us``), in
+    their order: one query each for their attempts, transitions and annotations."""
+    ids = [e.id for e in events]
+    attempts = _grouped(
+        conn.execute(
+            select(attempt)
+            .where(attempt.c.event_id.in_(ids))
+            .order_by(attempt.c.event_id, attempt.c.number)
         )
-        history = _grouped(
-            conn.execute(
-                select(transition)
-                .where(transition.c.event_id.in_(ids))
-                .order_by(transition.c.event_id, transition.c.id)
-            )
+    )
+    history = _grouped(
+        conn.execute(
+            select(transition)
+            .where(transition.c.event_id.in_(ids))
+            .order_by(transition.c.event_id, transition.c.id)
         )
-        notes = _grouped(
-            conn.execute(
-                select(annotation)
-                .where(annotation.c.event_id.in_(ids))
-                .order_by(annotation.c.event_id, annotation.c.id)
-            )
+    )
+    notes = _grouped(
+        conn.execute(
+            select(annotation)
+            .where(annotation.c.event_id.in_(ids))
+            .order_by(annotation.c.event_id, annotation.c.id)
         )
-        for e in events:
-            yield {
-                "event_type": e.event_type,
-                "key": e.key,
-                "detected_at": _time(e.detected_at_us),
-                "payload": json.loads(e.payload),
-                "attempts": [_attempt(a) for a in attempts.get(e.id, ())],
-                "annotations": [
-                    {"at": _time(n.at_us), "author": n.author, "text": n.text} for n in notes.get(e.id, ())
-                ],
-                "state": e.state,
-                "next_retry_at": None if e.next_retry_at_us is None else _time(e.next_retry_at_us),
-                "transitions": [_transition(t) for t in history.get(e.id, ())],
-            }
-        after = ids[-1]
+    )
+    for e in events:
+        yield {
+            "event_type": e.event_type,
+            "key": e.key,
+            "detected_at": _time(e.detected_at_us),
+            "payload": json.loads(e.payload),
+            "attempts": [_attempt(a) for a in attempts.get(e.id, ())],
+            "annotations": [
+                {"at": _time(n.at_us), "author": n.author, "text": n.text} for n in notes.get(e.id, ())
+            ],
+            "state": e.state,
+            "next_retry_at": None if e.next_retry_at_us is None else _time(e.next_retry_at_us),
+            "transitions": [_transition(t) for t in history.get(e.id, ())],
+        }
 
 
 def export_cluster_notes(conn: Connection, *, event_type: str | None = None) -> Iterator[dict[str, Any]]:
@@ -97,11 +103,16 @@ def export_cluster_notes(conn: Connection, *, event_type: str | None = None) -> 
     if event_type is not None:
         query = query.where(a.cluster_event_type == event_type)
     for note in conn.execute(query):
-        yield {
-            "kind": CLUSTER_NOTE, "event_type": note.cluster_event_type,
-            "window_start": _time(note.span_start_us), "window_end": _time(note.span_end_us),
-            "at": _time(note.at_us), "author": note.author, "text": note.text,
-        }
+        yield cluster_note_record(note)
+
+
+def cluster_note_record(note: Any) -> dict[str, Any]:
+    """The record of one cluster note (a row with ``cluster_event_type``, the span, ``at``, author, text)."""
+    return {
+        "kind": CLUSTER_NOTE, "event_type": note.cluster_event_type,
+        "window_start": _time(note.span_start_us), "window_end": _time(note.span_end_us),
+        "at": _time(note.at_us), "author": note.author, "text": note.text,
+    }
 
 
 def write_lines(records: Iterator[dict[str, Any]], target: IO[str]) -> int:
@@ -150,6 +161,11 @@ def _grouped(rows: Any) -> dict[int, list[Row[Any]]]:
     for row in rows:
         groups[row.event_id].append(row)
     return groups
+
+
+def time_text(micros: int) -> str:
+    """A stored time as RFC 3339 text."""
+    return _time(micros)
 
 
 def _time(micros: int) -> str:

@@ -148,8 +148,16 @@ def check(numbered: Numbered, ctx: ImportContext, *, label: str) -> Checked:
     return checked
 
 
+# Lines of an archive file (SPEC 15, docs/retention.md) that an import reads past: the manifest, and the
+# clusters the archive took along for the record (clusters are derived: ``correlate`` recomputes them).
+ARCHIVE_KINDS = frozenset({"archive_manifest", "archived_cluster"})
+
+
 def _other_kind(raw: dict[str, Any], ctx: ImportContext, checked: Checked) -> None:
-    """A record that is not an event: a cluster note (the only other kind), kept for ``write``."""
+    """A record that is not an event: a cluster note, kept for ``write``; an archive's manifest or one of
+    its clusters, read past."""
+    if raw["kind"] in ARCHIVE_KINDS:
+        return
     if raw["kind"] != CLUSTER_NOTE:
         raise ValidationError(f"kind {raw['kind']!r} is unknown: a line is an event, or a "
                               f"{{\"kind\": \"{CLUSTER_NOTE}\", ...}}")

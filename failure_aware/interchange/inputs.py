@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import gzip
 import json
+import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import IO, Any, cast
 
 from ..errors import ValidationError
 
@@ -45,3 +48,25 @@ def read_lines(lines: Iterable[str | bytes]) -> Iterator[tuple[int, Any]]:
             yield number, Malformed(f"malformed JSON: {exc.msg} (column {exc.colno})")
         except RecursionError:
             yield number, Malformed("malformed JSON: nested too deeply")
+
+
+# What reading a file can raise besides our own errors: the OS, and a gzip file cut short or not gzip.
+UNREADABLE = (OSError, EOFError, zlib.error)
+
+
+def open_file(path: str | Path) -> IO[bytes]:
+    """A file opened for reading bytes; through gzip when its name ends in ``.gz``."""
+    if str(path).endswith(".gz"):
+        return cast(IO[bytes], gzip.open(path, "rb"))
+    return open(path, "rb")
+
+
+def describe(error: BaseException) -> str:
+    """What went wrong reading a file, for a person."""
+    if isinstance(error, gzip.BadGzipFile):
+        return "not a gzip file (the name ends in .gz)"
+    if isinstance(error, EOFError | zlib.error):
+        return "the gzip data is cut short or damaged"
+    if isinstance(error, OSError):
+        return error.strerror or str(error)
+    return str(error)

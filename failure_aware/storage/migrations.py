@@ -121,7 +121,7 @@ def _v1_core_ledger(conn: Connection) -> None:
     for table_name, columns in _LATER_COLUMNS.items():
         for column in columns:
             conn.execute(text(f"ALTER TABLE {table_name} DROP COLUMN {column}"))
-    triggers.install(conn)
+    triggers.install_v1(conn)
 
 
 def _v2_derived(conn: Connection) -> None:
@@ -168,7 +168,7 @@ def _v5_hash_chains(conn: Connection) -> None:
         on = f" ON {table.name}" if conn.dialect.name == "postgresql" else ""
         conn.execute(text(f"DROP TRIGGER IF EXISTS {table.name}_no_update{on}"))
     backfill.hash_existing_history(conn)
-    triggers.install(conn)
+    triggers.install_v1(conn)
 
 
 def _v8_api(conn: Connection) -> None:
@@ -193,6 +193,18 @@ def _v7_incidents(conn: Connection) -> None:
     conn.execute(text("DELETE FROM correlation_state"))
 
 
+def _v9_retention(conn: Connection) -> None:
+    # Archive records, the SQLite guard and the correlation horizon (SPEC 15); the DELETE triggers of
+    # history are replaced by ones that let an archive's guarded transaction through (``triggers``). Both
+    # backends do DDL inside this transaction, so no other session sees a history table unguarded.
+    for table in tables.RETENTION_TABLES:
+        table.create(conn)
+    if conn.dialect.name == "sqlite":
+        for table in tables.HISTORY_TABLES:
+            conn.execute(text(f"DROP TRIGGER IF EXISTS {table.name}_no_delete"))
+    triggers.install(conn)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         1, "core ledger: events, attempts, transitions, annotations, state projection", _v1_core_ledger
@@ -214,6 +226,10 @@ MIGRATIONS: tuple[Migration, ...] = (
         "correlate)", _v7_incidents,
     ),
     Migration(8, "HTTP API: token table (hashed secrets), attempt counters per type and outcome", _v8_api),
+    Migration(
+        9, "retention: archive records, history deletable only inside a recorded archive, correlation "
+        "horizon", _v9_retention,
+    ),
 )
 LATEST_VERSION = MIGRATIONS[-1].version
 

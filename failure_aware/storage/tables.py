@@ -302,6 +302,50 @@ schema_version = Table(
     Column("applied_at_us", BigInteger, nullable=False),
 )
 
+# Retention (SPEC 15, schema v9). ``archive``: one row per chunk of history an archive removed, written in
+# the same transaction as the removal; append-only like history (its triggers refuse UPDATE and DELETE
+# always). ``digest`` is the set digest of the removed events' chains (``core.chain.Digest``), so that
+# ``verify`` folds it back in; ``attempts`` the removed attempts per type and outcome (JSON), so that
+# ``attempt_total`` (a Prometheus counter: it never goes down) reconciles; ``note_heads`` the place where
+# each type's chain of cluster notes now starts (JSON: {type: [seq, hash]}).
+archive = Table(
+    "archive",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("archive_id", String(64), nullable=False),  # one archive run; several chunks
+    Column("chunk", Integer, nullable=False),
+    Column("at_us", BigInteger, nullable=False),
+    Column("actor", String(200), nullable=False),
+    Column("horizon_us", BigInteger, nullable=False),  # --before
+    Column("event_type", String(200)),  # --type, when given
+    Column("file_name", Text, nullable=False),
+    Column("file_sha256", String(64), nullable=False),
+    Column("events", BigInteger, nullable=False),
+    Column("rows", BigInteger, nullable=False),  # history rows removed (events' chains and cluster notes)
+    Column("attempts", Text, nullable=False),
+    Column("note_heads", Text, nullable=False),
+    Column("digest", Text, nullable=False),
+    UniqueConstraint("archive_id", "chunk", name="uq_archive_chunk"),
+)
+# The guard of the SQLite triggers: a row here, written and removed inside an archive's own transaction
+# (so never visible to another connection), lets that transaction's DELETEs of history through.
+# PostgreSQL uses a transaction-local setting instead (``triggers``).
+archive_guard = Table(
+    "archive_guard",
+    metadata,
+    Column("archive_id", String(64), primary_key=True),
+)
+# How far back correlation looks (SPEC 15): failures before it are ignored by ``correlate`` and its
+# checks, since the archive may have removed some of them. One row (id 1), absent before any archive.
+retention_horizon = Table(
+    "retention_horizon",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("horizon_us", BigInteger, nullable=False),
+    Column("updated_at_us", BigInteger, nullable=False),
+)
+
 HISTORY_TABLES = (event_detected, attempt, transition, annotation)
 DERIVED_TABLES = (event_state, state_count, failure_cluster, correlation_state, incident, incident_cluster,
                   note_chain, attempt_total)
+RETENTION_TABLES = (archive, archive_guard, retention_horizon)

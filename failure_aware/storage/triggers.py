@@ -2,6 +2,12 @@
 
 The application never updates or deletes history; the triggers make the database itself refuse it, so a
 stray script or a bug cannot rewrite what happened (SPEC section 1).
+
+One exception (SPEC 15, schema v9): a DELETE of history inside an archive's own transaction, which marks
+itself first: on PostgreSQL a transaction-local setting (``failure_aware.archiving``, gone at commit or
+rollback, invisible to every other session), on SQLite a row in ``archive_guard`` written and removed in
+that transaction (uncommitted, so no other connection ever sees it). UPDATE is refused always, TRUNCATE
+too; the ``archive`` table itself refuses UPDATE and DELETE always.
 """
 
 from __future__ import annotations
@@ -9,9 +15,32 @@ from __future__ import annotations
 from sqlalchemy import Connection, insert, text
 from sqlalchemy.exc import DBAPIError
 
-from .tables import HISTORY_TABLES, annotation, attempt, event_detected, transition
+from .tables import HISTORY_TABLES, annotation, archive, archive_guard, attempt, event_detected, transition
 
-_PG_FUNCTION = """
+GUARD_SETTING = "failure_aware.archiving"
+
+_PG_FUNCTION = f"""
+CREATE OR REPLACE FUNCTION failure_aware_refuse_change() RETURNS trigger AS $$
+BEGIN
+    IF TG_OP = 'DELETE' AND coalesce(current_setting('{GUARD_SETTING}', true), '') <> '' THEN
+        RETURN OLD;  -- inside an archive's transaction (SET LOCAL by retention.removal)
+    END IF;
+    RAISE EXCEPTION 'failure-aware: % on % refused: history is append-only', TG_OP, TG_TABLE_NAME
+        USING ERRCODE = 'restrict_violation';
+END;
+$$ LANGUAGE plpgsql
+"""
+# The archive records themselves: never changed, never removed, archive or not.
+_PG_FUNCTION_ALWAYS = """
+CREATE OR REPLACE FUNCTION failure_aware_refuse_always() RETURNS trigger AS $$
+BEGIN
+    RAISE EXCEPTION 'failure-aware: % on % refused: archive records are append-only', TG_OP, TG_TABLE_NAME
+        USING ERRCODE = 'restrict_violation';
+END;
+$$ LANGUAGE plpgsql
+"""
+# Frozen: the function as schema v1-v8 created it (see migrations' rule about frozen definitions).
+_PG_FUNCTION_V1 = """
 CREATE OR REPLACE FUNCTION failure_aware_refuse_change() RETURNS trigger AS $$
 BEGIN
     RAISE EXCEPTION 'failure-aware: % on % refused: history is append-only', TG_OP, TG_TABLE_NAME
@@ -26,11 +55,11 @@ def trigger_names(table_name: str) -> list[str]:
     return [f"{table_name}_no_update", f"{table_name}_no_delete"]
 
 
-def install(conn: Connection) -> None:
-    """Create the immutability triggers for every history table (idempotent)."""
+def install_v1(conn: Connection) -> None:
+    """Frozen: the triggers of schema v1-v8 (every DELETE refused), for the migration steps that made them."""
     dialect = conn.dialect.name
     if dialect == "postgresql":
-        conn.execute(text(_PG_FUNCTION))
+        conn.execute(text(_PG_FUNCTION_V1))
     for table in HISTORY_TABLES:
         name = table.name
         if dialect == "sqlite":
@@ -43,21 +72,50 @@ def install(conn: Connection) -> None:
                     )
                 )
         else:
+            _pg_triggers(conn, name, "failure_aware_refuse_change")
+
+
+def install(conn: Connection) -> None:
+    """Create the triggers of the current schema (idempotent): history append-only but for an archive's
+    guarded DELETE, the ``archive`` table append-only without exception."""
+    dialect = conn.dialect.name
+    if dialect == "postgresql":
+        conn.execute(text(_PG_FUNCTION))
+        conn.execute(text(_PG_FUNCTION_ALWAYS))
+    for table in (*HISTORY_TABLES, archive):
+        name = table.name
+        if dialect == "sqlite":
             for op in ("UPDATE", "DELETE"):
-                conn.execute(text(f"DROP TRIGGER IF EXISTS {name}_no_{op.lower()} ON {name}"))
+                guarded = op == "DELETE" and table is not archive
+                when = f" WHEN NOT EXISTS (SELECT 1 FROM {archive_guard.name})" if guarded else ""
+                what = "history is append-only" if table is not archive else "archive records are append-only"
                 conn.execute(
                     text(
-                        f"CREATE TRIGGER {name}_no_{op.lower()} BEFORE {op} ON {name} "
-                        "FOR EACH ROW EXECUTE FUNCTION failure_aware_refuse_change()"
+                        f"CREATE TRIGGER IF NOT EXISTS {name}_no_{op.lower()} BEFORE {op} ON {name}{when} "
+                        f"BEGIN SELECT RAISE(ABORT, 'failure-aware: {op} on {name} refused: {what}'); END"
                     )
                 )
-            conn.execute(text(f"DROP TRIGGER IF EXISTS {name}_no_truncate ON {name}"))
-            conn.execute(
-                text(
-                    f"CREATE TRIGGER {name}_no_truncate BEFORE TRUNCATE ON {name} "
-                    "FOR EACH STATEMENT EXECUTE FUNCTION failure_aware_refuse_change()"
-                )
+        else:
+            function = "failure_aware_refuse_always" if table is archive else "failure_aware_refuse_change"
+            _pg_triggers(conn, name, function)
+
+
+def _pg_triggers(conn: Connection, name: str, function: str) -> None:
+    for op in ("UPDATE", "DELETE"):
+        conn.execute(text(f"DROP TRIGGER IF EXISTS {name}_no_{op.lower()} ON {name}"))
+        conn.execute(
+            text(
+                f"CREATE TRIGGER {name}_no_{op.lower()} BEFORE {op} ON {name} "
+                f"FOR EACH ROW EXECUTE FUNCTION {function}()"
             )
+        )
+    conn.execute(text(f"DROP TRIGGER IF EXISTS {name}_no_truncate ON {name}"))
+    conn.execute(
+        text(
+            f"CREATE TRIGGER {name}_no_truncate BEFORE TRUNCATE ON {name} "
+            f"FOR EACH STATEMENT EXECUTE FUNCTION {function}()"
+        )
+    )
 
 
 def missing(conn: Connection) -> list[str]:
@@ -73,13 +131,14 @@ def missing(conn: Connection) -> list[str]:
             )
         )
     present = {row[0] for row in rows}
-    expected = [n for table in HISTORY_TABLES for n in trigger_names(table.name)]
+    expected = [n for table in (*HISTORY_TABLES, archive) for n in trigger_names(table.name)]
     return [n for n in expected if n not in present]
 
 
 # Probe rows: ids no writer ever uses (ids are positive), so nothing else is touched or waited for.
 _PROBE_EVENT, _PROBE_PARENT = -1, -2
 _PROBE_TYPE = "failure-aware.verify-probe"
+_UNCHANGED = {"event_detected": "key = key", "archive": "chunk = chunk"}  # an UPDATE that changes nothing
 
 
 def probe(conn: Connection) -> list[str]:
@@ -101,11 +160,13 @@ def probe(conn: Connection) -> list[str]:
         id=_PROBE_EVENT, event_id=_PROBE_PARENT, at_us=0, to_state="PENDING", actor="verify", reason="probe"))
     conn.execute(insert(annotation).values(
         id=_PROBE_EVENT, event_id=_PROBE_PARENT, author="verify", at_us=0, text="probe"))
+    conn.execute(insert(archive).values(
+        id=_PROBE_EVENT, archive_id="verify-probe", chunk=0, at_us=0, actor="verify", horizon_us=0,
+        file_name="probe", file_sha256="", events=0, rows=0, attempts="{}", note_heads="{}", digest=""))
     problems = []
-    for table in HISTORY_TABLES:
-        for statement in (f"UPDATE {table.name} SET at_us = at_us WHERE id = {_PROBE_EVENT}"
-                          if table is not event_detected else
-                          f"UPDATE {table.name} SET key = key WHERE id = {_PROBE_EVENT}",
+    for table in (*HISTORY_TABLES, archive):
+        same = _UNCHANGED.get(table.name, "at_us = at_us")
+        for statement in (f"UPDATE {table.name} SET {same} WHERE id = {_PROBE_EVENT}",
                           f"DELETE FROM {table.name} WHERE id = {_PROBE_EVENT}"):
             savepoint = conn.begin_nested()
             try:
