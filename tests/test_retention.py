@@ -11,7 +11,7 @@ from __future__ import annotations
 import gzip
 import json
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -57,7 +57,7 @@ def build_half(ledger: Ledger, clock: FakeClock, tag: str) -> dict[str, str]:
 
 
 @pytest.fixture
-def two_halves(ledger: Ledger, clock: FakeClock) -> tuple[Ledger, dict[str, str], dict[str, str], object]:
+def two_halves(ledger: Ledger, clock: FakeClock) -> tuple[Ledger, dict[str, str], dict[str, str], datetime]:
     """A ledger whose history is an older and a newer half a day apart, and the time between them."""
     old = build_half(ledger, clock, "old")
     clock.advance(86400)
@@ -83,7 +83,7 @@ FINISHED = {"SUCCEEDED", "DEAD"}
 
 @pytest.mark.parametrize("suffix", [".jsonl", ".jsonl.gz"])
 def test_archiving_the_older_half_leaves_the_newer_and_the_file_restores_it_exactly(
-    two_halves: tuple[Ledger, dict[str, str], dict[str, str], object], tmp_path: Path, suffix: str
+    two_halves: tuple[Ledger, dict[str, str], dict[str, str], datetime], tmp_path: Path, suffix: str
 ) -> None:
     ledger, old, new, horizon = two_halves
     before = ledger.verify()
@@ -93,7 +93,7 @@ def test_archiving_the_older_half_leaves_the_newer_and_the_file_restores_it_exac
     leaving = {k for k, state in old.items() if state in FINISHED}
     target = tmp_path / f"archive{suffix}"
 
-    report = ledger.archive(horizon, to=target)  # type: ignore[arg-type]
+    report = ledger.archive(horizon, to=target)
 
     assert report.events == report.removed_events == len(leaving) and report.kept_changed == 0
     remaining = by_key(ledger.export_events())
@@ -142,7 +142,7 @@ def before_totals(exported: dict[str, dict[str, object]]) -> dict[tuple[str, str
 
 
 def test_unfinished_events_never_leave_whatever_their_age(
-    two_halves: tuple[Ledger, dict[str, str], dict[str, str], object], clock: FakeClock, tmp_path: Path
+    two_halves: tuple[Ledger, dict[str, str], dict[str, str], datetime], clock: FakeClock, tmp_path: Path
 ) -> None:
     ledger, old, new, _ = two_halves
     clock.advance(365 * 86400)
@@ -155,22 +155,22 @@ def test_unfinished_events_never_leave_whatever_their_age(
 
 
 def test_type_filter_takes_only_that_type(
-    two_halves: tuple[Ledger, dict[str, str], dict[str, str], object], tmp_path: Path
+    two_halves: tuple[Ledger, dict[str, str], dict[str, str], datetime], tmp_path: Path
 ) -> None:
     ledger, old, _, horizon = two_halves
-    report = ledger.archive(horizon, to=tmp_path / "pay.jsonl", event_type="pay.webhook")  # type: ignore[arg-type]
+    report = ledger.archive(horizon, to=tmp_path / "pay.jsonl", event_type="pay.webhook")
     assert set(report.by_type_state) == {"pay.webhook"}
     assert report.removed_events == sum(1 for k, s in old.items() if s in FINISHED and k.startswith("pay."))
     assert ledger.verify().ok
 
 
 def test_a_dry_run_reports_by_type_and_state_and_writes_nothing(
-    two_halves: tuple[Ledger, dict[str, str], dict[str, str], object], tmp_path: Path, db_url: str
+    two_halves: tuple[Ledger, dict[str, str], dict[str, str], datetime], tmp_path: Path, db_url: str
 ) -> None:
     ledger, old, _, horizon = two_halves
     digest = ledger.verify().digest
     target = tmp_path / "never.jsonl"
-    report = ledger.archive(horizon, to=target, dry_run=True)  # type: ignore[arg-type]
+    report = ledger.archive(horizon, to=target, dry_run=True)
     assert report.dry_run and not target.exists() and report.removed_events == 0
     expected: dict[str, dict[str, int]] = {}
     for key, state in old.items():
@@ -181,18 +181,18 @@ def test_a_dry_run_reports_by_type_and_state_and_writes_nothing(
     assert ledger.verify().digest == digest
     with ledger.store.read() as conn:
         assert conn.execute(sa.select(sa.func.count()).select_from(archive)).scalar_one() == 0
-    shown = invoke(db_url, "archive", "--before", horizon.isoformat(), "--dry-run", "--json")  # type: ignore[attr-defined]
+    shown = invoke(db_url, "archive", "--before", horizon.isoformat(), "--dry-run", "--json")
     assert shown.exit_code == 0, shown.output
     assert json.loads(shown.stdout)["by_type_state"] == expected
     assert ledger.verify().digest == digest
 
 
 def test_correlate_keeps_the_horizon_and_never_recomputes_behind_it(
-    two_halves: tuple[Ledger, dict[str, str], dict[str, str], object], tmp_path: Path
+    two_halves: tuple[Ledger, dict[str, str], dict[str, str], datetime], tmp_path: Path
 ) -> None:
     ledger, _, _, horizon = two_halves
-    ledger.archive(horizon, to=tmp_path / "a.jsonl")  # type: ignore[arg-type]
-    assert all(c.window_end >= horizon for c in ledger.clusters())  # type: ignore[operator]
+    ledger.archive(horizon, to=tmp_path / "a.jsonl")
+    assert all(c.window_end >= horizon for c in ledger.clusters())
     assert ledger.correlate().mode == "incremental"
     incremental = sorted(c.id for c in ledger.clusters())
     ledger.correlate(rebuild=True)
@@ -218,14 +218,14 @@ def refused(engine: sa.Engine, statement: str) -> bool:
 
 
 def test_a_raw_delete_is_refused_before_after_and_during_an_archive(
-    two_halves: tuple[Ledger, dict[str, str], dict[str, str], object], tmp_path: Path, db_url: str
+    two_halves: tuple[Ledger, dict[str, str], dict[str, str], datetime], tmp_path: Path, db_url: str
 ) -> None:
     ledger, _, _, horizon = two_halves
     other = plain_engine(db_url)
     try:
         for table in HISTORY_TABLES:
             assert refused(other, f"DELETE FROM {table.name}"), f"before: {table.name}"
-        ledger.archive(horizon, to=tmp_path / "a.jsonl")  # type: ignore[arg-type]
+        ledger.archive(horizon, to=tmp_path / "a.jsonl")
         for table in (*HISTORY_TABLES, archive):
             assert refused(other, f"DELETE FROM {table.name}"), f"after: {table.name}"
         # During one: the guard is open in the archive's own transaction.
@@ -266,7 +266,7 @@ def test_a_guard_row_left_committed_is_a_verify_problem(ledger: Ledger, db_url: 
 
 
 def test_bad_input_is_refused_and_nothing_is_written(
-    two_halves: tuple[Ledger, dict[str, str], dict[str, str], object], clock: FakeClock, tmp_path: Path,
+    two_halves: tuple[Ledger, dict[str, str], dict[str, str], datetime], clock: FakeClock, tmp_path: Path,
     db_url: str,
 ) -> None:
     ledger, _, _, horizon = two_halves
@@ -274,16 +274,16 @@ def test_bad_input_is_refused_and_nothing_is_written(
     existing = tmp_path / "old.jsonl"
     existing.write_text("keep me\n")
     with pytest.raises(ValidationError, match="exists"):
-        ledger.archive(horizon, to=existing)  # type: ignore[arg-type]
+        ledger.archive(horizon, to=existing)
     assert existing.read_text() == "keep me\n"
     with pytest.raises(ValidationError, match="future"):
         ledger.archive(clock.now + timedelta(minutes=1), to=tmp_path / "x.jsonl")
     with pytest.raises(ValidationError, match="chunk_events"):
-        ledger.archive(horizon, to=tmp_path / "x.jsonl", chunk_events=0)  # type: ignore[arg-type]
+        ledger.archive(horizon, to=tmp_path / "x.jsonl", chunk_events=0)
     with pytest.raises(ValidationError, match="needs a file"):
-        ledger.archive(horizon)  # type: ignore[arg-type]
+        ledger.archive(horizon)
     with pytest.raises(ValidationError, match="does not exist"):
-        ledger.archive(horizon, to=tmp_path / "no" / "x.jsonl")  # type: ignore[arg-type]
+        ledger.archive(horizon, to=tmp_path / "no" / "x.jsonl")
     assert not (tmp_path / "x.jsonl").exists()
     no_file = invoke(db_url, "archive", "--before", "2026-01-01T00:00:00Z")
     assert no_file.exit_code == 2 and "--to" in no_file.output
@@ -298,11 +298,11 @@ def test_bad_input_is_refused_and_nothing_is_written(
 
 
 def test_cli_archive_writes_the_file_and_reports_it(
-    two_halves: tuple[Ledger, dict[str, str], dict[str, str], object], tmp_path: Path, db_url: str
+    two_halves: tuple[Ledger, dict[str, str], dict[str, str], datetime], tmp_path: Path, db_url: str
 ) -> None:
-    ledger, old, _, horizon = two_halves
+    _, old, _, horizon = two_halves
     target = tmp_path / "cli.jsonl.gz"
-    result = invoke(db_url, "archive", "--before", horizon.isoformat(), "--to", str(target),  # type: ignore[attr-defined]
+    result = invoke(db_url, "archive", "--before", horizon.isoformat(), "--to", str(target),
                     "--chunk", "2")
     assert result.exit_code == 0, result.output
     leaving = sum(1 for s in old.values() if s in FINISHED)
