@@ -47,6 +47,8 @@ BENCHES = (
     Bench("health_bench.py", (("--n", "1000000,10000000", "--backends", "sqlite,postgresql"),)),
     Bench("fingerprint_accuracy.py", smoke_args=(), takes_pg=False),
     Bench("webhook_bench.py", (("--n", "3000"),)),
+    # archive_bench.py: the issue asks for 5M of 10M events; its default --n is 1M (see docs/benchmarks.md).
+    Bench("archive_bench.py", (("--n", "1000000", "--workers", "4", "--vacuum-full"),)),
     Bench("api_bench.py", (("--ops", "4000", "-k", "3", "--skip-latency"),
                            ("--n", "1000000,10000000", "--skip-throughput"))),
 )

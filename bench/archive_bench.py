@@ -1,0 +1,245 @@
+"""Retention (issue 16): archive the older half of a history while workers keep running.
+
+Usage (from the repository root)::
+
+    python bench/archive_bench.py [--n 1000000] [--workers 4] [--chunk 500] [--baseline-seconds 20]
+                                  [--backends postgresql] [--pg ADMIN_URL] [--vacuum-full] [--verify]
+                                  [--smoke] [--json OUT]
+
+Setup, untimed, on a fresh database: ``n`` finished events imported (``import_events``, one succeeded
+attempt each, one in 50 DEAD after a failure), the older half in 2025, the newer half a day ago.
+
+Measured, in one process run:
+1. baseline: ``--workers`` processes each loop ``detect`` + ``run`` (a no-op handler: one claim, one
+   attempt, one outcome) for ``--baseline-seconds``; their attempts per second;
+2. the same workers keep going while ``Ledger.archive(before=2026-01-01, to=FILE.jsonl.gz)`` removes the
+   older half; the archive's events per second (write phase, remove phase, whole), and the workers'
+   attempts per second during it;
+3. baseline again after, for ``--baseline-seconds``: the workers' rate without the archive is the mean of
+   the two baselines, so drift (a growing database, a noisy neighbour) weighs on both sides.
+Reported: the ratio of the workers' rate during the archive to their rate without it (target >= 0.8), and
+the database size before, after the archive, and (``--vacuum-full``) after ``VACUUM FULL`` (PostgreSQL) /
+``VACUUM`` (SQLite): removed rows leave dead tuples until then. ``--verify`` runs ``verify`` at the end.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import Databases, backends, base_parser, markdown_table, sqlite_file, write_json
+
+from failure_aware import Ledger
+from failure_aware.timeutil import format_time
+
+HORIZON = datetime(2026, 1, 1, tzinfo=UTC)
+OLD_START = datetime(2025, 1, 1, tzinfo=UTC)
+IMPORT_BATCH = 100_000
+START_TIMEOUT_S = 120
+MAX_ARCHIVE_S = 4 * 3600  # a bound on the measured phase, whatever the size
+
+
+def records(start: int, stop: int, n: int) -> Any:
+    """Events ``start..stop-1`` of ``n``: the first half in 2025 (archived), the second a day ago (kept)."""
+    recent = datetime.now(UTC) - timedelta(days=1)
+    for i in range(start, stop):
+        old = i < n // 2
+        at = OLD_START + timedelta(seconds=i) if old else recent + timedelta(microseconds=i)
+        when = format_time(at)
+        attempts: list[dict[str, Any]] = [{"at": when, "outcome": "succeeded"}]
+        if i % 50 == 0:
+            attempts = [{"at": when, "outcome": "failed", "error_type": "Gone", "error": "410 gone"}]
+        record: dict[str, Any] = {"event_type": f"bench.type{i % 4}", "key": f"e{i}", "detected_at": when,
+                                  "payload": {"order": i, "note": "x" * 64}, "attempts": attempts}
+        if i % 50 == 0:
+            record["state"] = "DEAD"
+            record["transitions"] = [
+                {"at": when, "from_state": None, "to_state": "PENDING", "actor": "bench",
+                 "reason": "detected"},
+                {"at": when, "from_state": "PENDING", "to_state": "DEAD", "actor": "bench",
+                 "reason": "permanent", "attempt_number": 1},
+            ]
+        yield record
+
+
+def seed(url: str, n: int) -> None:
+    with Ledger(url) as ledger:
+        for start in range(0, n, IMPORT_BATCH):
+            ledger.import_events(records(start, min(n, start + IMPORT_BATCH), n))
+
+
+def noop(_event: object) -> None:
+    """The workers' handler: does nothing, so the ledger's own cost is what is measured."""
+
+
+def worker(url: str, index: int, ready: Any, go: Any, stop: Any, count: Any) -> None:
+    """Loop detect + run until ``stop``; ``count`` is this worker's attempts so far."""
+    with Ledger(url) as ledger:
+        ready.wait()  # a barrier: every worker connected
+        go.wait(START_TIMEOUT_S)
+        n = 0
+        while not stop.is_set():
+            event = ledger.detect("bench.live", {"w": index}, key=f"w{index}-{n}")
+            ledger.run(event.id, noop)
+            n += 1
+            count.value = n
+
+
+def size_bytes(url: str) -> int:
+    if url.startswith("sqlite"):
+        path = sqlite_file(url)
+        return sum(os.path.getsize(path + s) for s in ("", "-wal") if os.path.exists(path + s))
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
+    try:
+        with engine.connect() as conn:
+            return int(conn.execute(sa.text("SELECT pg_database_size(current_database())")).scalar_one())
+    finally:
+        engine.dispose()
+
+
+def compact(url: str) -> None:
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1),
+                              isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            conn.execute(sa.text("VACUUM FULL" if engine.dialect.name == "postgresql" else "VACUUM"))
+    finally:
+        engine.dispose()
+
+
+def total(counts: list[Any]) -> int:
+    return sum(c.value for c in counts)
+
+
+def run_one(url: str, n: int, workers: int, chunk: int, baseline_s: float, vacuum: bool, verify: bool
+            ) -> dict[str, Any]:
+    t0 = time.perf_counter()
+    seed(url, n)
+    seed_s = time.perf_counter() - t0
+    size_before = size_bytes(url)
+    result = measure(url, workers, chunk, baseline_s)
+    size_after = size_bytes(url)
+    size_compacted = None
+    if vacuum:
+        compact(url)
+        size_compacted = size_bytes(url)
+    verified = None
+    if verify:
+        with Ledger(url) as ledger:
+            verified = ledger.verify().ok
+    return {"n": n, "workers": workers, "chunk": chunk, "seed_s": seed_s, **result,
+            "size_before": size_before, "size_after": size_after, "size_compacted": size_compacted,
+            "verify_ok": verified}
+
+
+def measure(url: str, workers: int, chunk: int, baseline_s: float) -> dict[str, Any]:
+    """Baseline, archive, baseline, with the workers running throughout."""
+    ctx = mp.get_context("spawn")
+    ready, go, stop = ctx.Barrier(workers + 1), ctx.Event(), ctx.Event()
+    counts = [ctx.Value("q", 0, lock=False) for _ in range(workers)]
+    procs = [ctx.Process(target=worker, args=(url, i, ready, go, stop, counts[i])) for i in range(workers)]
+    for p in procs:
+        p.start()
+    phases: dict[str, float] = {}
+    try:
+        ready.wait(START_TIMEOUT_S)
+        go.set()
+        time.sleep(min(2.0, baseline_s / 4))  # warm-up, not counted
+        a0, s0 = total(counts), time.perf_counter()
+        time.sleep(baseline_s)
+        a1, s1 = total(counts), time.perf_counter()
+        base_before = (a1 - a0) / (s1 - s0)
+
+        def progress(phase: str, done: int, all_: int) -> None:
+            if phase == "remove" and "remove_start" not in phases:
+                phases["remove_start"] = time.perf_counter()
+            if time.perf_counter() - s1 > MAX_ARCHIVE_S:
+                raise RuntimeError("archive bench: over the time bound")
+
+        target = Path(tempfile.mkdtemp(prefix="fa-archive-bench-")) / "archive.jsonl.gz"
+        with Ledger(url) as ledger:
+            a2, s2 = total(counts), time.perf_counter()
+            report = ledger.archive(HORIZON, to=target, chunk_events=chunk, progress=progress)
+            a3, s3 = total(counts), time.perf_counter()
+        during = (a3 - a2) / (s3 - s2)
+        time.sleep(min(2.0, baseline_s / 4))
+        a4, s4 = total(counts), time.perf_counter()
+        time.sleep(baseline_s)
+        a5, s5 = total(counts), time.perf_counter()
+        base_after = (a5 - a4) / (s5 - s4)
+    finally:
+        stop.set()
+        for p in procs:
+            p.join(60)
+            if p.is_alive():
+                p.kill()
+    file_bytes = target.stat().st_size
+    target.unlink()
+    remove_start = phases.get("remove_start", s3)
+    without = (base_before + base_after) / 2
+    return {
+        "archived": report.removed_events, "archive_s": s3 - s2, "write_s": remove_start - s2,
+        "remove_s": s3 - remove_start,
+        "archive_events_per_s": report.removed_events / (s3 - s2),
+        "remove_events_per_s": report.removed_events / max(1e-9, s3 - remove_start),
+        "workers_base_before": base_before, "workers_base_after": base_after, "workers_during": during,
+        "ratio": during / without if without else None, "file_bytes": file_bytes,
+    }
+
+
+def main() -> None:
+    parser = base_parser(__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=1_000_000, help="events in the history (half archived)")
+    parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--chunk", type=int, default=500, help="events removed per transaction")
+    parser.add_argument("--baseline-seconds", type=float, default=20.0)
+    parser.add_argument("--vacuum-full", action="store_true", help="also measure the size after VACUUM FULL")
+    parser.add_argument("--verify", action="store_true", help="run verify at the end (slow at millions)")
+    parser.set_defaults(backends="postgresql")
+    args = parser.parse_args()
+    n, baseline_s = (4000, 2.0) if args.smoke else (args.n, args.baseline_seconds)
+    if n < 2 or args.workers < 1 or not 1 <= args.chunk <= 100_000 or baseline_s <= 0:
+        raise SystemExit("--n >= 2, --workers >= 1, --chunk 1..100000, --baseline-seconds > 0")
+    rows, results = [], []
+    with Databases(args.pg) as dbs:
+        for backend in backends(args):
+            url = dbs.new(backend, "archive")
+            result = run_one(url, n, args.workers, args.chunk, baseline_s, args.vacuum_full or args.smoke,
+                             args.verify or args.smoke)
+            result["backend"] = backend
+            results.append(result)
+            if args.smoke and not result["verify_ok"]:
+                raise SystemExit("verify failed after the archive")
+            mib = 1024 * 1024
+            rows.append([
+                backend, f"{n:,}", f"{result['archived']:,}", args.workers,
+                f"{result['archive_s']:.1f} s ({result['write_s']:.1f} + {result['remove_s']:.1f})",
+                f"{result['archive_events_per_s']:,.0f}",
+                f"{(result['workers_base_before'] + result['workers_base_after']) / 2:,.0f}",
+                f"{result['workers_during']:,.0f}", f"{result['ratio']:.2f}",
+                f"{result['size_before'] / mib:,.0f} / {result['size_after'] / mib:,.0f}"
+                + ("" if result["size_compacted"] is None else f" / {result['size_compacted'] / mib:,.0f}"),
+                f"{result['file_bytes'] / mib:,.1f}",
+            ])
+            dbs.drop(url)
+    print(markdown_table(
+        ["backend", "events", "archived", "workers", "archive time (write + remove)", "archived/s",
+         "workers attempts/s without", "during", "ratio", "DB MiB before / after (/ compacted)",
+         "file MiB (gzip)"], rows))
+    write_json(args.json, {"results": results})
+
+
+if __name__ == "__main__":
+    main()
