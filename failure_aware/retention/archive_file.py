@@ -69,10 +69,14 @@ class ArchiveWriter:
 
     def write(self, record: dict[str, Any]) -> None:
         """Append one record as a line."""
-        line = (json.dumps(record, ensure_ascii=False) + "\n").encode()
-        self._content.update(line)
-        self.content_bytes += len(line)
-        self._out.write(line)
+        self.write_many([record])
+
+    def write_many(self, records: list[dict[str, Any]]) -> None:
+        """Append records, one line each, in one write (gzip compresses a page at a time, not a line)."""
+        block = "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in records).encode()
+        self._content.update(block)
+        self.content_bytes += len(block)
+        self._out.write(block)
 
     def finish(self, manifest: dict[str, Any]) -> tuple[str, int]:
         """Write the manifest line, sync the file and its directory, name it; returns (sha256, size)."""

@@ -17,7 +17,7 @@ import json
 import uuid
 from array import array
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
@@ -98,8 +98,8 @@ def archive(store: Transactions, request: Request, progress: Progress | None = N
         total = selection.count(conn, request.before_us, request.event_type)
     tally = _Tally()
     if request.dry_run or request.target is None:  # a dry run: counts and sizes, nothing written
-        for _row, record in _selected(store, request, tally, progress, total):
-            tally.bytes += len(json.dumps(record, ensure_ascii=False).encode()) + 1
+        for _rows, records in _pages(store, request, tally, progress, total):
+            tally.bytes += sum(len(json.dumps(record, ensure_ascii=False).encode()) + 1 for record in records)
         with store.read() as conn:
             notes = selection.note_prefixes(conn, request.before_us, request.event_type)
             clusters = selection.clusters_before(conn, request.before_us)
@@ -160,11 +160,12 @@ def _write(store: Transactions, request: Request, archive_id: str, tally: _Tally
     keys: array[int] = array("Q")
     digest = chain.Digest()
     try:
-        for row, record in _selected(store, request, tally, progress, total):
-            writer.write(record)
-            ids.append(int(row.id))
-            keys.append(removal.head_key(row.chain_hash))
-            digest.add(str(row.id), chain.head_of(row))
+        for rows, records in _pages(store, request, tally, progress, total):
+            writer.write_many(records)
+            for row in rows:
+                ids.append(int(row.id))
+                keys.append(removal.head_key(row.chain_hash))
+                digest.add(str(row.id), chain.head_of(row))
         with store.read() as conn:
             consistent_snapshot(conn)
             notes = selection.note_prefixes(conn, request.before_us, request.event_type)
@@ -184,19 +185,19 @@ def _write(store: Transactions, request: Request, archive_id: str, tally: _Tally
     return _Written(file_sha256, size, digest.hexdigest(), ids, keys, notes, len(clusters))
 
 
-def _selected(store: Transactions, request: Request, tally: _Tally, progress: Progress | None, total: int
-              ) -> Iterator[tuple[Any, dict[str, Any]]]:
-    """Every event that may leave, with its record; one read transaction per page."""
+def _pages(store: Transactions, request: Request, tally: _Tally, progress: Progress | None, total: int
+           ) -> Iterator[tuple[Sequence[Any], list[dict[str, Any]]]]:
+    """Every event that may leave, a page at a time with its records; one read transaction per page."""
     after = 0
     while True:
         with store.read() as conn:
             rows = selection.page(conn, request.before_us, request.event_type, after, PAGE_EVENTS)
-            records = list(exporter.records_of(conn, list(rows))) if rows else []
+            records = list(exporter.records_of(conn, rows)) if rows else []
         if not rows:
             return
         for row, record in zip(rows, records, strict=True):
             tally.add(row, record)
-            yield row, record
+        yield rows, records
         after = int(rows[-1].id)
         if progress is not None:
             progress("write", tally.events, max(total, tally.events))
