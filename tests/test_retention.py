@@ -310,3 +310,15 @@ def test_cli_archive_writes_the_file_and_reports_it(
     assert read_file(target)[-1]["events"] == leaving
     verify = invoke(db_url, "verify")
     assert verify.exit_code == 0, verify.output
+
+
+def test_the_progress_bar_takes_both_phases_without_a_terminal_error() -> None:
+    from failure_aware.cli.retention import _progress
+
+    with _progress(enabled=True) as update:
+        assert update is not None
+        for done in range(0, 101, 25):
+            update("write", done, 100)
+        update("remove", 50, 100)
+    with _progress(enabled=False) as nothing:
+        assert nothing is None
