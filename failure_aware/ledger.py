@@ -17,23 +17,36 @@ from typing import IO, Any
 
 from sqlalchemy import select
 
-from . import states
-from . import tokens as api_tokens
-from .config import Config, load_config
-from .core import claims, counters, handler_outcome, operator, queries, recording, validation
-from .core.claims import ClaimOutcome
-from .core.recording import Reported
-from .correlation.models import Cluster, ClusterDetail, CorrelateReport, Incident, IncidentDetail, Timeline
-from .dbwait import DEFAULT_MAX_DB_WAIT_SECONDS
-from .diagnostics.health_report import HealthReport
-from .diagnostics.verify import VerifyReport
-from .errors import DatabaseUnavailable, FailureAwareError, NotFound, StorageError, ValidationError
-from .models import Annotation, AttemptResult, Claim, Event, EventDetail, ImportReport
-from .states import State, Step
-from .storage.store import SchemaStatus, Store, inspect_schema
-from .storage.tables import event_state
-from .timeutil import EPOCH, Clock, to_us, utc_now
-from .tokens import ApiToken, NewToken, Scope
+from failure_aware.config import Config, load_config
+from failure_aware.diagnostics.health_report import HealthReport
+from failure_aware.diagnostics.verify import VerifyReport
+from failure_aware.domain import states, validation
+from failure_aware.domain import tokens as api_tokens
+from failure_aware.domain.cluster_records import (
+    Cluster,
+    ClusterDetail,
+    CorrelateReport,
+    Incident,
+    IncidentDetail,
+    Timeline,
+)
+from failure_aware.domain.errors import (
+    DatabaseUnavailable,
+    FailureAwareError,
+    NotFound,
+    StorageError,
+    ValidationError,
+)
+from failure_aware.domain.records import Annotation, AttemptResult, Claim, Event, EventDetail, ImportReport
+from failure_aware.domain.states import State, Step
+from failure_aware.domain.timeutil import EPOCH, Clock, to_us, utc_now
+from failure_aware.domain.tokens import ApiToken, NewToken, Scope
+from failure_aware.events import claims, counters, handler_outcome, operator, queries, recording
+from failure_aware.events.claims import ClaimOutcome
+from failure_aware.events.recording import Reported
+from failure_aware.storage.dbwait import DEFAULT_MAX_DB_WAIT_SECONDS
+from failure_aware.storage.store import SchemaStatus, Store, inspect_schema
+from failure_aware.storage.tables import event_state
 
 Handler = Callable[[Event], object]
 
@@ -398,7 +411,7 @@ class Ledger:
 
         A handler that returns succeeded (``Succeeded(detail=...)`` adds a detail); one that raises failed,
         recorded with the exception's type name, message, traceback and the handler's duration
-        (``HandlerFailure`` says more: permanent, retry_after, detail; see ``failure_aware.outcomes``).
+        (``HandlerFailure`` says more: permanent, retry_after, detail; see ``failure_aware.domain.outcomes``).
         The exception is not re-raised, the failure is data; only a ``BaseException`` that is not an
         ``Exception`` (``SystemExit``, ``KeyboardInterrupt``) is raised again once its attempt is recorded,
         so it still stops the program.
@@ -438,7 +451,7 @@ class Ledger:
         recorded results in order; a claim lost meanwhile (``StaleClaim``: its lease expired and it was
         recovered) has no result.
         """
-        from .worker import Worker
+        from failure_aware.worker import Worker
 
         runner = Worker(self, handler, event_type=event_type, lease_seconds=lease_seconds, worker_id=worker,
                         limit=limit, max_db_wait_seconds=max_db_wait_seconds)
@@ -522,7 +535,7 @@ class Ledger:
         """Events newest first, filtered by state, type and detection time (``since`` <= detected <=
         ``until``), by the fingerprint of one of their failures, or by membership of a cluster (a failure
         in its type and span); page with ``before_id``. An unknown cluster matches no event."""
-        from .correlation import queries as cluster_queries
+        from failure_aware.correlation import cluster_queries
 
         state_value = _state(state) if state is not None else None
         if event_type is not None:
@@ -556,8 +569,7 @@ class Ledger:
     def show(self, event_id: int) -> EventDetail:
         """An event with its attempts, transitions and annotations (``NotFound`` if unknown)."""
         validation.event_id(event_id)
-        from .correlation import incident_queries
-        from .correlation import queries as cluster_queries
+        from failure_aware.correlation import cluster_queries, incident_queries
 
         with self.store.read() as conn:
             detail = queries.event_detail(conn, event_id)
@@ -585,7 +597,7 @@ class Ledger:
         transitions the import derives. All of it is one transaction. ``records`` is read once; the
         checked records are spooled to a temporary file while large, so memory stays bounded.
         """
-        from .interchange import inputs
+        from failure_aware.interchange import inputs
 
         return self._import(inputs.number_records(records), skip_invalid=skip_invalid, actor=actor,
                             label="record")
@@ -598,7 +610,7 @@ class Ledger:
         Like ``import_events``; problems are reported by line number, blank lines are ignored and a line
         that is not JSON is an invalid line. The input is read once (a stream need not be seekable).
         """
-        from .interchange import inputs
+        from failure_aware.interchange import inputs
 
         if not isinstance(source, str | Path):
             return self._import(inputs.read_lines(source), skip_invalid=skip_invalid, actor=actor,
@@ -618,7 +630,7 @@ class Ledger:
         run ``correlate`` afterwards. The mapping is in docs/interchange.md. A file that is not such a
         database raises ``ValidationError`` and nothing is written.
         """
-        from .interchange import legacy
+        from failure_aware.interchange import legacy
 
         with legacy.open_legacy(path) as source:
             return self._import(source.records(), skip_invalid=skip_invalid, actor=legacy.ACTOR,
@@ -626,8 +638,8 @@ class Ledger:
 
     def _import(self, numbered: Iterable[tuple[int, Any]], *, skip_invalid: bool, actor: str, label: str
                 ) -> ImportReport:
-        from .interchange import importer
-        from .interchange.model import ImportContext
+        from failure_aware.interchange import importer
+        from failure_aware.interchange.forms import ImportContext
 
         if not isinstance(skip_invalid, bool):
             raise ValidationError(f"skip_invalid must be True or False, got {skip_invalid!r}")
@@ -649,7 +661,7 @@ class Ledger:
         annotations; the cluster notes follow as ``{"kind": "cluster_note", ...}`` records. One read
         transaction (a consistent snapshot) stays open while the iterator is used.
         """
-        from .interchange import exporter
+        from failure_aware.interchange import exporter
 
         if event_type is not None:
             validation.event_type(event_type)
@@ -663,7 +675,7 @@ class Ledger:
 
     def export_file(self, target: str | Path | IO[str], *, event_type: str | None = None) -> int:
         """Write ``export_events`` as JSON Lines (UTF-8) to a path or an open text stream; returns a count."""
-        from .interchange import exporter
+        from failure_aware.interchange import exporter
 
         if not isinstance(target, str | Path):
             return exporter.write_lines(self.export_events(event_type=event_type), target)
@@ -746,8 +758,8 @@ class Ledger:
         ledger clock's now; ``event_type`` restricts the report to one type. Its cost does not grow with
         the resolved history (see ``diagnostics.health``).
         """
-        from .diagnostics.health import compute_health
-        from .diagnostics.verify import consistent_snapshot
+        from failure_aware.diagnostics.health import compute_health
+        from failure_aware.diagnostics.verify import consistent_snapshot
 
         if event_type is not None:
             validation.event_type(event_type)
@@ -773,8 +785,8 @@ class Ledger:
         ``min_events`` 2); ``window`` is seconds or a duration such as ``"10m"``. A rule other than the
         remembered one needs ``rebuild=True``, else ``ValidationError`` and nothing is written.
         """
-        from .correlation import engine
-        from .correlation.rule import resolve_rule
+        from failure_aware.correlation import engine
+        from failure_aware.correlation.rule import resolve_rule
 
         if not isinstance(rebuild, bool):
             raise ValidationError(f"rebuild must be True or False, got {rebuild!r}")
@@ -795,7 +807,7 @@ class Ledger:
         """Stored clusters, newest first (reads only): of one type, only ``active`` ones (``window_end >=
         now - W``), or those that ended at or after ``since``. Page with ``after``: the ``(window_start,
         event_type, id)`` of the last cluster of the previous page."""
-        from .correlation import queries as cluster_queries
+        from failure_aware.correlation import cluster_queries
 
         if event_type is not None:
             validation.event_type(event_type)
@@ -815,7 +827,7 @@ class Ledger:
     def cluster(self, cluster_id: str, *, attempts_limit: int = 500) -> ClusterDetail:
         """One cluster (``NotFound`` if unknown): the rule that fired, its window, member events and their
         failed attempts inside it (at most ``attempts_limit``), top fingerprints and annotations."""
-        from .correlation import queries as cluster_queries
+        from failure_aware.correlation import cluster_queries
 
         self._check_cluster_id(cluster_id)
         validation.positive_int("attempts_limit", attempts_limit, allow_none=False)
@@ -826,7 +838,7 @@ class Ledger:
 
     def clusters_of_event(self, event_id: int) -> list[Cluster]:
         """The stored clusters that hold one of this event's failures (for ``show``); reads only."""
-        from .correlation import queries as cluster_queries
+        from failure_aware.correlation import cluster_queries
 
         validation.event_id(event_id)
         with self.store.read() as conn:
@@ -839,7 +851,7 @@ class Ledger:
     ) -> Timeline:
         """Failures per time bucket per event type with the clusters' spans (``clusters --timeline``);
         the range defaults to the first and last failure. Reads only."""
-        from .correlation import queries as cluster_queries
+        from failure_aware.correlation import cluster_queries
 
         if event_type is not None:
             validation.event_type(event_type)
@@ -855,7 +867,7 @@ class Ledger:
     def annotate_cluster(self, cluster_id: str, text: str, *, author: str | None = None) -> Annotation:
         """Add a note to a cluster. It is kept against the cluster's type and time span (SPEC 5), so it
         survives any rebuild and shows on every cluster overlapping that span."""
-        from .correlation.annotations import annotate_cluster
+        from failure_aware.correlation.annotations import annotate_cluster
 
         self._check_cluster_id(cluster_id)
         validation.text("text", text, required=True)
@@ -870,7 +882,7 @@ class Ledger:
         """Stored incidents (SPEC 13: clusters of several types that started together), newest first;
         reads only. ``event_type``: those with a cluster of that type; ``active``: one of its clusters is
         active; ``since``: those that ended at or after it. Run ``correlate`` to bring them up to date."""
-        from .correlation import incident_queries
+        from failure_aware.correlation import incident_queries
 
         if event_type is not None:
             validation.event_type(event_type)
@@ -885,7 +897,7 @@ class Ledger:
     def incident(self, incident_id: str) -> IncidentDetail:
         """One incident with its clusters and the fingerprints they share (``NotFound`` if unknown);
         reads only."""
-        from .correlation import incident_queries
+        from failure_aware.correlation import incident_queries
 
         if not isinstance(incident_id, str) or not incident_id.strip() or len(incident_id) > 64:
             raise ValidationError(
@@ -908,7 +920,7 @@ class Ledger:
         its rows (SPEC 14). ``report.ok`` is true when nothing disagrees; ``report.digest`` is one digest
         of all history (``verify --digest``).
         """
-        from .diagnostics import verify as checks
+        from failure_aware.diagnostics import verify as checks
 
         with self.store.read() as conn:
             checks.consistent_snapshot(conn)  # first statement of the transaction: one snapshot throughout
@@ -922,7 +934,7 @@ class Ledger:
     # -- the HTTP API (serve): tokens, remote claims, counters ------------------------------------------
     def create_token(self, name: str, scope: Scope | str, *, actor: str | None = None) -> NewToken:
         """Make an API token; the returned secret is shown once, the database keeps only its hash."""
-        from .core import tokens as stored_tokens
+        from failure_aware.events import token_rows as stored_tokens
 
         validation.name("name", name)
         chosen = api_tokens.scope(scope)
@@ -935,14 +947,14 @@ class Ledger:
 
     def tokens(self) -> list[ApiToken]:
         """Every API token, active and revoked (names, scopes, times; never secrets)."""
-        from .core import tokens as stored_tokens
+        from failure_aware.events import token_rows as stored_tokens
 
         with self.store.read() as conn:
             return stored_tokens.listed(conn)
 
     def revoke_token(self, name: str) -> ApiToken:
         """Revoke a token (``NotFound`` if unknown): it stops opening the API at once, on every server."""
-        from .core import tokens as stored_tokens
+        from failure_aware.events import token_rows as stored_tokens
 
         validation.name("name", name)
         with self.store.write() as conn:
@@ -950,7 +962,7 @@ class Ledger:
 
     def authenticate(self, secret: str) -> ApiToken | None:
         """The active token whose secret ``secret`` is, or None (the secret is hashed, never stored)."""
-        from .core import tokens as stored_tokens
+        from failure_aware.events import token_rows as stored_tokens
 
         if not isinstance(secret, str) or not secret or len(secret) > api_tokens.MAX_SECRET_CHARS:
             return None
@@ -959,7 +971,7 @@ class Ledger:
 
     def has_tokens(self) -> bool:
         """Whether any active API token exists (``serve`` refuses a non-loopback address without one)."""
-        from .core import tokens as stored_tokens
+        from failure_aware.events import token_rows as stored_tokens
 
         with self.store.read() as conn:
             return stored_tokens.any_active(conn)
@@ -974,7 +986,7 @@ class Ledger:
 
     def attempt_totals(self) -> dict[tuple[str, str], int]:
         """Attempts ever recorded per (event type, outcome), read from counters (``/metrics``)."""
-        from .core import totals
+        from failure_aware.events import totals
 
         with self.store.read() as conn:
             return totals.stored(conn)

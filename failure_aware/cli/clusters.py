@@ -8,13 +8,13 @@ import click
 from rich.console import Group, RenderableType
 from rich.text import Text
 
-from ..core.validation import MAX_INT
-from ..correlation.models import Cluster, ClusterDetail, Timeline
-from ..durations import format_duration
-from . import output
-from .app import cli
-from .context import app
-from .params import COUNT, POSITIVE_DURATION, SINCE
+from failure_aware.cli import output
+from failure_aware.cli.app import cli
+from failure_aware.cli.context import app
+from failure_aware.cli.params import COUNT, POSITIVE_DURATION, SINCE
+from failure_aware.domain.cluster_records import Cluster, ClusterDetail, Timeline
+from failure_aware.domain.durations import format_duration
+from failure_aware.domain.validation import MAX_INT
 
 BARS = " ▁▂▃▄▅▆▇█"
 

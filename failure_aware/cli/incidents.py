@@ -8,12 +8,12 @@ import click
 from rich.console import Group, RenderableType
 from rich.text import Text
 
-from ..correlation.models import Incident, IncidentDetail
-from . import output
-from .app import cli
-from .clusters import _top
-from .context import app
-from .params import SINCE
+from failure_aware.cli import output
+from failure_aware.cli.app import cli
+from failure_aware.cli.clusters import _top
+from failure_aware.cli.context import app
+from failure_aware.cli.params import SINCE
+from failure_aware.domain.cluster_records import Incident, IncidentDetail
 
 
 @cli.group(invoke_without_command=True)

@@ -10,8 +10,9 @@
 
 from __future__ import annotations
 
-from .check import clusters_match_rebuild, incidents_match_rebuild
-from .models import (
+from failure_aware.correlation.check import clusters_match_rebuild, incidents_match_rebuild
+from failure_aware.correlation.rule import Rule, Span, cluster_id, find_clusters
+from failure_aware.domain.cluster_records import (
     Cluster,
     ClusterDetail,
     ClusterEvent,
@@ -23,7 +24,6 @@ from .models import (
     Timeline,
     TimelineRow,
 )
-from .rule import Rule, Span, cluster_id, find_clusters
 
 __all__ = [
     "Cluster",

@@ -28,12 +28,12 @@ from __future__ import annotations
 
 from sqlalchemy import Connection, text
 
-from ..errors import ValidationError
-from . import failures, incidents, incremental, stored
-from .models import CorrelateReport
-from .rule import Rule
-from .sql import Sql
-from .writes import Tally, rewrite_range
+from failure_aware.correlation import failures, incidents, incremental, stored
+from failure_aware.correlation.rule import Rule
+from failure_aware.correlation.sql import Sql
+from failure_aware.correlation.writes import Tally, rewrite_range
+from failure_aware.domain.cluster_records import CorrelateReport
+from failure_aware.domain.errors import ValidationError
 
 
 def watermark_first(dialect: str) -> bool:
@@ -108,7 +108,7 @@ def correlate(
         incidents.update(sql, rule, tally.incidents)
     sql.close()
     found = tally.incidents
-    stored.save_state(conn, stored.State(rule, upto, total), now_us)
+    stored.save_state(conn, stored.CorrelationState(rule, upto, total), now_us)
     return CorrelateReport(
         mode=mode, window_seconds=rule.window_seconds, min_failures=rule.min_failures,
         min_events=rule.min_events, added=tally.added, removed=tally.removed, changed=tally.changed,

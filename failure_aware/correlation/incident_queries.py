@@ -12,13 +12,13 @@ from typing import Any
 
 from sqlalchemy import Connection, Row, select
 
-from ..errors import NotFound
-from ..storage.tables import failure_cluster, incident, incident_cluster
-from ..timeutil import from_us
-from .models import Incident, IncidentDetail, SharedFingerprint
-from .queries import _read
-from .rule import US_PER_SECOND
-from .stored import load_state
+from failure_aware.correlation.cluster_queries import _read
+from failure_aware.correlation.rule import US_PER_SECOND
+from failure_aware.correlation.stored import load_state
+from failure_aware.domain.cluster_records import Incident, IncidentDetail, SharedFingerprint
+from failure_aware.domain.errors import NotFound
+from failure_aware.domain.timeutil import from_us
+from failure_aware.storage.tables import failure_cluster, incident, incident_cluster
 
 
 def list_incidents(

@@ -25,8 +25,8 @@ from hashlib import blake2b
 from itertools import compress, count, islice, repeat
 from operator import ge, gt, lt, sub
 
-from ..durations import parse_duration
-from ..errors import ValidationError
+from failure_aware.domain.durations import parse_duration
+from failure_aware.domain.errors import ValidationError
 
 DEFAULT_WINDOW_SECONDS = 600
 DEFAULT_MIN_FAILURES = 3

@@ -32,19 +32,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Row, Select, case, distinct, func, select
 
-from ..health_rules import HealthRules
-from ..states import State
-from ..storage.tables import (
-    attempt,
-    correlation_state,
-    event_detected,
-    event_state,
-    failure_cluster,
-    state_totals,
-    transition,
-)
-from ..timeutil import from_us
-from .health_report import (
+from failure_aware.diagnostics.health_report import (
     ClusterMark,
     EventMark,
     HealthFigures,
@@ -55,7 +43,19 @@ from .health_report import (
     judge,
     worst,
 )
-from .incident_health import active_incidents, incident_reason
+from failure_aware.diagnostics.incident_health import active_incidents, incident_reason
+from failure_aware.domain.health_rules import HealthRules
+from failure_aware.domain.states import State
+from failure_aware.domain.timeutil import from_us
+from failure_aware.storage.tables import (
+    attempt,
+    correlation_state,
+    event_detected,
+    event_state,
+    failure_cluster,
+    state_totals,
+    transition,
+)
 
 __all__ = ["HealthReport", "compute_health"]
 

@@ -17,9 +17,9 @@ from functools import lru_cache
 from itertools import pairwise
 from typing import Any
 
-from ..policy import MAX_DELAY_SECONDS, RetryPolicy, decide_after_failure
-from ..states import LEGAL, Outcome, State, Step
-from ..timeutil import format_time, from_us, to_us
+from failure_aware.domain.policy import MAX_DELAY_SECONDS, RetryPolicy, decide_after_failure
+from failure_aware.domain.states import LEGAL, Outcome, State, Step
+from failure_aware.domain.timeutil import format_time, from_us, to_us
 
 _ATTEMPT_STEPS = (Step.FINISH, Step.RECOVER, Step.REPORT)
 _OTHER_STEPS = (Step.CLAIM, Step.BURY, Step.REVIVE)

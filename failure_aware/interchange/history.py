@@ -19,11 +19,11 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
-from ..errors import ValidationError
-from ..policy import Decision, RetryPolicy, backoff_delay_seconds, decide_after_failure
-from ..states import LEGAL, State, Step
-from ..timeutil import EPOCH
-from .model import (
+from failure_aware.domain.errors import ValidationError
+from failure_aware.domain.policy import Decision, RetryPolicy, backoff_delay_seconds, decide_after_failure
+from failure_aware.domain.states import LEGAL, State, Step
+from failure_aware.domain.timeutil import EPOCH
+from failure_aware.interchange.forms import (
     ABANDONED,
     DEAD,
     FAILED,
