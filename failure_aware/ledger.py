@@ -15,13 +15,11 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
 
-from sqlalchemy import select
-
 from failure_aware.config import Config, load_config
 from failure_aware.diagnostics.health_report import HealthReport
 from failure_aware.diagnostics.verify import VerifyReport
-from failure_aware.domain import states, validation
 from failure_aware.domain import tokens as api_tokens
+from failure_aware.domain import validation
 from failure_aware.domain.cluster_records import (
     Cluster,
     ClusterDetail,
@@ -38,7 +36,7 @@ from failure_aware.domain.errors import (
     ValidationError,
 )
 from failure_aware.domain.records import Annotation, AttemptResult, Claim, Event, EventDetail, ImportReport
-from failure_aware.domain.states import State, Step
+from failure_aware.domain.states import State
 from failure_aware.domain.timeutil import EPOCH, Clock, to_us, utc_now
 from failure_aware.domain.tokens import ApiToken, NewToken, Scope
 from failure_aware.events import claims, counters, handler_outcome, operator, queries, recording
@@ -46,7 +44,6 @@ from failure_aware.events.claims import ClaimOutcome
 from failure_aware.events.recording import Reported
 from failure_aware.storage.dbwait import DEFAULT_MAX_DB_WAIT_SECONDS
 from failure_aware.storage.store import SchemaStatus, Store, inspect_schema
-from failure_aware.storage.tables import event_state
 
 Handler = Callable[[Event], object]
 
@@ -201,20 +198,9 @@ class Ledger:
         reported = self._reported(ok, error_type=error_type, error=error, at=at, permanent=permanent,
                                   retry_after=retry_after, detail=detail)
         validation.name("actor", actor)
-        at_us = reported.at_us
         with self.store.write() as conn:
-            row = recording.lock_state(conn, event_id)
-            current = State(row.state)
-            if current not in states.from_states(Step.REPORT):
-                states.require(Step.REPORT, current, State.SUCCEEDED, event_id)
-            recording.check_retry_time(row, at_us, force=force)
-            recording.check_attempt_time(row, at_us)
-            forced = bool(force and row.state == State.FAILED and (row.next_retry_at_us or 0) > at_us)
-            return recording.settle(
-                conn, row, reported, step=Step.REPORT,
-                policy=self.config.policies.for_type(row.event_type), actor=actor,
-                forced=forced, now_us=self.store.now_us(),
-            )
+            return recording.report(conn, event_id, reported, force=force, policies=self.config.policies,
+                                    actor=actor, now_us=self.store.now_us())
 
     # -- running work --------------------------------------------------------------------------------
     def claim(
@@ -475,14 +461,7 @@ class Ledger:
             validation.event_type(event_type)
         validation.positive_int("limit", limit, allow_none=False)
         with self.store.read() as conn:
-            ids = conn.execute(
-                select(event_state.c.event_id)
-                .where(event_state.c.due_at_us <= self.store.now_us(),
-                       *([event_state.c.event_type == event_type] if event_type else []))
-                .order_by(event_state.c.due_at_us, event_state.c.event_id)
-                .limit(limit)
-            ).scalars().all()
-            return [recording.load_event(conn, i) for i in ids]
+            return queries.due_events(conn, now_us=self.store.now_us(), event_type=event_type, limit=limit)
 
     def recover(self, *, dry_run: bool = False, actor: str = "system") -> list[AttemptResult] | list[Event]:
         """Close claims whose lease expired with an ``abandoned`` attempt (FAILED or DEAD by the policy).
@@ -495,17 +474,7 @@ class Ledger:
                 return [recording.load_event(conn, r.event_id)
                         for r in claims.expired_claims(conn, now_us, lock=False)]
         with self.store.write() as conn:
-            results = []
-            for row in claims.expired_claims(conn, now_us):
-                results.append(recording.settle(
-                    conn, row,
-                    Reported(ok=False, abandoned=True,
-                             at_us=max(now_us, row.claimed_at_us, recording.earliest_attempt_us(row)),
-                             error_type="LeaseExpired", error=claims.abandoned_message(row)),
-                    step=Step.RECOVER, policy=self.config.policies.for_type(row.event_type), actor=actor,
-                    started_at_us=row.claimed_at_us, now_us=now_us,
-                ))
-            return results
+            return claims.recover_expired(conn, policies=self.config.policies, actor=actor, now_us=now_us)
 
     # -- reading -------------------------------------------------------------------------------------
     def state_counts(self, *, event_type: str | None = None) -> dict[State, int]:
@@ -735,11 +704,8 @@ class Ledger:
             with self.store.read() as conn:
                 return operator.dead_since(conn, event_type=event_type, since_us=since_us, limit=limit)
         with self.store.write() as conn:
-            ids = operator.dead_since(conn, event_type=event_type, since_us=since_us, limit=limit, lock=True)
-            now_us = self.store.now_us()
-            for event_id in ids:
-                operator.revive(conn, event_id, actor=actor, reason=reason, now_us=now_us)
-            return ids
+            return operator.revive_dead(conn, event_type=event_type, since_us=since_us, limit=limit,
+                                        actor=actor, reason=reason, now_us=self.store.now_us())
 
     def annotate(self, event_id: int, text: str, *, author: str | None = None) -> Annotation:
         """Add a note to an event. Notes are history: never changed, only added to."""
@@ -791,14 +757,8 @@ class Ledger:
         if not isinstance(rebuild, bool):
             raise ValidationError(f"rebuild must be True or False, got {rebuild!r}")
         resolve_rule(None, window, min_failures, min_events)  # bad values fail here, before any transaction
-        watermark = None  # SQLite: read inside the transaction below, which holds the write lock
-        if engine.watermark_first(self.store.dialect):
-            with self.store.write() as conn:
-                watermark = engine.settled_watermark(conn)  # its own short transaction (see engine)
-        with self.store.write() as conn:
-            engine.begin(conn)
-            rule = resolve_rule(engine.stored_rule(conn), window, min_failures, min_events)
-            return engine.correlate(conn, rule, self.store.now_us(), rebuild=rebuild, watermark=watermark)
+        return engine.run(self.store, rebuild=rebuild, window=window, min_failures=min_failures,
+                          min_events=min_events)
 
     def clusters(
         self, *, event_type: str | None = None, active: bool = False, since: datetime | None = None,

@@ -20,6 +20,7 @@ from sqlalchemy import Connection, Row, and_, func, or_, select
 
 from failure_aware.correlation import failures
 from failure_aware.correlation.failures import FAILURE
+from failure_aware.correlation.rule import active_since_us
 from failure_aware.correlation.sql import Sql
 from failure_aware.correlation.stored import cluster_from_row, load_state
 from failure_aware.domain.cluster_records import Cluster, ClusterDetail, ClusterEvent, Timeline, TimelineRow
@@ -57,7 +58,7 @@ def list_clusters(
         state = load_state(conn)  # every stored cluster has the remembered rule: one indexable bound
         if state is None:
             return []
-        query = query.where(c.window_end_us >= now_us - state.rule.window_us)
+        query = query.where(c.window_end_us >= active_since_us(now_us, state.rule.window_us))
     if since_us is not None:
         query = query.where(c.window_end_us >= since_us)
     query = query.order_by(c.window_start_us.desc(), c.event_type, c.id)

@@ -29,11 +29,31 @@ from __future__ import annotations
 from sqlalchemy import Connection, text
 
 from failure_aware.correlation import failures, incidents, incremental, stored
-from failure_aware.correlation.rule import Rule
+from failure_aware.correlation.rule import Rule, resolve_rule
 from failure_aware.correlation.sql import Sql
 from failure_aware.correlation.writes import Tally, rewrite_range
 from failure_aware.domain.cluster_records import CorrelateReport
 from failure_aware.domain.errors import ValidationError
+from failure_aware.storage.store import Store
+
+
+def run(
+    store: Store, *, rebuild: bool, window: str | int | float | None, min_failures: int | None,
+    min_events: int | None,
+) -> CorrelateReport:
+    """``Ledger.correlate``: the transactions a run needs on ``store``'s backend, then ``correlate``.
+
+    PostgreSQL reads the settled watermark in a short transaction of its own first (see the module
+    docstring); SQLite reads it inside the correlation's transaction, which holds the write lock.
+    """
+    watermark = None
+    if watermark_first(store.dialect):
+        with store.write() as conn:
+            watermark = settled_watermark(conn)
+    with store.write() as conn:
+        begin(conn)
+        rule = resolve_rule(stored_rule(conn), window, min_failures, min_events)
+        return correlate(conn, rule, store.now_us(), rebuild=rebuild, watermark=watermark)
 
 
 def watermark_first(dialect: str) -> bool:

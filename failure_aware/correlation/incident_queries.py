@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import Connection, Row, select
 
 from failure_aware.correlation.cluster_queries import _read
-from failure_aware.correlation.rule import US_PER_SECOND
+from failure_aware.correlation.rule import active_since_us, is_active
 from failure_aware.correlation.stored import load_state
 from failure_aware.domain.cluster_records import Incident, IncidentDetail, SharedFingerprint
 from failure_aware.domain.errors import NotFound
@@ -40,7 +40,7 @@ def list_incidents(
         state = load_state(conn)
         if state is None:
             return []
-        query = query.where(i.end_us >= now_us - state.rule.window_us)
+        query = query.where(i.end_us >= active_since_us(now_us, state.rule.window_us))
     if since_us is not None:
         query = query.where(i.end_us >= since_us)
     query = query.order_by(i.start_us.desc(), i.id)
@@ -115,7 +115,7 @@ def _incidents(conn: Connection, rows: Sequence[Row[Any]], now_us: int) -> list[
             shared_fingerprints=tuple(SharedFingerprint(f, int(c), int(n))
                                       for f, c, n in json.loads(row.shared_fingerprints)),
             window_seconds=int(row.window_seconds),
-            active=row.end_us >= now_us - int(row.window_seconds) * US_PER_SECOND,
+            active=is_active(row.end_us, int(row.window_seconds), now_us),
         )
         for row in rows
     ]

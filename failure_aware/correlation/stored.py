@@ -15,7 +15,7 @@ from sqlalchemy import Connection, Row, func, insert, select, update
 from sqlalchemy.dialects.postgresql.base import PGDialect
 
 from failure_aware.correlation.failures import tops_json
-from failure_aware.correlation.rule import US_PER_SECOND, Rule, Span, cluster_id
+from failure_aware.correlation.rule import US_PER_SECOND, Rule, Span, cluster_id, is_active
 from failure_aware.correlation.sql import Sql
 from failure_aware.domain.cluster_records import Cluster, FingerprintCount
 from failure_aware.domain.timeutil import from_us
@@ -194,5 +194,5 @@ def cluster_from_row(
         window_seconds=row.window_seconds,
         min_failures=row.min_failures,
         min_events=row.min_events,
-        active=row.window_end_us >= now_us - row.window_seconds * US_PER_SECOND,
+        active=is_active(row.window_end_us, row.window_seconds, now_us),
     )

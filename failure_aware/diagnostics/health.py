@@ -32,6 +32,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Row, Select, case, distinct, func, select
 
+from failure_aware.correlation.rule import active_since_us
 from failure_aware.diagnostics.health_report import (
     ClusterMark,
     EventMark,
@@ -120,7 +121,7 @@ def compute_health(
     _read_unresolved_marks(conn, data, now_us=now_us, event_type=event_type)
     window_us = cluster_window_us if cluster_window_us is not None else _stored_cluster_window(conn)
     if window_us is not None:
-        _read_active_clusters(conn, data, since_us=now_us - window_us, event_type=event_type)
+        _read_active_clusters(conn, data, since_us=active_since_us(now_us, window_us), event_type=event_type)
 
     incidents = active_incidents(conn, now_us=now_us, event_type=event_type) if window_us is not None else []
     by_type = tuple(_figures(kind, [data[kind]], rules, now_us) for kind in sorted(data))

@@ -338,3 +338,26 @@ def _duration(name: str, value: Any) -> float:
         return parse_duration(value)
     except ValidationError as exc:
         raise ValidationError(f"{name}: {exc}") from exc
+
+
+# Whether a failure kills the event depends on the policy, the failure's number and its error type, never on
+# the time; nor does the delay unless the policy jitters by event id. Readers that judge millions of recorded
+# failures (an import deriving transitions, verify replaying them) decide once per such triple, at the epoch
+# for event id 0. Keyed by ``id(policy)`` because hashing a policy costs more than deciding; the entry keeps
+# the policy, and a different policy that reuses the id is detected and decided again.
+_CACHE_LIMIT = 10_000
+_decisions: dict[tuple[int, int, str | None], tuple[RetryPolicy, Decision]] = {}
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def decide_cached(policy: RetryPolicy, failure_number: int, error_type: str | None) -> Decision:
+    """``decide_after_failure`` at the epoch for event id 0, cached (see above): its ``reason`` (why DEAD)
+    holds for any event and time; its delay (``next_retry_at`` - epoch) for any when ``jitter`` is "none"."""
+    key = (id(policy), failure_number, error_type)
+    found = _decisions.get(key)
+    if found is None or found[0] is not policy:
+        if len(_decisions) >= _CACHE_LIMIT:
+            _decisions.clear()
+        decision = decide_after_failure(policy, failure_number, error_type, _EPOCH, 0)
+        found = _decisions[key] = (policy, decision)
+    return found[1]

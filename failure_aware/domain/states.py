@@ -61,6 +61,17 @@ _HINTS: dict[Step, str] = {
 }
 
 
+# The steps that record an attempt's outcome, and the steps that move an event without one.
+ATTEMPT_STEPS = (Step.FINISH, Step.RECOVER, Step.REPORT)
+OTHER_STEPS = (Step.CLAIM, Step.BURY, Step.REVIVE)
+
+
+def legal_by_any(current: State, target: State, steps: tuple[Step, ...]) -> bool:
+    """Whether one of ``steps`` may move ``current`` to ``target``: how recorded history is judged (verify's
+    replay, an import's given transitions), where the step itself is not recorded."""
+    return any(target in LEGAL[step].get(current, frozenset()) for step in steps)
+
+
 def from_states(step: Step) -> frozenset[State]:
     """The states ``step`` may start from."""
     return frozenset(LEGAL[step])

@@ -395,6 +395,22 @@ def expired_claims(
     return list(conn.execute(query))
 
 
+def recover_expired(conn: Connection, *, policies: PolicySet, actor: str, now_us: int) -> list[AttemptResult]:
+    """``recover``: close every claim whose lease expired with an ``abandoned`` attempt (``LeaseExpired``),
+    FAILED or DEAD by its type's policy, dated no earlier than anything the event already records."""
+    results = []
+    for row in expired_claims(conn, now_us):
+        results.append(recording.settle(
+            conn, row,
+            Reported(ok=False, abandoned=True,
+                     at_us=max(now_us, row.claimed_at_us, recording.earliest_attempt_us(row)),
+                     error_type="LeaseExpired", error=abandoned_message(row)),
+            step=Step.RECOVER, policy=policies.for_type(row.event_type), actor=actor,
+            started_at_us=row.claimed_at_us, now_us=now_us,
+        ))
+    return results
+
+
 def abandoned_message(row: Row[Any]) -> str:
     """The error text recorded for an attempt whose claim expired."""
     return (

@@ -65,6 +65,18 @@ def dead_since(
     return list(conn.execute(query).scalars())
 
 
+def revive_dead(
+    conn: Connection, *, event_type: str | None, since_us: int, limit: int | None, actor: str, reason: str,
+    now_us: int,
+) -> list[int]:
+    """Revive every event that died at or after ``since_us``, locking each as it is found (skipping those
+    another bulk revive holds, so two at once revive disjoint sets). Returns the ids revived."""
+    ids = dead_since(conn, event_type=event_type, since_us=since_us, limit=limit, lock=True)
+    for event_id in ids:
+        revive(conn, event_id, actor=actor, reason=reason, now_us=now_us)
+    return ids
+
+
 def annotate_event(conn: Connection, event_id: int, text: str, *, author: str, now_us: int) -> Annotation:
     """Add a note to an event (``NotFound`` if there is no such event)."""
     row = lock_state(conn, event_id)  # NotFound for an unknown event; holds the event's chain head

@@ -99,3 +99,15 @@ def event_detail(conn: Connection, event_id: int) -> EventDetail:
         transitions=tuple(transition_from_row(r) for r in history),
         annotations=tuple(annotation_from_row(r) for r in notes),
     )
+
+
+def due_events(conn: Connection, *, now_us: int, event_type: str | None, limit: int) -> list[Event]:
+    """Events due at ``now_us`` (PENDING, or FAILED past ``next_retry_at``), oldest due first, unclaimed."""
+    ids = conn.execute(
+        select(event_state.c.event_id)
+        .where(event_state.c.due_at_us <= now_us,
+               *([event_state.c.event_type == event_type] if event_type else []))
+        .order_by(event_state.c.due_at_us, event_state.c.event_id)
+        .limit(limit)
+    ).scalars().all()
+    return [load_event(conn, i) for i in ids]

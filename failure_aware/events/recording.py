@@ -26,7 +26,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from failure_aware.domain import states
 from failure_aware.domain.errors import InvalidTransition, NotFound, RetryTooEarly, ValidationError
 from failure_aware.domain.fingerprint import fingerprint
-from failure_aware.domain.policy import RetryPolicy, decide_after_failure
+from failure_aware.domain.policy import PolicySet, RetryPolicy, decide_after_failure
 from failure_aware.domain.records import Attempt, AttemptResult, Event
 from failure_aware.domain.states import Outcome, State, Step
 from failure_aware.domain.timeutil import format_time, from_us, opt_from_us, to_us
@@ -185,6 +185,27 @@ class Settlement:
     transition_row: dict[str, Any]
     moved: tuple[str, State, State]  # (event type, from, to) for the counters
     result: AttemptResult
+
+
+def report(
+    conn: Connection, event_id: int, reported: Reported, *, force: bool, policies: PolicySet, actor: str,
+    now_us: int,
+) -> AttemptResult:
+    """``Ledger.report``: an attempt the caller ran itself, claimed and settled in one step.
+
+    Refused (nothing written) when the event is in no state an attempt can start from, when its retry is
+    not due yet and ``force`` is not given (``RetryTooEarly``), or when the attempt would start before
+    the event's last recorded moment. A forced early retry is recorded as forced.
+    """
+    row = lock_state(conn, event_id)
+    current = State(row.state)
+    if current not in states.from_states(Step.REPORT):
+        states.require(Step.REPORT, current, State.SUCCEEDED, event_id)
+    check_retry_time(row, reported.at_us, force=force)
+    check_attempt_time(row, reported.at_us)
+    forced = bool(force and row.state == State.FAILED and (row.next_retry_at_us or 0) > reported.at_us)
+    return settle(conn, row, reported, step=Step.REPORT, policy=policies.for_type(row.event_type),
+                  actor=actor, forced=forced, now_us=now_us)
 
 
 def settle(
