@@ -2,7 +2,7 @@
 
 - ``rule``: the pure rule (``Rule``, ``find_clusters``, ``cluster_id``, ``clean_cut``);
 - ``engine``: ``correlate`` / ``rebuild``, the only writer of ``failure_cluster``;
-- ``queries``: read-only listings, one cluster in detail, the clusters of an event, a timeline;
+- ``cluster_queries``: read-only listings, one cluster in detail, the clusters of an event, a timeline;
 - ``check``: ``clusters_match_rebuild``, the cluster check ``verify`` runs;
 - ``linking``, ``incidents``, ``incident_rows``, ``incident_queries``: incidents (SPEC 13), clusters of
   several types that start together, computed by the same ``correlate`` run and checked by ``verify``.
