@@ -79,7 +79,7 @@ def clusters(ctx: click.Context, event_type: str | None, active: bool, since: da
         return
     rows = [
         (c.id, c.event_type, output.when(c.window_start), output.when(c.window_end), c.failure_count,
-         c.event_count, "[bold red]active[/]" if c.active else "-", _top(c))
+         c.event_count, "[bold red]active[/]" if c.active else "-", top_fingerprint_cell(c))
         for c in found
     ]
     output.console().print(
@@ -161,7 +161,7 @@ def render_timeline(drawn: Timeline) -> Group:
     return Group(*parts)
 
 
-def _top(cluster: Cluster) -> str:
+def top_fingerprint_cell(cluster: Cluster) -> str:
     if not cluster.top_fingerprints:
         return "-"
     top = cluster.top_fingerprints[0]

@@ -10,7 +10,7 @@ from rich.text import Text
 
 from failure_aware.cli import output
 from failure_aware.cli.app import cli
-from failure_aware.cli.clusters import _top
+from failure_aware.cli.clusters import top_fingerprint_cell
 from failure_aware.cli.context import app
 from failure_aware.cli.params import SINCE
 from failure_aware.domain.cluster_records import Incident, IncidentDetail
@@ -77,9 +77,10 @@ def render_incident(detail: IncidentDetail) -> Group:
              for s in i.shared_fingerprints],
         ))
     parts.append(output.table(
-        "clusters", ["id", "type", "from", "to", "failures", "events", "", "top error"],
+        "clusters", ["id", "type", "from", "to", "failures", "events", "active", "top error"],
         [(c.id, c.event_type, output.when(c.window_start), output.when(c.window_end), c.failure_count,
-          c.event_count, "[bold red]active[/]" if c.active else "-", _top(c)) for c in detail.clusters],
+          c.event_count, "[bold red]active[/]" if c.active else "-", top_fingerprint_cell(c))
+         for c in detail.clusters],
     ))
     return Group(*parts)
 

@@ -64,7 +64,7 @@ def list_clusters(
     query = query.order_by(c.window_start_us.desc(), c.event_type, c.id)
     if limit is not None:
         query = query.limit(limit)
-    return _read(conn, conn.execute(query).all(), now_us)
+    return clusters_with_examples(conn, conn.execute(query).all(), now_us)
 
 
 def get_cluster(conn: Connection, cluster_id: str, now_us: int) -> Cluster:
@@ -75,10 +75,10 @@ def get_cluster(conn: Connection, cluster_id: str, now_us: int) -> Cluster:
             f"no cluster with id {cluster_id!r}; list them with: failure-aware clusters "
             "(ids change when correlate --rebuild uses another rule)"
         )
-    return _read(conn, [row], now_us)[0]
+    return clusters_with_examples(conn, [row], now_us)[0]
 
 
-def _read(conn: Connection, rows: Sequence[Row[Any]], now_us: int) -> list[Cluster]:
+def clusters_with_examples(conn: Connection, rows: Sequence[Row[Any]], now_us: int) -> list[Cluster]:
     """Stored clusters with the example messages of their top fingerprints: the smallest message of each
     among the cluster's failures (cut to ``EXAMPLE_CHARS``), looked up for all of them together."""
     sql = Sql(conn)
@@ -159,7 +159,7 @@ def clusters_of_event(conn: Connection, event_id: int, *, now_us: int) -> list[C
         ).first()
         if row is not None and row.window_end_us >= at_us:
             found[row.id] = row
-    held = _read(conn, list(found.values()), now_us)
+    held = clusters_with_examples(conn, list(found.values()), now_us)
     return sorted(held, key=lambda cluster: (cluster.window_start, cluster.id))
 
 
@@ -197,7 +197,7 @@ def timeline(
                *([c.event_type == event_type] if event_type is not None else []))
         .order_by(c.event_type, c.window_start_us)
     ).all()
-    for cluster in _read(conn, cluster_rows, now_us):
+    for cluster in clusters_with_examples(conn, cluster_rows, now_us):
         spans.setdefault(cluster.event_type, []).append(cluster)
     kinds = sorted(set(counts) | set(spans))
     return Timeline(

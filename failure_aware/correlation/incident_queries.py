@@ -12,7 +12,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Row, select
 
-from failure_aware.correlation.cluster_queries import _read
+from failure_aware.correlation.cluster_queries import clusters_with_examples
 from failure_aware.correlation.rule import active_since_us, is_active
 from failure_aware.correlation.stored import load_state
 from failure_aware.domain.cluster_records import Incident, IncidentDetail, SharedFingerprint
@@ -69,7 +69,7 @@ def incident_detail(conn: Connection, incident_id: str, *, now_us: int) -> Incid
         select(failure_cluster).where(fc.id.in_(found.cluster_ids))
         .order_by(fc.window_start_us, fc.event_type)
     ).all()
-    clusters = _read(conn, rows, now_us)
+    clusters = clusters_with_examples(conn, rows, now_us)
     examples: dict[str, str] = {}
     for cluster in clusters:
         for top in cluster.top_fingerprints:
