@@ -38,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import Databases, backends, base_parser, markdown_table, sqlite_file, write_json
 
 from failure_aware import Ledger
-from failure_aware.timeutil import format_time
+from failure_aware.domain.timeutil import format_time
 
 HORIZON = datetime(2026, 1, 1, tzinfo=UTC)
 OLD_START = datetime(2025, 1, 1, tzinfo=UTC)

@@ -20,11 +20,11 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from ..retention import ArchiveReport
-from . import output
-from .app import cli
-from .context import app
-from .params import SINCE
+from failure_aware.cli import output
+from failure_aware.cli.app import cli
+from failure_aware.cli.context import app
+from failure_aware.cli.params import SINCE
+from failure_aware.retention import ArchiveReport
 
 
 @cli.command("archive")

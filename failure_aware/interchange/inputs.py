@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, cast
 
-from ..errors import ValidationError
+from failure_aware.domain.errors import ValidationError
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,6 @@
 
 from __future__ import annotations
 
-from .report import ArchiveReport
+from failure_aware.retention.report import ArchiveReport
 
 __all__ = ["ArchiveReport"]

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import Connection, func, select
 
-from ..core import chain
-from ..storage.tables import archive, archive_guard
+from failure_aware.storage import chain
+from failure_aware.storage.tables import archive, archive_guard
 
 
 @dataclass

@@ -17,7 +17,7 @@ import os
 from pathlib import Path
 from typing import IO, Any
 
-from ..errors import ValidationError
+from failure_aware.domain.errors import ValidationError
 
 MANIFEST = "archive_manifest"  # the ``kind`` of the manifest line
 CLUSTER = "archived_cluster"  # the ``kind`` of a cluster taken along for the record

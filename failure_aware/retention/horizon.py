@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from sqlalchemy import Connection, insert, select, update
 
-from ..correlation import engine
-from ..storage.tables import retention_horizon
+from failure_aware.correlation import engine
+from failure_aware.storage.tables import retention_horizon
 
 
 def current(conn: Connection) -> int:

@@ -18,8 +18,10 @@ from sqlalchemy import ColumnElement, Connection, bindparam, delete, func, inser
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.types import JSON, BigInteger
 
-from ..core import chain, counters
-from ..storage.tables import (
+from failure_aware.events import counters
+from failure_aware.retention.selection import FINISHED
+from failure_aware.storage import chain
+from failure_aware.storage.tables import (
     annotation,
     archive,
     archive_guard,
@@ -28,8 +30,7 @@ from ..storage.tables import (
     event_state,
     transition,
 )
-from ..storage.triggers import GUARD_SETTING
-from .selection import FINISHED
+from failure_aware.storage.triggers import GUARD_SETTING
 
 CHUNK_EVENTS = 500
 

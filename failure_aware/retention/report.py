@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from ..timeutil import format_time
+from failure_aware.domain.timeutil import format_time
 
 
 @dataclass(frozen=True)

@@ -25,14 +25,14 @@ from typing import Any, Protocol
 
 from sqlalchemy import Connection
 
-from ..core import chain
-from ..correlation import engine
-from ..diagnostics.verify import consistent_snapshot
-from ..interchange import exporter
-from ..timeutil import format_time, from_us
-from . import horizon, removal, selection
-from .archive_file import CLUSTER, FORMAT, MANIFEST, ArchiveWriter, check_target
-from .report import ArchiveReport
+from failure_aware.correlation import engine
+from failure_aware.diagnostics.verify import consistent_snapshot
+from failure_aware.domain.timeutil import format_time, from_us
+from failure_aware.interchange import exporter
+from failure_aware.retention import horizon, removal, selection
+from failure_aware.retention.archive_file import CLUSTER, FORMAT, MANIFEST, ArchiveWriter, check_target
+from failure_aware.retention.report import ArchiveReport
+from failure_aware.storage import chain
 
 PAGE_EVENTS = 1000
 Progress = Callable[[str, int, int], None]  # (phase "write" or "remove", done, total)

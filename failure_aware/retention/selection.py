@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Row, and_, exists, func, select
 
-from ..storage.tables import annotation, event_detected, event_state, failure_cluster, transition
+from failure_aware.storage.tables import annotation, event_detected, event_state, failure_cluster, transition
 
 FINISHED = ("SUCCEEDED", "DEAD")
 

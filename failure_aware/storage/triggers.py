@@ -15,7 +15,15 @@ from __future__ import annotations
 from sqlalchemy import Connection, insert, text
 from sqlalchemy.exc import DBAPIError
 
-from .tables import HISTORY_TABLES, annotation, archive, archive_guard, attempt, event_detected, transition
+from failure_aware.storage.tables import (
+    HISTORY_TABLES,
+    annotation,
+    archive,
+    archive_guard,
+    attempt,
+    event_detected,
+    transition,
+)
 
 GUARD_SETTING = "failure_aware.archiving"
 
