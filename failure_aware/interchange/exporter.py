@@ -17,6 +17,7 @@ from typing import IO, Any
 from sqlalchemy import Connection, Row, select
 
 from failure_aware.domain.timeutil import format_time, from_us
+from failure_aware.storage.id_sets import among
 from failure_aware.storage.tables import annotation, attempt, event_detected, event_state, transition
 
 PAGE_EVENTS = 1000
@@ -61,21 +62,21 @@ def records_of(conn: Connection, events: Sequence[Any]) -> Iterator[dict[str, An
     attempts = _grouped(
         conn.execute(
             select(attempt)
-            .where(attempt.c.event_id.in_(ids))
+            .where(among(conn, attempt.c.event_id, ids))
             .order_by(attempt.c.event_id, attempt.c.number)
         )
     )
     history = _grouped(
         conn.execute(
             select(transition)
-            .where(transition.c.event_id.in_(ids))
+            .where(among(conn, transition.c.event_id, ids))
             .order_by(transition.c.event_id, transition.c.id)
         )
     )
     notes = _grouped(
         conn.execute(
             select(annotation)
-            .where(annotation.c.event_id.in_(ids))
+            .where(among(conn, annotation.c.event_id, ids))
             .order_by(annotation.c.event_id, annotation.c.id)
         )
     )

@@ -12,15 +12,14 @@ import json
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, bindparam, delete, func, insert, select, text
-from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.types import JSON, BigInteger
+from sqlalchemy import Connection, delete, func, insert, select, text
 
 from failure_aware.events import counters
 from failure_aware.retention.selection import FINISHED
 from failure_aware.storage import chain
+from failure_aware.storage.id_sets import among
 from failure_aware.storage.tables import (
     annotation,
     archive,
@@ -77,7 +76,7 @@ def remove_events(conn: Connection, record: Record, chunk: int, ids: Sequence[in
     expected = dict(zip(ids, keys, strict=True))
     es = event_state.c
     query = select(es.event_id, es.event_type, es.state, es.chain_seq, es.chain_hash).where(
-        _among(conn, es.event_id, ids)).order_by(es.event_id)
+        among(conn, es.event_id, ids)).order_by(es.event_id)
     if conn.dialect.name == "postgresql":
         query = query.with_for_update()
     rows = conn.execute(query).all()
@@ -90,26 +89,16 @@ def remove_events(conn: Connection, record: Record, chunk: int, ids: Sequence[in
         part.add(str(r.event_id), chain.head_of(r))
     at = attempt.c
     tried = conn.execute(select(at.event_type, at.outcome, func.count())
-                         .where(_among(conn, at.event_id, gone)).group_by(at.event_type, at.outcome)).all()
+                         .where(among(conn, at.event_id, gone)).group_by(at.event_type, at.outcome)).all()
     open_guard(conn, record.archive_id)
     for table in (annotation, attempt, transition, event_state, event_detected):
         column = table.c.id if table is event_detected else table.c.event_id
-        conn.execute(delete(table).where(_among(conn, column, gone)))
+        conn.execute(delete(table).where(among(conn, column, gone)))
     counters.apply(conn, _state_deltas(leaving))  # counts by state go down; attempt_total does not
     _insert_record(conn, record, chunk, events=len(leaving), rows=part.rows,
                    attempts=sorted([t, o, int(n)] for t, o, n in tried), note_heads={}, digest=part.part())
     close_guard(conn, record.archive_id)
     return len(leaving), len(ids) - len(leaving)
-
-
-def _among(conn: Connection, column: Any, ids: Sequence[int]) -> ColumnElement[bool]:
-    """``column IN ids`` as one bound value (an array, or a JSON list on SQLite): a list of a thousand ids
-    costs SQLAlchemy more to expand into parameters than the statement costs to run."""
-    if conn.dialect.name == "postgresql":
-        listed = bindparam("ids", list(ids), type_=ARRAY(BigInteger))
-        return cast(ColumnElement[bool], column == func.any(listed))
-    values = select(text("value")).select_from(func.json_each(bindparam("ids", list(ids), type_=JSON)))
-    return cast(ColumnElement[bool], column.in_(values.scalar_subquery()))
 
 
 def _state_deltas(rows: Sequence[Any]) -> Counter[counters.Key]:
