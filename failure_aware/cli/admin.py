@@ -10,6 +10,7 @@ from ..ledger import Ledger
 from . import output
 from .app import EXIT_ERROR, cli
 from .context import app
+from .progress import Progress
 
 
 @cli.group()
@@ -89,7 +90,8 @@ def verify(show_digest: bool, as_json: bool) -> None:
     history disagrees. With --digest, also prints one digest of all history (it changes with every row
     written; a copy kept elsewhere reveals a whole event removed or a chain rewritten).
     """
-    report = app().ledger(readonly=True).verify()
+    with Progress() as progress:
+        report = app().ledger(readonly=True).verify(on_progress=progress)
     if as_json:
         output.print_json(report.as_dict())
     else:

@@ -15,6 +15,7 @@ from . import output
 from .app import cli
 from .context import app
 from .params import COUNT, POSITIVE_DURATION, SINCE
+from .progress import Progress
 
 BARS = " ▁▂▃▄▅▆▇█"
 
@@ -31,9 +32,11 @@ BARS = " ▁▂▃▄▅▆▇█"
 def correlate(window: float | None, min_failures: int | None, min_events: int | None, rebuild: bool,
               as_json: bool) -> None:
     """Compute failure clusters from history: incremental unless --rebuild."""
-    report = app().ledger().correlate(
-        rebuild=rebuild, window=window, min_failures=min_failures, min_events=min_events
-    )
+    with Progress() as progress:
+        report = app().ledger().correlate(
+            rebuild=rebuild, window=window, min_failures=min_failures, min_events=min_events,
+            on_progress=progress,
+        )
     if as_json:
         output.print_json(report.as_dict())
         return

@@ -26,6 +26,8 @@ next time, which is harmless (see docs/correlation.md).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from sqlalchemy import Connection, text
 
 from ..errors import ValidationError
@@ -77,8 +79,28 @@ def rebuild(conn: Connection, rule: Rule, now_us: int, *, watermark: int | None 
     return correlate(conn, rule, now_us, rebuild=True, watermark=watermark)
 
 
+class FailureProgress:
+    """Progress over failures read (``on_progress(phase, done, total)``), the total from the attempt
+    counters (failed and abandoned attempts; no scan of history); a no-op without a callback."""
+
+    def __init__(
+        self, conn: Connection, on_progress: Callable[[str, int, int | None], None] | None, phase: str
+    ) -> None:
+        from ..core import totals
+
+        self.on_progress, self.phase, self.done = on_progress, phase, 0
+        self.total = 0 if on_progress is None else sum(
+            n for (_type, outcome), n in totals.stored(conn).items() if outcome in ("failed", "abandoned"))
+
+    def advance(self, failures: int) -> None:
+        self.done += failures
+        if self.on_progress is not None:
+            self.on_progress(self.phase, self.done, max(self.total, self.done))
+
+
 def correlate(
-    conn: Connection, rule: Rule, now_us: int, *, rebuild: bool = False, watermark: int | None = None
+    conn: Connection, rule: Rule, now_us: int, *, rebuild: bool = False, watermark: int | None = None,
+    on_progress: Callable[[str, int, int | None], None] | None = None,
 ) -> CorrelateReport:
     """Bring ``failure_cluster`` up to date with history; incremental unless ``rebuild`` or the first run.
 
@@ -91,6 +113,7 @@ def correlate(
     sql = Sql(conn)
     if state is None or rebuild:
         mode = "rebuild"
+        tally.progress = FailureProgress(conn, on_progress, "correlate")
         _rebuild_all(sql, rule, tally)
         total = tally.added + tally.changed + tally.unchanged  # every row a rebuild leaves is one of these
         incidents.rebuild(sql, rule, tally.incidents)
