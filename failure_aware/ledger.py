@@ -58,6 +58,8 @@ class Ledger:
     ``readonly`` opens the database so it refuses writes (for inspection). ``upgrade`` applies pending
     schema migrations. ``config`` holds retry policies and health rules (default: ``failure-aware.toml`` or
     ``[tool.failure-aware]`` in ``pyproject.toml`` of the working directory). ``clock`` is injectable.
+    ``on_lock_wait`` (SQLite): called when a write has to wait for the write lock another process holds
+    (after a quarter of a second; the write then waits up to the usual 30 s), e.g. to say so.
     """
 
     def __init__(
@@ -70,11 +72,13 @@ class Ledger:
         config: Config | None = None,
         clock: Clock = utc_now,
         max_payload_bytes: int = validation.DEFAULT_MAX_PAYLOAD_BYTES,
+        on_lock_wait: Callable[[], None] | None = None,
     ) -> None:
         self.config = config if config is not None else load_config()
         self.clock = clock
         self.max_payload_bytes = max_payload_bytes
-        self.store = Store(url, readonly=readonly, create=create, upgrade=upgrade, clock=clock)
+        self.store = Store(url, readonly=readonly, create=create, upgrade=upgrade, clock=clock,
+                           on_lock_wait=on_lock_wait)
 
     # -- lifecycle -----------------------------------------------------------------------------------
     def close(self) -> None:

@@ -204,7 +204,7 @@ def test_the_tables_left_behind_are_named_with_their_rows(tmp_path: Path) -> Non
     assert [(name, rows) for name, rows, _ in left] == [
         ("domain_state", 0), ("failure_cluster", 1), ('odd "name"', 2)
     ]  # event_detected is carried; SQLite's own sqlite_sequence is not a table of the seed
-    assert "correlate" in dict((n, why) for n, _, why in left)["failure_cluster"]
+    assert "correlate" in {n: why for n, _, why in left}["failure_cluster"]
 
 
 def test_the_legacy_file_is_only_read(ledger: Ledger, tmp_path: Path) -> None:

@@ -103,9 +103,9 @@ def verify(show_digest: bool, as_json: bool) -> None:
             output.say(f"[bold red]{len(report.problems)} problem(s)[/] in {report.checked_events} event(s) "
                        f"checked ({checked}):")
             for problem in report.problems:
-                output.console().print(f"  {problem}", markup=False)
+                output.console().print(f"  {output.screen_times(problem)}", markup=False)
         for note in report.notes:
-            output.console().print(f"  note: {note}", markup=False)
+            output.console().print(f"  note: {output.screen_times(note)}", markup=False)
         if show_digest:
             output.say(f"digest {report.digest} ({report.digest_rows} history rows)")
     if not report.ok:

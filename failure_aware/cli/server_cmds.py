@@ -6,7 +6,6 @@ import click
 from rich.markup import escape
 
 from ..errors import ValidationError
-from ..timeutil import format_time
 from ..tokens import Scope
 from . import output
 from .app import cli
@@ -76,7 +75,8 @@ def token_list(as_json: bool) -> None:
         output.say("no tokens; make one with: failure-aware token create NAME --scope read")
         return
     output.console().print(output.table("tokens", ["name", "scope", "created", "by", "revoked"], [
-        (t.name, t.scope.value, format_time(t.created_at), t.created_by, format_time(t.revoked_at) or "")
+        (t.name, t.scope.value, output.when(t.created_at), t.created_by,
+         output.when(t.revoked_at) if t.revoked_at else "")
         for t in tokens
     ]))
 
@@ -92,4 +92,4 @@ def token_revoke(name: str, as_json: bool) -> None:
     if as_json:
         output.print_json(revoked.as_dict())
     else:
-        output.say(f"token {escape(revoked.name)} revoked at {format_time(revoked.revoked_at)}")
+        output.say(f"token {escape(revoked.name)} revoked at {output.when(revoked.revoked_at)}")
