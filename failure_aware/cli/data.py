@@ -10,13 +10,13 @@ from pathlib import Path
 
 import click
 
-from ..errors import ValidationError
-from ..interchange import legacy
-from ..models import ImportReport
-from . import output
-from .app import EXIT_ERROR, cli
-from .context import app
-from .progress import Progress
+from failure_aware.cli import output
+from failure_aware.cli.app import EXIT_ERROR, cli
+from failure_aware.cli.context import app
+from failure_aware.cli.progress import Progress
+from failure_aware.domain.errors import ValidationError
+from failure_aware.domain.records import ImportReport
+from failure_aware.interchange import legacy
 
 
 @cli.command("import")

@@ -16,8 +16,8 @@ from typing import IO, Any
 
 from sqlalchemy import Connection, Row, select
 
-from ..storage.tables import annotation, attempt, event_detected, event_state, transition
-from ..timeutil import format_time, from_us
+from failure_aware.domain.timeutil import format_time, from_us
+from failure_aware.storage.tables import annotation, attempt, event_detected, event_state, transition
 
 PAGE_EVENTS = 1000
 CLUSTER_NOTE = "cluster_note"  # the ``kind`` of a cluster note's line
@@ -106,7 +106,7 @@ def export_cluster_notes(conn: Connection, *, event_type: str | None = None) -> 
 
 def event_total(conn: Connection, event_type: str | None = None) -> int:
     """How many events an export will write, from the ``state_count`` counters (no scan of history)."""
-    from ..core import counters
+    from failure_aware.events import counters
 
     return sum(n for (kind, _state), n in counters.stored(conn).items()
                if event_type is None or kind == event_type)
