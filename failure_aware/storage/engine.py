@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, OperationalError
 
 from failure_aware.domain.errors import StorageError
 
@@ -117,19 +117,22 @@ def _begin_immediate_noticed(raw: sqlite3.Connection, on_lock_wait: Callable[[],
     """``BEGIN IMMEDIATE``, telling ``on_lock_wait`` when the write lock is not free within
     ``LOCK_NOTICE_MS``: a short first busy timeout, then the notice and the rest of the usual timeout.
     Costs two PRAGMAs (no I/O) per write transaction when the lock is free."""
-    raw.execute(f"PRAGMA busy_timeout = {LOCK_NOTICE_MS}")
     try:
+        raw.execute(f"PRAGMA busy_timeout = {LOCK_NOTICE_MS}")
         try:
+            try:
+                raw.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as exc:
+                if getattr(exc, "sqlite_errorcode", sqlite3.SQLITE_BUSY) != sqlite3.SQLITE_BUSY:
+                    raise
+            on_lock_wait()
+            raw.execute(f"PRAGMA busy_timeout = {max(0, BUSY_TIMEOUT_MS - LOCK_NOTICE_MS)}")
             raw.execute("BEGIN IMMEDIATE")
-            return
-        except sqlite3.OperationalError as exc:
-            if getattr(exc, "sqlite_errorcode", sqlite3.SQLITE_BUSY) != sqlite3.SQLITE_BUSY:
-                raise
-        on_lock_wait()
-        raw.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS - LOCK_NOTICE_MS}")
-        raw.execute("BEGIN IMMEDIATE")
-    finally:
-        raw.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        finally:
+            raw.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    except sqlite3.Error as exc:  # as SQLAlchemy would have wrapped it: the store names it (``faults``)
+        raise OperationalError("BEGIN IMMEDIATE", None, exc) from exc
 
 
 def _ours_or_empty(cursor: Any) -> bool:

@@ -225,6 +225,29 @@ def test_the_notice_comes_in_process_too_and_the_write_then_succeeds(tmp_path: P
         assert 0.2 <= told[0] - started < 1.0  # after the first quarter second, before the lock came free
 
 
+def test_a_write_that_never_gets_the_lock_fails_cleanly_after_the_notice(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from failure_aware.domain.errors import DatabaseUnavailable
+    from failure_aware.storage import engine
+
+    monkeypatch.setattr(engine, "BUSY_TIMEOUT_MS", 600)  # instead of 30 s
+    path = tmp_path / "held.db"
+    told: list[int] = []
+    with Ledger(f"sqlite:///{path}", on_lock_wait=lambda: told.append(1)) as ledger:
+        holder = sqlite3.connect(path, isolation_level=None)
+        holder.execute("BEGIN IMMEDIATE")
+        try:
+            with pytest.raises(DatabaseUnavailable, match="database is locked"):
+                ledger.detect("order.sync", key="k1")
+        finally:
+            holder.execute("ROLLBACK")
+            holder.close()
+        assert told == [1]
+        assert ledger.detect("order.sync", key="k1").key == "k1"  # the connection is still good
+        assert ledger.state_counts()[ledger.get(1).state] == 1
+
+
 # -- one time format -----------------------------------------------------------------------------------
 def test_reasons_and_errors_show_times_as_the_tables_do(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
