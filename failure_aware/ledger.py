@@ -35,6 +35,7 @@ from failure_aware.domain.errors import (
     StorageError,
     ValidationError,
 )
+from failure_aware.domain.progress import Progress
 from failure_aware.domain.records import Annotation, AttemptResult, Claim, Event, EventDetail, ImportReport
 from failure_aware.domain.states import State
 from failure_aware.domain.timeutil import EPOCH, Clock, to_us, utc_now
@@ -50,7 +51,6 @@ Handler = Callable[[Event], object]
 # plain callback, called every chunk (never per row); ``total`` is None when it is not known cheaply.
 # Phases and their units: "read" (bytes of a JSON Lines input), "check" (records), "write" (events),
 # "export" (events), "verify" (events), "clusters" (failures re-read by verify), "correlate" (failures).
-Progress = Callable[[str, int, int | None], None]
 
 
 def operator_name() -> str:

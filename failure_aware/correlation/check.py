@@ -9,7 +9,6 @@ explicit run (SPEC 7), not inconsistent.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -18,6 +17,7 @@ from sqlalchemy import Connection, select
 from failure_aware.correlation import engine, failures, incident_rows, incidents, stored
 from failure_aware.correlation.rule import ClusterScanner, Rule
 from failure_aware.correlation.sql import Sql
+from failure_aware.domain.progress import Progress
 from failure_aware.domain.timeutil import format_time, from_us
 from failure_aware.storage.tables import attempt, failure_cluster
 
@@ -25,7 +25,7 @@ _FIX = "run: failure-aware correlate --rebuild"
 
 
 def clusters_match_rebuild(
-    conn: Connection, *, on_progress: Callable[[str, int, int | None], None] | None = None
+    conn: Connection, *, on_progress: Progress | None = None
 ) -> list[str]:
     """Differences between the stored clusters and a rebuild with the remembered rule (empty: they match).
 

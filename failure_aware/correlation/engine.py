@@ -26,8 +26,6 @@ next time, which is harmless (see docs/correlation.md).
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from sqlalchemy import Connection, text
 
 from failure_aware.correlation import failures, incidents, incremental, stored
@@ -36,12 +34,13 @@ from failure_aware.correlation.sql import Sql
 from failure_aware.correlation.writes import Tally, rewrite_range
 from failure_aware.domain.cluster_records import CorrelateReport
 from failure_aware.domain.errors import ValidationError
+from failure_aware.domain.progress import Progress
 from failure_aware.storage.store import Store
 
 
 def run(
     store: Store, *, rebuild: bool, window: str | int | float | None, min_failures: int | None,
-    min_events: int | None, on_progress: Callable[[str, int, int | None], None] | None = None,
+    min_events: int | None, on_progress: Progress | None = None,
 ) -> CorrelateReport:
     """``Ledger.correlate``: the transactions a run needs on ``store``'s backend, then ``correlate``.
 
@@ -105,7 +104,7 @@ class FailureProgress:
     counters (failed and abandoned attempts; no scan of history); a no-op without a callback."""
 
     def __init__(
-        self, conn: Connection, on_progress: Callable[[str, int, int | None], None] | None, phase: str
+        self, conn: Connection, on_progress: Progress | None, phase: str
     ) -> None:
         from failure_aware.events import totals
 
@@ -121,7 +120,7 @@ class FailureProgress:
 
 def correlate(
     conn: Connection, rule: Rule, now_us: int, *, rebuild: bool = False, watermark: int | None = None,
-    on_progress: Callable[[str, int, int | None], None] | None = None,
+    on_progress: Progress | None = None,
 ) -> CorrelateReport:
     """Bring ``failure_cluster`` up to date with history; incremental unless ``rebuild`` or the first run.
 

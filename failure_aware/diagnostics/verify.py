@@ -20,7 +20,7 @@ memory stays constant on millions of events. Run it inside one read transaction;
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import groupby
 from typing import Any
@@ -30,6 +30,7 @@ from sqlalchemy import Connection, Select, select, text
 from failure_aware.correlation import clusters_match_rebuild, incidents_match_rebuild
 from failure_aware.diagnostics.replay import event_problems
 from failure_aware.domain.policy import PolicySet
+from failure_aware.domain.progress import Progress
 from failure_aware.events import counters, totals
 from failure_aware.storage import chain, triggers
 from failure_aware.storage.tables import (
@@ -45,7 +46,6 @@ DEFAULT_BATCH_SIZE = 1000
 DEFAULT_MAX_PROBLEMS = 1000
 # ``on_progress(phase, done, total)``: "verify" after each chunk of events, "clusters" as the failures are
 # read again for the cluster check; totals come from the counters (no scan of history to count it).
-Progress = Callable[[str, int, int | None], None]
 
 
 @dataclass(frozen=True)

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import IO, Any
 
 from sqlalchemy import Connection, Row, select
 
+from failure_aware.domain.progress import Progress
 from failure_aware.domain.timeutil import format_time, from_us
 from failure_aware.storage.tables import annotation, attempt, event_detected, event_state, transition
 
@@ -113,7 +114,7 @@ def event_total(conn: Connection, event_type: str | None = None) -> int:
 
 
 def counted(
-    records: Iterator[dict[str, Any]], on_progress: Callable[[str, int, int | None], None], total: int
+    records: Iterator[dict[str, Any]], on_progress: Progress, total: int
 ) -> Iterator[dict[str, Any]]:
     """``records`` as they are, telling ``on_progress("export", done, total)`` after every page of events
     and at the end."""

@@ -25,6 +25,7 @@ from typing import Any
 from sqlalchemy import Connection, Table, insert, select
 
 from failure_aware.domain.errors import ValidationError
+from failure_aware.domain.progress import Progress
 from failure_aware.domain.records import ImportReport
 from failure_aware.events import counters, totals
 from failure_aware.events.recording import failure_fingerprint
@@ -72,7 +73,6 @@ HASHES, FINGERPRINTS = 10, 11
 Numbered = Iterable[tuple[int, Any]]  # (line or record number, a parsed record or a Malformed)
 # ``on_progress(phase, done, total)``: how far a long step is (``inputs``: "read", "check"; here: "write",
 # done and total in events). A plain callback: the CLI draws it, this layer knows nothing of terminals.
-Progress = Callable[[str, int, int | None], None]
 
 
 @dataclass

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from failure_aware.domain.errors import ValidationError
+from failure_aware.domain.progress import Progress
 
 
 @dataclass(frozen=True)
@@ -51,7 +52,7 @@ PROGRESS_EVERY = 1000  # items between two progress calls (each costs a callback
 
 
 def counted_bytes(
-    lines: Iterable[bytes], on_progress: Callable[[str, int, int | None], None], total: int | None
+    lines: Iterable[bytes], on_progress: Progress, total: int | None
 ) -> Iterator[bytes]:
     """``lines`` as they are, telling ``on_progress("read", bytes so far, total)`` every
     ``PROGRESS_EVERY`` lines and at the end (``total``: the input's size in bytes, None when unknown)."""
@@ -65,7 +66,7 @@ def counted_bytes(
 
 
 def counted(
-    numbered: Iterable[tuple[int, Any]], on_progress: Callable[[str, int, int | None], None],
+    numbered: Iterable[tuple[int, Any]], on_progress: Progress,
     total: int | None,
 ) -> Iterator[tuple[int, Any]]:
     """``numbered`` as it is, telling ``on_progress("check", items so far, total)`` every
