@@ -22,6 +22,7 @@ from . import tokens as api_tokens
 from .config import Config, load_config
 from .core import claims, counters, handler_outcome, operator, queries, recording, validation
 from .core.claims import ClaimOutcome
+from .core.dead_letters import DeadLetterType, dead_letters
 from .core.recording import Reported
 from .correlation.models import Cluster, ClusterDetail, CorrelateReport, Incident, IncidentDetail, Timeline
 from .dbwait import DEFAULT_MAX_DB_WAIT_SECONDS
@@ -704,8 +705,10 @@ class Ledger:
         limit: int | None = None,
         actor: str | None = None,
         reason: str = "bulk revive by operator",
+        fingerprint: str | None = None,
     ) -> list[int]:
-        """Revive every event that died at or after ``since`` (of one type); returns the ids revived.
+        """Revive every event that died at or after ``since`` (of one type, with a failure of one
+        ``fingerprint``); returns the ids revived.
 
         With ``dry_run`` nothing is written and the ids that would be revived are returned. The whole bulk
         revive is one transaction: all listed events are revived, or none. The events are locked as they
@@ -717,13 +720,16 @@ class Ledger:
         if event_type is not None:
             validation.event_type(event_type)
         validation.positive_int("limit", limit)
+        validation.optional_name("fingerprint", fingerprint)
         actor = validation.name("actor", operator_name() if actor is None else actor)
         validation.text("reason", reason, required=True)
         if dry_run:
             with self.store.read() as conn:
-                return operator.dead_since(conn, event_type=event_type, since_us=since_us, limit=limit)
+                return operator.dead_since(conn, event_type=event_type, since_us=since_us, limit=limit,
+                                           fingerprint=fingerprint)
         with self.store.write() as conn:
-            ids = operator.dead_since(conn, event_type=event_type, since_us=since_us, limit=limit, lock=True)
+            ids = operator.dead_since(conn, event_type=event_type, since_us=since_us, limit=limit, lock=True,
+                                      fingerprint=fingerprint)
             now_us = self.store.now_us()
             for event_id in ids:
                 operator.revive(conn, event_id, actor=actor, reason=reason, now_us=now_us)
@@ -737,6 +743,16 @@ class Ledger:
         with self.store.write() as conn:
             return operator.annotate_event(conn, event_id, text, author=author, now_us=self.store.now_us())
 
+
+    def dead_letters(self, *, sample: int = 500, event_type: str | None = None) -> list[DeadLetterType]:
+        """DEAD events by type (exact counts, from the counters) and, within each type's newest
+        ``sample``, grouped by the fingerprint of their last failure (the dashboard's dead letters).
+        Reads only; its cost is bounded by ``sample`` per type, not by the history."""
+        validation.positive_int("sample", sample, allow_none=False)
+        if event_type is not None:
+            validation.event_type(event_type)
+        with self.store.read() as conn:
+            return dead_letters(conn, sample=sample, event_type=event_type)
 
     # -- health ----------------------------------------------------------------------------------------
     def health(self, *, event_type: str | None = None) -> HealthReport:

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Connection, insert, select
+from sqlalchemy import Connection, insert, select, text
 
 from ..models import Annotation
 from ..states import State, Step
-from ..storage.tables import annotation, event_state, transition
+from ..storage.tables import FAILURE_SQL, annotation, attempt, event_state, transition
 from ..timeutil import from_us
 from . import chain
 from .recording import change_state, lock_state
@@ -36,14 +36,16 @@ def revive(conn: Connection, event_id: int, *, actor: str, reason: str, now_us: 
 
 
 def dead_since(
-    conn: Connection, *, event_type: str | None, since_us: int, limit: int | None, lock: bool = False
+    conn: Connection, *, event_type: str | None, since_us: int, limit: int | None, lock: bool = False,
+    fingerprint: str | None = None,
 ) -> list[int]:
     """Ids of events now DEAD whose move to DEAD happened at or after ``since_us``, in id order.
 
     With ``lock`` (a bulk revive), their projection rows are locked for the caller's transaction, skipping
     rows another transaction holds (PostgreSQL ``FOR UPDATE SKIP LOCKED``; SQLite's write transaction
     holds the whole database): two bulk revives at once revive disjoint sets, each event once, instead of
-    the second failing on events the first revived.
+    the second failing on events the first revived. ``fingerprint``: only events with a failure of that
+    fingerprint (the dashboard's dead-letter groups).
     """
     died = (
         select(transition.c.event_id)
@@ -58,6 +60,11 @@ def dead_since(
     )
     if event_type is not None:
         query = query.where(event_state.c.event_type == event_type)
+    if fingerprint is not None:
+        a = attempt.c
+        query = query.where(event_state.c.event_id.in_(
+            select(a.event_id).where(text("attempt." + FAILURE_SQL), a.fingerprint == fingerprint)
+        ))
     if limit is not None:
         query = query.limit(limit)
     if lock and conn.dialect.name == "postgresql":
