@@ -1,9 +1,10 @@
 """The app factory: ``create_app(ledger)`` gives the ASGI app of ``failure-aware serve``.
 
 Routes: the JSON API under ``/api/v1`` (its OpenAPI document at ``/api/v1/openapi.json``),
-``/metrics`` and the dashboard (``/``, ``/events``, ... and ``/static``). The app holds the ledger and nothing else of its own (the optional login token lives in
-memory), so any number of processes can serve one PostgreSQL database. Endpoints are plain functions run
-in the server's thread pool; each calls the Ledger, which opens its own transaction.
+``/metrics`` and the dashboard (``/``, ``/events``, ... and ``/static``). The app holds the ledger and
+nothing else of its own (the optional login token lives in memory; the dashboard's session key comes from
+the environment), so any number of processes can serve one PostgreSQL database. Endpoints are plain
+functions run in the server's thread pool; each calls the Ledger, which opens its own transaction.
 """
 
 from __future__ import annotations

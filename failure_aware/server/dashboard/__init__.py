@@ -14,7 +14,9 @@ every page reads without JavaScript. Layout::
 
 from __future__ import annotations
 
+from collections.abc import MutableMapping
 from importlib import resources
+from typing import Any
 
 from fastapi import FastAPI, Request, Response
 from fastapi.staticfiles import StaticFiles
@@ -28,8 +30,8 @@ from .session import SessionKey
 class _Static(StaticFiles):
     """The dashboard's own scripts and styles: cacheable for an hour, with the security headers."""
 
-    async def get_response(self, path: str, scope: object) -> Response:  # type: ignore[override]
-        response = await super().get_response(path, scope)  # type: ignore[arg-type]
+    async def get_response(self, path: str, scope: MutableMapping[str, Any]) -> Response:
+        response = await super().get_response(path, scope)
         response.headers["Cache-Control"] = "public, max-age=3600"
         response.headers["X-Content-Type-Options"] = "nosniff"
         return response

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import quote
 
 from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
@@ -77,10 +78,9 @@ async def bury(request: Request, event_id: str, action: OperateAction) -> Respon
 async def cluster_note(request: Request, cluster_id: str, action: OperateAction) -> Response:
     """Add a note to a cluster (kept against its type and span)."""
     text = action.form.get("text", "")
-    from urllib.parse import quote
-
+    back = f"/clusters/{quote(cluster_id, safe='')}?done=note"
     return await _run(request, action, lambda: _ledger(request).annotate_cluster(
-        cluster_id, text, author=action.viewer.token.name), f"/clusters/{quote(cluster_id, safe='')}?done=note")
+        cluster_id, text, author=action.viewer.token.name), back)
 
 
 @router.post("/revive")

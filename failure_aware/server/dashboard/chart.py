@@ -7,6 +7,7 @@ as inline ``<svg>`` with presentation attributes only (the page's CSP allows no 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from ...correlation.models import Timeline
 from ...timeutil import format_time
@@ -81,19 +82,21 @@ def chart(timeline: Timeline) -> Chart | None:
             spans.append(Span(
                 LABEL_WIDTH + left * PLOT_WIDTH, max((right - left) * PLOT_WIDTH, 2.0),
                 f"cluster {cluster.id}: {cluster.failure_count} failures of {cluster.event_count} events, "
-                f"{format_time(cluster.window_start)} to {format_time(cluster.window_end)}",
+                f"{_text(cluster.window_start)} to {_text(cluster.window_end)}",
                 cluster.id,
             ))
         rows.append(ChartRow(row.event_type, top, sum(row.counts), bars, tuple(spans)))
     return Chart(LABEL_WIDTH + PLOT_WIDTH + 10, len(rows) * ROW_HEIGHT + 24, LABEL_WIDTH, tuple(rows),
-                 format_time(timeline.start), format_time(timeline.end), len(ranked) - len(shown))
+                 _text(timeline.start), _text(timeline.end), len(ranked) - len(shown))
+
+
+def _text(moment: datetime | None) -> str:
+    return format_time(moment) or ""
 
 
 def _bucket_time(timeline: Timeline, index: int) -> str:
-    from datetime import timedelta
-
-    assert timeline.start is not None
-    return format_time(timeline.start + timedelta(seconds=index * timeline.bucket_seconds))
+    start = timeline.start
+    return _text(start + timedelta(seconds=index * timeline.bucket_seconds) if start else None)
 
 
 __all__ = ["Chart", "chart"]

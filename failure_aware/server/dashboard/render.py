@@ -34,7 +34,7 @@ SECURITY_HEADERS = {
 
 def _when(value: datetime | None) -> str:
     """A time as the API writes it (RFC 3339, UTC), or an empty string."""
-    return format_time(value) if value is not None else ""
+    return format_time(value) or ""
 
 
 def _ago(value: datetime | None) -> str:
