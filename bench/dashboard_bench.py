@@ -170,8 +170,8 @@ def measure(url: str, now: str | None, requests: int, label: str, events: int, w
             signed = client.get(f"/login?token={server.secret}")
             if "fa_session" not in client.cookies:
                 raise SystemExit(f"could not sign in: {signed.status_code}")
-            for name, path in pages(url):
-                path = path or third_page(client)
+            for name, given in pages(url):
+                path = given or third_page(client)
                 for _ in range(3):  # warm-up
                     answer = client.get(path)
                     if answer.status_code != 200:
