@@ -2,6 +2,7 @@
 
 One walk per backend: log in with the login link, visit every page (no console error: the CSP holds
 with htmx), filter events, add a note, revive one event, bury one, bulk-revive with the dry-run count;
+the overview refreshes itself while visible and not while hidden (Playwright's fake clock);
 hostile text (``<script>``, ``<img onerror>``, ``javascript:``) shows as text and runs nothing; a ``read``
 token finds no action control and its forged POSTs are refused. With ``FAILURE_AWARE_SCREENSHOTS=1`` the
 SQLite walk saves the pictures of docs/dashboard.md into docs/images/.
@@ -186,6 +187,34 @@ def reader_walk(browser: Any, base: str, data: dict[str, Any]) -> None:
     context.close()
 
 
+HIDEABLE = ("Object.defineProperty(document, 'visibilityState', {configurable: true, "
+            "get: () => window.__faHidden ? 'hidden' : 'visible'});")
+
+
+def polling_check(browser: Any, base: str, secret: str) -> None:
+    """The overview refreshes itself (an htmx request) while visible, and not at all while hidden."""
+    context = browser.new_context()
+    context.set_default_timeout(TIMEOUT_MS)
+    page = context.new_page()
+    page.add_init_script(HIDEABLE)  # lets the test hide the tab (headless tabs are always visible)
+    page.clock.install()
+    page.goto(f"{base}/login?token={secret}")
+    page.locator(".verdict").first.wait_for()
+    polls: list[str] = []
+    page.on("request", lambda r: polls.append(r.url) if r.headers.get("hx-request") == "true" else None)
+    with page.expect_request(lambda r: r.headers.get("hx-request") == "true"):
+        page.clock.run_for(16_000)
+    page.wait_for_load_state("networkidle")
+    page.locator("#live .verdict").first.wait_for()  # the refreshed part is in place
+    seen = len(polls)
+    assert seen == 1, polls
+    page.evaluate("window.__faHidden = true")
+    page.clock.run_for(120_000)  # eight intervals while hidden
+    page.wait_for_timeout(500)
+    assert len(polls) == seen, polls
+    context.close()
+
+
 def test_dashboard_walk_in_chromium(browser: Any, db_url: str, backend: str, tmp_path: Path) -> None:
     data = seed(db_url)
     server = start_server(db_url, tmp_path)
@@ -194,6 +223,8 @@ def test_dashboard_walk_in_chromium(browser: Any, db_url: str, backend: str, tmp
         with Ledger(db_url, config=Config()) as ledger:
             before = history_counts(ledger)
         reader_walk(browser, server.base, data)
+        if backend == "sqlite":  # the browser's behaviour, not the database's
+            polling_check(browser, server.base, data["secrets"]["read"])
         with Ledger(db_url, config=Config()) as ledger:
             assert history_counts(ledger) == before  # the reader's POSTs wrote nothing
             assert ledger.get(data["failed"]).state == "PENDING"  # buried, then bulk-revived
