@@ -184,3 +184,30 @@ def test_a_short_session_key_is_refused(monkeypatch: pytest.MonkeyPatch) -> None
     first, second = SessionKey.from_environment(), SessionKey.from_environment()
     cookie, _ = first.issue("a", login_token=False)
     assert second.read(cookie) is not None  # two processes with one key accept each other's cookies
+
+
+def test_dead_letters_group_by_last_fingerprint_and_bulk_revive_filters_by_it(ledger: Ledger) -> None:
+    from failure_aware.timeutil import EPOCH
+
+    def dead(kind: str, error: str) -> int:
+        made = ledger.detect(kind, {})
+        ledger.report(made.id, False, error_type="Boom", error=error, permanent=True)
+        return made.id
+
+    declined = [dead("pay.hook", f"card 41{n} declined") for n in range(3)]
+    timeouts = [dead("pay.hook", "gateway timed out") for _ in range(2)]
+    dead("mail.send", "relay refused")
+    kinds = ledger.dead_letters()
+    assert [(k.event_type, k.dead, k.sampled) for k in kinds] == [("pay.hook", 5, 5), ("mail.send", 1, 1)]
+    groups = kinds[0].groups
+    assert [(g.count, g.newest_event_id) for g in groups] == [(3, declined[-1]), (2, timeouts[-1])]
+    assert groups[0].fingerprint == ledger.show(declined[0]).attempts[-1].fingerprint
+    assert groups[0].example_error == "card 412 declined"
+    sampled = ledger.dead_letters(sample=2, event_type="pay.hook")
+    assert [(k.dead, k.sampled) for k in sampled] == [(5, 2)]
+    fingerprint = groups[0].fingerprint
+    assert fingerprint is not None
+    ids = ledger.revive_dead(since=EPOCH, event_type="pay.hook", fingerprint=fingerprint, dry_run=True)
+    assert ids == declined
+    assert ledger.revive_dead(since=EPOCH, fingerprint=fingerprint, limit=2) == declined[:2]
+    assert ledger.get(declined[2]).state == "DEAD" and ledger.get(timeouts[0]).state == "DEAD"
