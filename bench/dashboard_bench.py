@@ -50,10 +50,10 @@ def serve_child(url: str, port: int, now: str | None) -> None:
     in the environment (never in the database)."""
     import uvicorn
 
+    from failure_aware.domain.timeutil import utc_now
+    from failure_aware.domain.tokens import secret_hash
     from failure_aware.server import create_app
     from failure_aware.server.auth import LoginToken
-    from failure_aware.timeutil import utc_now
-    from failure_aware.tokens import secret_hash
 
     made, _ = LoginToken.make()
     login = LoginToken(made.token, secret_hash(os.environ[SECRET_ENV]))

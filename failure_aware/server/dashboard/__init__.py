@@ -21,10 +21,10 @@ from typing import Any
 from fastapi import FastAPI, Request, Response
 from fastapi.staticfiles import StaticFiles
 
-from . import actions, login, pages
-from .access import LoginRequired, Refused, login_location, viewer_or_none
-from .render import page, redirect, secure
-from .session import SessionKey
+from failure_aware.server.dashboard import actions, login, pages
+from failure_aware.server.dashboard.access import LoginRequired, Refused, login_location, viewer_or_none
+from failure_aware.server.dashboard.render import page, redirect, secure
+from failure_aware.server.dashboard.session import SessionKey
 
 
 class _Static(StaticFiles):

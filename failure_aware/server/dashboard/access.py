@@ -14,9 +14,9 @@ from urllib.parse import parse_qs, quote
 from fastapi import Depends, Request
 from starlette.concurrency import run_in_threadpool
 
-from ...ledger import Ledger
-from ...tokens import ApiToken, Scope
-from .session import COOKIE, Session, SessionKey
+from failure_aware.domain.tokens import ApiToken, Scope
+from failure_aware.ledger import Ledger
+from failure_aware.server.dashboard.session import COOKIE, Session, SessionKey
 
 MAX_FORM_FIELDS = 32
 

@@ -14,12 +14,12 @@ from urllib.parse import quote
 from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from ...errors import FailureAwareError, NotFound
-from ...ledger import Ledger
-from ..problems import status_of
-from .access import OperateAction, Refused
-from .pages import MAX_BULK, bulk_filter, bulk_since
-from .render import page, redirect
+from failure_aware.domain.errors import FailureAwareError, NotFound
+from failure_aware.ledger import Ledger
+from failure_aware.server.dashboard.access import OperateAction, Refused
+from failure_aware.server.dashboard.pages import MAX_BULK, bulk_filter, bulk_since
+from failure_aware.server.dashboard.render import page, redirect
+from failure_aware.server.problems import status_of
 
 router = APIRouter(include_in_schema=False)
 

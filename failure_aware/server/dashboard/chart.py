@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from ...correlation.models import Timeline
-from ...timeutil import format_time
+from failure_aware.domain.cluster_records import Timeline
+from failure_aware.domain.timeutil import format_time
 
 ROW_HEIGHT = 34
 BAR_AREA = 24

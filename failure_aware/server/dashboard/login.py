@@ -11,10 +11,10 @@ import secrets
 
 from fastapi import APIRouter, Request, Response
 
-from ..auth import authenticate
-from .access import local_path, read_form
-from .render import page, redirect
-from .session import COOKIE, LOGIN_COOKIE, SESSION_SECONDS, SessionKey
+from failure_aware.server.auth import authenticate
+from failure_aware.server.dashboard.access import local_path, read_form
+from failure_aware.server.dashboard.render import page, redirect
+from failure_aware.server.dashboard.session import COOKIE, LOGIN_COOKIE, SESSION_SECONDS, SessionKey
 
 router = APIRouter(include_in_schema=False)
 MAX_SECRET_CHARS = 200

@@ -14,13 +14,13 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 from starlette.concurrency import run_in_threadpool
 
-from ...errors import FailureAwareError, NotFound, ValidationError
-from ...ledger import Ledger
-from ...states import State
-from ...timeutil import EPOCH, from_us, parse_time
-from .access import PageViewer, Viewer
-from .chart import chart
-from .render import page
+from failure_aware.domain.errors import FailureAwareError, NotFound, ValidationError
+from failure_aware.domain.states import State
+from failure_aware.domain.timeutil import EPOCH, from_us, parse_time
+from failure_aware.ledger import Ledger
+from failure_aware.server.dashboard.access import PageViewer, Viewer
+from failure_aware.server.dashboard.chart import chart
+from failure_aware.server.dashboard.render import page
 
 router = APIRouter(include_in_schema=False)
 PAGE = 50

@@ -23,7 +23,7 @@ import secrets
 import time
 from dataclasses import dataclass
 
-from ...errors import ValidationError
+from failure_aware.domain.errors import ValidationError
 
 KEY_ENV = "FAILURE_AWARE_SESSION_KEY"
 MIN_KEY_CHARS = 32
