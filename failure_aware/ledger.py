@@ -778,11 +778,13 @@ class Ledger:
 
     def clusters(
         self, *, event_type: str | None = None, active: bool = False, since: datetime | None = None,
-        limit: int | None = None, after: tuple[datetime, str, str] | None = None,
+        limit: int | None = None, after: tuple[datetime, str, str] | None = None, examples: bool = True,
     ) -> list[Cluster]:
         """Stored clusters, newest first (reads only): of one type, only ``active`` ones (``window_end >=
         now - W``), or those that ended at or after ``since``. Page with ``after``: the ``(window_start,
-        event_type, id)`` of the last cluster of the previous page."""
+        event_type, id)`` of the last cluster of the previous page. ``examples=False`` leaves out the
+        example message of each top fingerprint (reading them scans each cluster's failures: the
+        dashboard's list shows fingerprints, one cluster's page its examples)."""
         from failure_aware.correlation import cluster_queries
 
         if event_type is not None:
@@ -797,7 +799,7 @@ class Ledger:
         with self.store.read() as conn:
             return cluster_queries.list_clusters(
                 conn, now_us=self.store.now_us(), event_type=event_type, active=bool(active),
-                since_us=since_us, limit=limit, after=after_us,
+                since_us=since_us, limit=limit, after=after_us, examples=examples,
             )
 
     def cluster(self, cluster_id: str, *, attempts_limit: int = 500) -> ClusterDetail:

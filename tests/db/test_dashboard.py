@@ -211,3 +211,22 @@ def test_dead_letters_group_by_last_fingerprint_and_bulk_revive_filters_by_it(le
     assert ids == declined
     assert ledger.revive_dead(since=EPOCH, fingerprint=fingerprint, limit=2) == declined[:2]
     assert ledger.get(declined[2]).state == "DEAD" and ledger.get(timeouts[0]).state == "DEAD"
+
+
+def test_event_lists_agree_whether_sqlite_walks_ids_or_uses_an_index(ledger: Ledger) -> None:
+    """Filters matching 1 in 50 or more walk ids on SQLite, rarer ones use an index: the same answers."""
+    from failure_aware.events.queries import DENSE_SHARE
+
+    common = [ledger.detect("a.type", {}).id for _ in range(DENSE_SHARE + 10)]
+    rare = ledger.detect("b.type", {})
+    ledger.report(rare.id, False, error_type="Boom", error="x", permanent=True)
+    newest = ledger.detect("a.type", {}).id
+    every = [*common, newest]
+    assert [e.id for e in ledger.events(state="PENDING", limit=500)] == sorted(every, reverse=True)
+    assert [e.id for e in ledger.events(state="DEAD")] == [rare.id]  # rare: the index
+    assert [e.id for e in ledger.events(state="DEAD", event_type="b.type")] == [rare.id]
+    assert ledger.events(state="DEAD", event_type="a.type") == []
+    page = ledger.events(event_type="a.type", limit=5, before_id=newest)
+    assert [e.id for e in page] == sorted(common, reverse=True)[:5]
+    assert [e.id for e in ledger.events(state="PENDING", event_type="a.type", limit=3)] == [
+        newest, common[-1], common[-2]]

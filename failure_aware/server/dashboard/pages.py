@@ -134,7 +134,7 @@ async def clusters(request: Request, viewer: PageViewer) -> HTMLResponse:
     active = request.query_params.get("active") == "1"
     try:
         found = await run_in_threadpool(
-            lambda: _ledger(request).clusters(event_type=kind, active=active, limit=PAGE))
+            lambda: _ledger(request).clusters(event_type=kind, active=active, limit=PAGE, examples=False))
         status, error = 200, None
     except FailureAwareError as exc:
         found, status, error = [], 422, str(exc)
