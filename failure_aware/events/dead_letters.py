@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, and_, select
+from sqlalchemy import Connection, select
 
 from failure_aware.domain.records import Record
 from failure_aware.domain.states import State
@@ -54,10 +54,15 @@ def dead_letters(conn: Connection, *, sample: int, event_type: str | None = None
             .limit(sample)
             .subquery()
         )
+        # a scalar subquery per row: one lookup of (event_id, number) each, whatever the planner's
+        # statistics say (a join may be planned as a hash join over every attempt)
+        last_fingerprint = (
+            select(a.fingerprint)
+            .where(a.event_id == newest.c.event_id, a.number == newest.c.attempt_count)
+            .scalar_subquery()
+        )
         rows = conn.execute(
-            select(newest.c.event_id, newest.c.last_error_type, newest.c.last_error, a.fingerprint)
-            .select_from(newest.outerjoin(
-                attempt, and_(a.event_id == newest.c.event_id, a.number == newest.c.attempt_count)))
+            select(newest.c.event_id, newest.c.last_error_type, newest.c.last_error, last_fingerprint)
         ).all()
         groups: dict[str | None, list[tuple[int, str | None, str | None]]] = {}
         for event_id, error_type, error, fingerprint in rows:
