@@ -230,3 +230,19 @@ def test_event_lists_agree_whether_sqlite_walks_ids_or_uses_an_index(ledger: Led
     assert [e.id for e in page] == sorted(common, reverse=True)[:5]
     assert [e.id for e in ledger.events(state="PENDING", event_type="a.type", limit=3)] == [
         newest, common[-1], common[-2]]
+
+
+def test_the_one_off_login_link_of_serve_opens_an_admin_session(ledger: Ledger) -> None:
+    from failure_aware.server.auth import LoginToken
+
+    login, secret = LoginToken.make()
+    made = TestClient(create_app(ledger, login=login, session_key=SessionKey(b"k" * 32)))
+    answer = made.get(f"/login?token={secret}&next=/dead", follow_redirects=False)
+    assert answer.status_code == 303 and answer.headers["location"] == "/dead"
+    page = made.get("/dead")
+    assert page.status_code == 200 and "serve-login" in page.text and "admin" in page.text
+    # another process (another login token, the same key) does not accept this session
+    other, _ = LoginToken.make()
+    elsewhere = TestClient(create_app(ledger, login=other, session_key=SessionKey(b"k" * 32)))
+    elsewhere.cookies.set(COOKIE, made.cookies[COOKIE])
+    assert elsewhere.get("/", follow_redirects=False).status_code == 303

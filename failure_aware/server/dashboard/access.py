@@ -7,6 +7,7 @@ action needs ``operate``, checked here on the server whatever the page showed.
 
 from __future__ import annotations
 
+import hmac
 from dataclasses import dataclass
 from typing import Annotated
 from urllib.parse import parse_qs, quote
@@ -16,7 +17,7 @@ from starlette.concurrency import run_in_threadpool
 
 from failure_aware.domain.tokens import ApiToken, Scope
 from failure_aware.ledger import Ledger
-from failure_aware.server.dashboard.session import COOKIE, Session, SessionKey
+from failure_aware.server.dashboard.session import COOKIE, Session, SessionKey, login_id
 
 MAX_FORM_FIELDS = 32
 
@@ -71,7 +72,9 @@ async def token_of(request: Request, session: Session) -> ApiToken | None:
     state = request.app.state
     if session.login_token:
         login = state.login
-        return login.token if login is not None and login.token.name == session.name else None
+        if login is None or not hmac.compare_digest(session.login_id, login_id(login.secret_sha256)):
+            return None  # another process's (or a restarted one's) login token
+        return login.token if login.token.name == session.name else None
     cache = state.token_cache
     remembered: ApiToken | None = cache.get(f"session:{session.name}")
     if remembered is not None:

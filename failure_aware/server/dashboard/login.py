@@ -14,7 +14,13 @@ from fastapi import APIRouter, Request, Response
 from failure_aware.server.auth import authenticate
 from failure_aware.server.dashboard.access import local_path, read_form
 from failure_aware.server.dashboard.render import page, redirect
-from failure_aware.server.dashboard.session import COOKIE, LOGIN_COOKIE, SESSION_SECONDS, SessionKey
+from failure_aware.server.dashboard.session import (
+    COOKIE,
+    LOGIN_COOKIE,
+    SESSION_SECONDS,
+    SessionKey,
+    login_id,
+)
 
 router = APIRouter(include_in_schema=False)
 MAX_SECRET_CHARS = 200
@@ -43,7 +49,8 @@ async def _sign_in(request: Request, secret: str, next_path: str) -> Response:
         return _form(request, next_path, 401, "That token is unknown or revoked.")
     login = state.login
     is_login_token = login is not None and token is login.token
-    cookie, _session = _key(request).issue(token.name, login_token=is_login_token)
+    which = login_id(login.secret_sha256) if is_login_token and login is not None else ""
+    cookie, _session = _key(request).issue(token.name, login_token=is_login_token, login_id=which)
     response = redirect(next_path)
     response.set_cookie(COOKIE, cookie, max_age=SESSION_SECONDS, path="/", httponly=True, samesite="lax",
                         secure=request.url.scheme == "https")

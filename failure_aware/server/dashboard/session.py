@@ -41,6 +41,7 @@ class Session:
     login_token: bool
     sid: str
     expires: int
+    login_id: str = ""  # which process's login token (a digest of its hash), for login-token sessions
 
 
 class SessionKey:
@@ -65,12 +66,14 @@ class SessionKey:
     def _mac(self, purpose: str, text: str) -> str:
         return hmac.new(self._key, f"{purpose}|{text}".encode(), hashlib.sha256).hexdigest()
 
-    def issue(self, name: str, *, login_token: bool, now: float | None = None) -> tuple[str, Session]:
+    def issue(self, name: str, *, login_token: bool, login_id: str = "", now: float | None = None
+              ) -> tuple[str, Session]:
         """A new session for token ``name``: the cookie value and the session."""
         moment = time.time() if now is None else now
-        session = Session(name, login_token, secrets.token_urlsafe(16), int(moment) + SESSION_SECONDS)
-        body = json.dumps({"n": name, "l": login_token, "s": session.sid, "e": session.expires},
-                          separators=(",", ":"))
+        session = Session(name, login_token, secrets.token_urlsafe(16), int(moment) + SESSION_SECONDS,
+                          login_id)
+        body = json.dumps({"n": name, "l": login_token, "s": session.sid, "e": session.expires,
+                           "i": login_id}, separators=(",", ":"))
         encoded = base64.urlsafe_b64encode(body.encode()).decode().rstrip("=")
         return f"{encoded}.{self._mac('session', encoded)}", session
 
@@ -83,7 +86,8 @@ class SessionKey:
             return None
         try:
             data = json.loads(base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4)))
-            session = Session(str(data["n"]), bool(data["l"]), str(data["s"]), int(data["e"]))
+            session = Session(str(data["n"]), bool(data["l"]), str(data["s"]), int(data["e"]),
+                              str(data.get("i", "")))
         except (ValueError, KeyError, TypeError):
             return None
         if session.expires <= (time.time() if now is None else now):
@@ -107,4 +111,9 @@ class SessionKey:
         return bool(nonce) and bool(given) and hmac.compare_digest(str(given), self.login_csrf(str(nonce)))
 
 
-__all__ = ["COOKIE", "KEY_ENV", "LOGIN_COOKIE", "Session", "SessionKey"]
+def login_id(secret_sha256: str) -> str:
+    """Names one process's login token in its sessions without revealing its hash."""
+    return hashlib.sha256(f"login|{secret_sha256}".encode()).hexdigest()[:24]
+
+
+__all__ = ["COOKIE", "KEY_ENV", "LOGIN_COOKIE", "Session", "SessionKey", "login_id"]
