@@ -163,6 +163,9 @@ def operator_walk(browser: Any, base: str, data: dict[str, Any], backend: str) -
     shot(page, "bulk-revive", backend)
     page.get_by_role("button", name="Confirm: revive 4 events").click()
     assert page.locator("#revived-count").inner_text() == "4"
+    # the operator's own session, but a form without its CSRF token (what another site could send)
+    forged = page.request.post(f"{base}/events/{data['hostile']}/note", form={"text": "no csrf"})
+    assert forged.status == 403 and "CSRF" in forged.text()
     assert problems == [], problems
     context.close()
 
