@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from datetime import UTC, datetime, timedelta
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -82,8 +83,26 @@ def seed(url: str) -> dict[str, Any]:
         ledger.report(failed.id, False, error_type="Timeout", error="slow relay")
         ok = ledger.detect("pay.hook", {"n": 1}, key="paid")
         ledger.report(ok.id, True)
+        background(ledger)
         ledger.correlate(min_failures=2, min_events=2, rebuild=True)
         return {"secrets": secrets, "hostile": hostile.id, "dead": dead, "failed": failed.id}
+
+
+def background(ledger: Ledger) -> None:
+    """Other types' work over the last 20 hours (two bursts of failures): the overview's picture."""
+    now = datetime.now(UTC)
+    for n in range(40):
+        burst = n in (10, 11, 12, 13, 30, 31, 32, 33)
+        slot = n - n % 10 if burst else n  # a burst's events arrive within minutes of each other
+        at = now - timedelta(hours=20) + timedelta(minutes=30 * slot + (n % 10 if burst else 0))
+        kind = ("crm.sync", "webhook.deliver")[n % 2]
+        event = ledger.detect(kind, {"n": n}, key=f"bg-{n}", at=at)
+        if burst or n % 7 == 0:
+            for k, minutes in enumerate((0, 1, 2) if burst else (0,)):
+                ledger.report(event.id, False, error_type="ConnectError", error=f"upstream {kind} refused",
+                              at=at + timedelta(minutes=minutes, seconds=k), force=True)
+        else:
+            ledger.report(event.id, True, at=at + timedelta(seconds=1))
 
 
 def shot(page: Any, name: str, backend: str) -> None:
@@ -116,7 +135,7 @@ def operator_walk(browser: Any, base: str, data: dict[str, Any], backend: str) -
     # log in with the link `serve` prints; the secret leaves the address bar
     page.goto(f"{base}/login?token={data['secrets']['operate']}&next=/")
     assert page.url == f"{base}/"
-    assert page.locator(".verdict").first.inner_text() in ("OK", "DEGRADED", "FAILING")
+    assert page.locator(".verdict").first.inner_text() in ("OK", "DEGRADED", "CRITICAL")
     assert page.locator("svg.chart rect.chart-bar").count() > 0
     shot(page, "overview", backend)
     for label in ("Events", "Dead letters", "Clusters", "Incidents", "Health"):
