@@ -9,7 +9,6 @@ from failure_aware.cli import output
 from failure_aware.cli.app import cli
 from failure_aware.cli.context import app
 from failure_aware.domain.errors import ValidationError
-from failure_aware.domain.timeutil import format_time
 from failure_aware.domain.tokens import Scope
 
 EXTRA_HINT = 'serve needs the server extra: pip install "failure-aware[server]"'
@@ -77,7 +76,8 @@ def token_list(as_json: bool) -> None:
         output.say("no tokens; make one with: failure-aware token create NAME --scope read")
         return
     output.console().print(output.table("tokens", ["name", "scope", "created", "by", "revoked"], [
-        (t.name, t.scope.value, format_time(t.created_at), t.created_by, format_time(t.revoked_at) or "")
+        (t.name, t.scope.value, output.when(t.created_at), t.created_by,
+         output.when(t.revoked_at) if t.revoked_at else "")
         for t in tokens
     ]))
 
@@ -93,4 +93,4 @@ def token_revoke(name: str, as_json: bool) -> None:
     if as_json:
         output.print_json(revoked.as_dict())
     else:
-        output.say(f"token {escape(revoked.name)} revoked at {format_time(revoked.revoked_at)}")
+        output.say(f"token {escape(revoked.name)} revoked at {output.when(revoked.revoked_at)}")
