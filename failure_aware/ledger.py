@@ -42,6 +42,7 @@ from failure_aware.domain.timeutil import EPOCH, Clock, to_us, utc_now
 from failure_aware.domain.tokens import ApiToken, NewToken, Scope
 from failure_aware.events import claims, counters, handler_outcome, operator, queries, recording
 from failure_aware.events.claims import ClaimOutcome
+from failure_aware.events.dead_letters import DeadLetterType, dead_letters
 from failure_aware.events.recording import Reported
 from failure_aware.storage.dbwait import DEFAULT_MAX_DB_WAIT_SECONDS
 from failure_aware.storage.store import SchemaStatus, Store, inspect_schema
@@ -722,8 +723,10 @@ class Ledger:
         limit: int | None = None,
         actor: str | None = None,
         reason: str = "bulk revive by operator",
+        fingerprint: str | None = None,
     ) -> list[int]:
-        """Revive every event that died at or after ``since`` (of one type); returns the ids revived.
+        """Revive every event that died at or after ``since`` (of one type, with a failure of one
+        ``fingerprint``); returns the ids revived.
 
         With ``dry_run`` nothing is written and the ids that would be revived are returned. The whole bulk
         revive is one transaction: all listed events are revived, or none. The events are locked as they
@@ -735,14 +738,17 @@ class Ledger:
         if event_type is not None:
             validation.event_type(event_type)
         validation.positive_int("limit", limit)
+        validation.optional_name("fingerprint", fingerprint)
         actor = validation.name("actor", operator_name() if actor is None else actor)
         validation.text("reason", reason, required=True)
         if dry_run:
             with self.store.read() as conn:
-                return operator.dead_since(conn, event_type=event_type, since_us=since_us, limit=limit)
+                return operator.dead_since(conn, event_type=event_type, since_us=since_us, limit=limit,
+                                           fingerprint=fingerprint)
         with self.store.write() as conn:
             return operator.revive_dead(conn, event_type=event_type, since_us=since_us, limit=limit,
-                                        actor=actor, reason=reason, now_us=self.store.now_us())
+                                        actor=actor, reason=reason, now_us=self.store.now_us(),
+                                        fingerprint=fingerprint)
 
     def annotate(self, event_id: int, text: str, *, author: str | None = None) -> Annotation:
         """Add a note to an event. Notes are history: never changed, only added to."""
@@ -752,6 +758,16 @@ class Ledger:
         with self.store.write() as conn:
             return operator.annotate_event(conn, event_id, text, author=author, now_us=self.store.now_us())
 
+
+    def dead_letters(self, *, sample: int = 500, event_type: str | None = None) -> list[DeadLetterType]:
+        """DEAD events by type (exact counts, from the counters) and, within each type's newest
+        ``sample``, grouped by the fingerprint of their last failure (the dashboard's dead letters).
+        Reads only; its cost is bounded by ``sample`` per type, not by the history."""
+        validation.positive_int("sample", sample, allow_none=False)
+        if event_type is not None:
+            validation.event_type(event_type)
+        with self.store.read() as conn:
+            return dead_letters(conn, sample=sample, event_type=event_type)
 
     # -- health ----------------------------------------------------------------------------------------
     def health(self, *, event_type: str | None = None) -> HealthReport:
@@ -802,11 +818,13 @@ class Ledger:
 
     def clusters(
         self, *, event_type: str | None = None, active: bool = False, since: datetime | None = None,
-        limit: int | None = None, after: tuple[datetime, str, str] | None = None,
+        limit: int | None = None, after: tuple[datetime, str, str] | None = None, examples: bool = True,
     ) -> list[Cluster]:
         """Stored clusters, newest first (reads only): of one type, only ``active`` ones (``window_end >=
         now - W``), or those that ended at or after ``since``. Page with ``after``: the ``(window_start,
-        event_type, id)`` of the last cluster of the previous page."""
+        event_type, id)`` of the last cluster of the previous page. ``examples=False`` leaves out the
+        example message of each top fingerprint (reading them scans each cluster's failures: the
+        dashboard's list shows fingerprints, one cluster's page its examples)."""
         from failure_aware.correlation import cluster_queries
 
         if event_type is not None:
@@ -821,7 +839,7 @@ class Ledger:
         with self.store.read() as conn:
             return cluster_queries.list_clusters(
                 conn, now_us=self.store.now_us(), event_type=event_type, active=bool(active),
-                since_us=since_us, limit=limit, after=after_us,
+                since_us=since_us, limit=limit, after=after_us, examples=examples,
             )
 
     def cluster(self, cluster_id: str, *, attempts_limit: int = 500) -> ClusterDetail:

@@ -25,13 +25,14 @@ EXTRA_HINT = 'serve needs the server extra: pip install "failure-aware[server]"'
               help="Remember a valid token this long (a revoked one is refused within it); 0: never.")
 def serve(host: str, port: int, public_metrics: bool, max_body_bytes: int | None,
           token_cache_seconds: float) -> None:
-    """Serve the JSON API (/api/v1) and Prometheus metrics (/metrics) in the foreground.
+    """Serve the JSON API (/api/v1), Prometheus metrics (/metrics) and the dashboard (/) in the foreground.
 
     Requests need a token (see `token create`). With no token in the database and a loopback address,
     a one-off admin token is made for this process and printed. Nothing runs in the background.
     """
     try:
         import fastapi  # noqa: F401  (only checking the extra is installed)
+        import jinja2  # noqa: F401
         import prometheus_client  # noqa: F401
         import uvicorn  # noqa: F401
     except ImportError:
