@@ -49,6 +49,7 @@ BENCHES = (
     Bench("webhook_bench.py", (("--n", "3000"),)),
     # archive_bench.py: the issue asks for 5M of 10M events; its default --n is 1M (see docs/benchmarks.md).
     Bench("archive_bench.py", (("--n", "1000000", "--workers", "4", "--vacuum-full"),)),
+    Bench("dashboard_bench.py", (("--n", "100000,1000000", "--backends", "sqlite,postgresql"),)),
     Bench("api_bench.py", (("--ops", "4000", "-k", "3", "--skip-latency"),
                            ("--n", "1000000,10000000", "--skip-throughput"))),
 )
