@@ -162,7 +162,7 @@ def measure(url: str, workers: int, chunk: int, baseline_s: float) -> dict[str, 
         a1, s1 = total(counts), time.perf_counter()
         base_before = (a1 - a0) / (s1 - s0)
 
-        def progress(phase: str, done: int, all_: int) -> None:
+        def progress(phase: str, done: int, all_: int | None) -> None:
             if phase == "remove" and "remove_start" not in phases:
                 phases["remove_start"] = time.perf_counter()
             if time.perf_counter() - s1 > MAX_ARCHIVE_S:
@@ -171,7 +171,7 @@ def measure(url: str, workers: int, chunk: int, baseline_s: float) -> dict[str, 
         target = Path(tempfile.mkdtemp(prefix="fa-archive-bench-")) / "archive.jsonl.gz"
         with Ledger(url) as ledger:
             a2, s2 = total(counts), time.perf_counter()
-            report = ledger.archive(HORIZON, to=target, chunk_events=chunk, progress=progress)
+            report = ledger.archive(HORIZON, to=target, chunk_events=chunk, on_progress=progress)
             a3, s3 = total(counts), time.perf_counter()
         during = (a3 - a2) / (s3 - s2)
         time.sleep(min(2.0, baseline_s / 4))

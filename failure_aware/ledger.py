@@ -704,7 +704,7 @@ class Ledger:
         event_type: str | None = None,
         dry_run: bool = False,
         actor: str | None = None,
-        progress: Callable[[str, int, int], None] | None = None,
+        on_progress: Progress | None = None,
         chunk_events: int = 500,
     ) -> ArchiveReport:
         """Archive whole finished events (SUCCEEDED, DEAD) whose last activity is before ``before``, with
@@ -712,7 +712,7 @@ class Ledger:
         them to ``to`` (JSON Lines, gzip when it ends in ``.gz``, a manifest line last), sync the file, then
         remove them in chunks, each recorded in the ``archive`` table in the same transaction
         (docs/retention.md). ``to`` must not exist. ``dry_run`` writes nothing and reports what would
-        leave (``to`` is then optional). ``progress(phase, done, total)`` is called as pages are written
+        leave (``to`` is then optional). ``on_progress(phase, done, total)`` is called as pages are written
         (phase ``"write"``) and chunks removed (``"remove"``). PENDING, IN_FLIGHT and FAILED events never
         leave. Clusters are computed from failures at or after the latest horizon from then on.
         ``chunk_events``: events removed per transaction (what workers may wait on is one chunk's rows).
@@ -738,7 +738,7 @@ class Ledger:
                               target=None if to is None else Path(to), dry_run=dry_run,
                               actor=validation.name("actor", actor or operator_name()), now_us=now_us,
                               chunk_events=chunk_events)
-        return run.archive(self.store, request, progress)
+        return run.archive(self.store, request, on_progress)
 
     # -- operator actions (revive, bury, annotate) ------------------------------------------------------
     def bury(self, event_id: int, *, actor: str | None = None, reason: str = "given up by operator") -> Event:

@@ -46,6 +46,7 @@ PHASES = {
     "verify": ("verifying", "events"),
     "clusters": ("checking clusters", "failures"),
     "correlate": ("correlating", "failures"),
+    "remove": ("removing", "events"),  # archive: the chunks removed after the file is synced
 }
 
 

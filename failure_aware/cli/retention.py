@@ -2,28 +2,17 @@
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 
 import click
-from rich.console import Console
 from rich.markup import escape
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeRemainingColumn,
-)
 
 from failure_aware.cli import output
 from failure_aware.cli.app import cli
 from failure_aware.cli.context import app
 from failure_aware.cli.params import SINCE
+from failure_aware.cli.progress import Progress
 from failure_aware.retention import ArchiveReport
 
 
@@ -54,36 +43,13 @@ def archive_cmd(before: datetime, event_type: str | None, dry_run: bool, target:
     if target is None and not dry_run:
         raise click.UsageError("--to FILE is required (or --dry-run to only see what would leave)")
     ledger = app().ledger(readonly=dry_run)
-    with _progress(enabled=sys.stderr.isatty() and not as_json) as progress:
+    with Progress() as progress:  # on stderr, only when it is a terminal (FAILURE_AWARE_PROGRESS=0: off)
         report = ledger.archive(before, to=None if target is None else Path(target), event_type=event_type,
-                                dry_run=dry_run, progress=progress, chunk_events=chunk_events)
+                                dry_run=dry_run, on_progress=progress, chunk_events=chunk_events)
     if as_json:
         output.print_json(report.as_dict())
         return
     _print(report)
-
-
-@contextmanager
-def _progress(*, enabled: bool) -> Iterator[Callable[[str, int, int], None] | None]:
-    """A progress bar on stderr (a terminal only) with rate and time left, one task per phase."""
-    if not enabled:
-        yield None
-        return
-    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                   TextColumn("{task.fields[rate]}"),
-                   TimeRemainingColumn(), console=Console(stderr=True), transient=True)
-    tasks: dict[str, TaskID] = {}
-
-    def update(phase: str, done: int, total: int) -> None:
-        if phase not in tasks:
-            tasks[phase] = bar.add_task("writing" if phase == "write" else "removing", total=total, rate="")
-        task = tasks[phase]
-        bar.update(task, completed=done, total=total)
-        speed = bar.tasks[task].speed
-        bar.update(task, rate="" if speed is None else f"{speed:,.0f} events/s")
-
-    with bar:
-        yield update
 
 
 def _print(report: ArchiveReport) -> None:

@@ -17,7 +17,7 @@ import json
 import uuid
 from array import array
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +27,7 @@ from sqlalchemy import Connection
 
 from failure_aware.correlation import engine
 from failure_aware.diagnostics.verify import consistent_snapshot
+from failure_aware.domain.progress import Progress
 from failure_aware.domain.timeutil import format_time, from_us
 from failure_aware.interchange import exporter
 from failure_aware.retention import horizon, removal, selection
@@ -35,7 +36,7 @@ from failure_aware.retention.report import ArchiveReport
 from failure_aware.storage import chain
 
 PAGE_EVENTS = 1000
-Progress = Callable[[str, int, int], None]  # (phase "write" or "remove", done, total)
+# on_progress(phase, done, total): phases "write" (events written to the file) and "remove" (events removed)
 
 
 class Transactions(Protocol):

@@ -312,13 +312,14 @@ def test_cli_archive_writes_the_file_and_reports_it(
     assert verify.exit_code == 0, verify.output
 
 
-def test_the_progress_bar_takes_both_phases_without_a_terminal_error() -> None:
-    from failure_aware.cli.retention import _progress
-
-    with _progress(enabled=True) as update:
-        assert update is not None
-        for done in range(0, 101, 25):
-            update("write", done, 100)
-        update("remove", 50, 100)
-    with _progress(enabled=False) as nothing:
-        assert nothing is None
+def test_progress_is_told_of_both_phases(
+    two_halves: tuple[Ledger, dict[str, str], dict[str, str], datetime], tmp_path: Path
+) -> None:
+    ledger, old, _, horizon = two_halves
+    told: list[tuple[str, int, int | None]] = []
+    ledger.archive(horizon, to=tmp_path / "p.jsonl", chunk_events=3,
+                   on_progress=lambda phase, done, total: told.append((phase, done, total)))
+    leaving = sum(1 for s in old.values() if s in FINISHED)
+    assert [t for t in told if t[0] == "write"][-1] == ("write", leaving, leaving)
+    removes = [t for t in told if t[0] == "remove"]
+    assert removes[-1] == ("remove", leaving, leaving) and len(removes) == -(-leaving // 3)
