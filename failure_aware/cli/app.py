@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from ..errors import FailureAwareError
+from ..errors import FailureAwareError, RetryTooEarly
 from .context import AppContext
 
 EXIT_ERROR = 1
@@ -76,5 +76,6 @@ def fail(error: FailureAwareError, code: int = EXIT_ERROR) -> Any:
     from .output import visible
 
     kind = type(error).__name__
-    click.echo(f"error ({kind}): {visible(str(error))}", err=True)
+    message = error.explained("--force") if isinstance(error, RetryTooEarly) else str(error)
+    click.echo(f"error ({kind}): {visible(message)}", err=True)
     sys.exit(code)
