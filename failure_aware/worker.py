@@ -65,7 +65,7 @@ if TYPE_CHECKING:
 MAX_CONCURRENCY = 64
 MAX_LEASE_SECONDS = 7 * 86400  # as Ledger.claim accepts
 RENEW_FRACTION = 1 / 3  # a running claim's lease is renewed once this part of it has passed
-MAX_LINGER_SECONDS = 0.05  # the longest an outcome in hand waits for others to be recorded with (group commit)
+MAX_LINGER_SECONDS = 0.05  # the longest outcomes in hand wait for others to share their step (group commit)
 
 
 @dataclass(frozen=True)
