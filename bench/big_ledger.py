@@ -49,7 +49,7 @@ from sqlalchemy.engine import make_url
 
 from failure_aware import Ledger
 from failure_aware.config import Config
-from failure_aware.core.recording import failure_fingerprint
+from failure_aware.events.recording import failure_fingerprint
 from failure_aware.storage import tables
 
 NOW = health_bench.NOW

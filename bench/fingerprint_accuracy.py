@@ -1,4 +1,4 @@
-"""Grouping accuracy of ``failure_aware.fingerprint`` on Loghub-2k ground truth, side by side with Drain3.
+"""Grouping accuracy of ``domain.fingerprint`` on Loghub-2k ground truth, side by side with Drain3.
 
 Usage (from the repository root)::
 
@@ -38,7 +38,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from failure_aware.fingerprint import fingerprint, template  # noqa: E402
+from failure_aware.domain.fingerprint import fingerprint, template  # noqa: E402
 
 DEFAULT_DATA = REPO_ROOT.parent / "shared" / "datasets" / "loghub-2k"
 SUFFIX = "_2k.log_structured.csv"
