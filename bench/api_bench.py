@@ -2,23 +2,27 @@
 
 Usage (from the repository root)::
 
-    python bench/api_bench.py [--ops 4000] [--clients 16] [--n 1000000,10000000] [--requests 300]
-                              [--backends postgresql] [-k 3] [--pg ADMIN_URL] [--smoke] [--json OUT]
+    python bench/api_bench.py [--ops 4000] [--clients 16] [--client stdlib|httpx] [--n 1000000,10000000]
+                              [--requests 300] [--db URL [--reuse]] [--backends postgresql] [-k 3]
+                              [--pg ADMIN_URL] [--smoke] [--json OUT]
 
 Part 1, throughput (a fresh database per backend): ``--ops`` times *detect + report* (an event detected,
 then a failed attempt reported on it), made by ``--clients`` concurrent clients
 
 - over HTTP: one ``failure-aware serve`` process (uvicorn, the real command), 16 threads each with its own
-  keep-alive ``httpx.Client``: ``POST /api/v1/events`` then ``POST /api/v1/events/{id}/attempts``, with a
-  ``record`` token (so every request is authenticated: one token lookup each);
+  keep-alive connection: ``POST /api/v1/events`` then ``POST /api/v1/events/{id}/attempts``, with a
+  ``record`` token (so every request is authenticated). The clients use the standard library's
+  ``http.client`` by default: they share the 2 cores with the server, and httpx (``--client httpx``) costs
+  several times more CPU per request, which would be charged to the server's side;
 - in-process: the same calls on one ``Ledger`` (``detect`` then ``report``) by 16 threads;
 
 interleaved ``k`` times (HTTP, in-process, HTTP, ...), each run with its own keys. Inside the clock: the
 calls only (the server is started and the threads are created before). Reported: operations per second
 (one operation = the two calls), medians, and HTTP / in-process. Target on PostgreSQL: at least 0.5.
 
-Part 2, latency on a large database (``--n`` events of history, built untimed with the raw SQL builder of
-``health_bench.py``, plus its "live" set of recent activity; ``attempt_total`` filled from ``attempt``):
+Part 2, latency on a large database (``--n`` events of history, built untimed by ``big_ledger.py`` on
+PostgreSQL, the raw SQL builder of ``health_bench.py`` on SQLite, plus its "live" set of recent activity;
+``--db URL`` builds into that database and keeps it, ``--reuse`` uses it as it is when it holds ``--n``):
 one ``serve`` process whose clock is fixed at the builder's "now" (a child of this script: ``--serve``),
 then ``--requests`` sequential requests each of ``GET /metrics``, ``GET /api/v1/events`` (the first page,
 50 events), ``GET /api/v1/events?state=FAILED`` and the third page of a listing followed by its cursor;
