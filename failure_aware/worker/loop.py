@@ -21,7 +21,7 @@ the leases of the handlers still running, and claims one due event per free slot
   keeps its own time (when its handler returned) and gets its own ``on_result`` report once written.
   With outcomes in hand and handlers still running, the loop first waits for those for up to as long as
   its last step took (at most ``MAX_LINGER_SECONDS``): a step costs about the same whatever it records, so
-  fast handlers get twice the outcomes per transaction, and no outcome waits longer than one step.
+  fast handlers need half the transactions (commits), and no outcome waits longer than one step.
 
 Database faults. A step that fails because the database is unavailable (``DatabaseUnavailable``: the
 server restarted, the connection was terminated) is repeated with backoff (``failure_aware.storage.dbwait``),
