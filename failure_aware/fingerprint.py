@@ -107,7 +107,10 @@ _QUOTED_TOKEN = r"(?<!\w)(?:'[^\s']+'|\"[^\s\"]+\")(?!\w)"
 
 
 _PREPOSITIONS = frozenset(("for", "from", "by", "to", "at", "on", "onto", "of", "in", "into", "with", "via"))
-_NOT_NAMES = _PREPOSITIONS | frozenset(_SMALL_WORDS.split("|"))
+_NOT_NAMES = _PREPOSITIONS | frozenset(_SMALL_WORDS.split("|")) | frozenset(
+    ("a", "an", "the", "this", "that", "these", "those", "its", "their", "his", "her", "our", "your", "my",
+     "each", "every", "all", "any", "some", "no", "one")
+)  # a small grammatical word between prepositions is no name
 _NAME = re.compile(r"[A-Za-z][\w\-]*")
 
 
@@ -138,8 +141,11 @@ class Rules:
     """Rule 7: a plain word glued to a trailing number keeps the word (``eth0`` -> ``eth<*>``)."""
     hosts_files: bool = True
     """Rule 7: digit-free dotted host and file names (known top-level domain or extension) are masked."""
-    dotted_names: int = 3
-    """Digit-free dotted names of at least this many labels (``a.b.c``) are masked; 0 keeps them."""
+    dotted_names: int = 0
+    """Digit-free dotted names of at least this many labels whose last label is lower-case
+    (``com.example.cache.daily``: a property, a job, a package) are masked; 0 keeps them.  A name ending in a
+    capitalised label is a class or a constant (``java.io.IOException``, ``action.SCREEN_ON``) and always
+    stays: which exception was raised is what went wrong, so no setting masks it."""
     constants: int = 0
     """Words in capitals: 0 keeps them, 1 masks those with an underscore (``CONTAINER_LAUNCH``), 2 masks every
     capitalised word of four or more letters (``SOFTWARE``)."""
@@ -310,7 +316,12 @@ def _token_masker(rules: Rules) -> Callable[[re.Match[str]], str]:
         if _DIGIT.search(token) is None:
             if hosts_files and _HOST_OR_FILE.fullmatch(token):
                 return MASK
-            if min_dots and token.count(".") >= min_dots and _DOTTED_NAME.fullmatch(token):
+            if (
+                min_dots
+                and token.count(".") >= min_dots
+                and _DOTTED_NAME.fullmatch(token)
+                and token.rstrip(".").rpartition(".")[2][:1].islower()
+            ):
                 return MASK
             return token
         if name_number:
