@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import csv
+import importlib
 import os
 import re
 import subprocess
 import sys
-import importlib
 import time
 from collections import defaultdict
 from dataclasses import fields, replace
@@ -131,7 +131,10 @@ def test_stateless_order_does_not_matter() -> None:
             "java.lang.NullPointerException at com.acme.Foo.bar",
         ),
         ("  spaced \t out\n message  ", "spaced out message"),
-        ("Failed password for root from 1.2.3.4 port 22 ssh2", "Failed password for <*> from <*> port <*> ssh<*>"),
+        (
+            "Failed password for root from 1.2.3.4 port 22 ssh2",
+            "Failed password for <*> from <*> port <*> ssh<*>",
+        ),
         ("sent to the from address", "sent to the from address"),
         ("Block rdd_1 stored as bytes in memory", "Block <*> stored as bytes in memory"),
         ("Fan speeds ( 3552 3534 **** 3515 )", "Fan speeds ( <*> **** <*> )"),
@@ -218,7 +221,7 @@ def test_whitespace_does_not_matter(parts: list[str], width: int) -> None:
 
 
 def test_module_functions_use_the_default_rules() -> None:
-    assert RULES == Rules()
+    assert Rules() == RULES
     masker = Masker()
     for message in ("upstream timed out after 30s", "Failed password for git from 1.2.3.4 port 22", ""):
         assert masker.template(message) == template(message)
@@ -229,7 +232,7 @@ def test_module_functions_use_the_default_rules() -> None:
     ("knobs", "message", "expected"),
     [
         ({"dot_runs": False}, "processor.....0", "<*>"),
-        ({"structured": False}, "cannot open /var/lib/app/data.db now", "cannot open /var/lib/app/data.db now"),
+        ({"structured": False}, "open /var/lib/app/data.db now", "open /var/lib/app/data.db now"),
         ({"key_value": False}, "flush done state=idle", "flush done state=idle"),
         ({"spaced_key_value": True}, "packageName = com.example.health", "packageName = <*>"),
         ({"user_name": False}, "session closed for user alice", "session closed for user alice"),
@@ -263,7 +266,8 @@ _SETTINGS = [RULES] + [
 def test_no_setting_masks_what_went_wrong(rules: Rules) -> None:
     """Which exception was raised, and words of the statement, stay under every setting."""
     masker = Masker(rules)
-    assert masker.fingerprint("java.lang.NullPointerException: x") != masker.fingerprint("java.io.IOException: x")
+    npe, ioe = "java.lang.NullPointerException: x", "java.io.IOException: x"
+    assert masker.fingerprint(npe) != masker.fingerprint(ioe)
     assert masker.fingerprint("upstream timed out") != masker.fingerprint("upstream refused connection")
 
 
@@ -287,9 +291,10 @@ def test_every_setting_is_a_pure_function(rules: Rules, message: str) -> None:
 # Words of the rules that occur in the templates of only one Loghub log, each reviewed as generic: English
 # function words, units, file extensions, top-level domains.  A new rule word found in one log only fails
 # the test below until it is added here, i.e. until someone has decided it is not that system's word.
-GENERIC_WORDS = frozenset(
-    "bytes class com conf dat days dll had int into jar local net pid properties seconds sock was".split()
-)
+GENERIC_WORDS = frozenset((
+    "bytes", "class", "com", "conf", "dat", "days", "dll", "had", "int", "into", "jar", "local", "net", "pid",
+    "properties", "seconds", "sock", "was",
+))
 
 
 @pytest.mark.skipif(not LOGHUB.is_dir(), reason=f"{LOGHUB} not present")
