@@ -53,7 +53,7 @@ from common import (
 )
 
 from failure_aware import Ledger
-from failure_aware.timeutil import format_time
+from failure_aware.domain.timeutil import format_time
 
 EVENT_TYPE = "bench.noop"
 QUEUE = "bench"

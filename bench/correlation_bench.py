@@ -61,7 +61,7 @@ if str(REPO_ROOT) not in sys.path:
 import sqlalchemy as sa  # noqa: E402
 
 from failure_aware.config import Config  # noqa: E402
-from failure_aware.fingerprint import fingerprint  # noqa: E402
+from failure_aware.domain.fingerprint import fingerprint  # noqa: E402
 from failure_aware.ledger import Ledger  # noqa: E402
 from failure_aware.storage.store import Store  # noqa: E402
 from failure_aware.storage.tables import FAILURE_SQL  # noqa: E402  (the condition the product and its index use)

@@ -1,4 +1,4 @@
-"""Grouping accuracy of ``failure_aware.fingerprint`` on Loghub-2k ground truth, side by side with Drain3.
+"""Grouping accuracy of ``domain.fingerprint`` on Loghub-2k ground truth, side by side with Drain3.
 
 Usage (from the repository root)::
 
@@ -17,17 +17,16 @@ template evolves).  Drain3's logging and any output it prints are silenced.
 Throughput is total messages over total time, each log's time being the fastest of ``--repeat`` runs
 (default 3; a fresh Drain3 miner each run), which keeps a busy machine from skewing the comparison.
 
-**Leave-one-out.** The rules have knobs (``failure_aware.fingerprint.Rules``).  For each log, the knobs are
-tuned on the *other* logs and the held-out log is scored with that setting: how well the rules carry to a
-log never seen.  Tuning is a deterministic greedy coordinate search: start from the rules of 0.1 (all new
-knobs off), then, knob by knob in a fixed order, take the value with the best mean GA over the tuning logs
-(a change must gain at least ``MIN_GAIN``, or the current value stays), for up to ``ROUNDS`` rounds or
-until a round changes nothing.  The same
-search on every log gives the setting the product's defaults (``RULES``) should equal; the script says
-whether they do.  The plain mean (the defaults scored on every log, the held-out one included) is printed
-beside the leave-one-out mean.  The rules' *forms* (their regular expressions) were written looking at
-these logs, which no tuning can undo: that is why docs/benchmarks.md also reports a development check on
-other Loghub logs.
+**Leave-one-out.** The rules have knobs (``failure_aware.domain.fingerprint.Rules``). For each log, the knobs
+are tuned on the *other* logs and the held-out log is scored with that setting: how well the rules carry to a
+log never seen. Tuning is a deterministic greedy coordinate search: start from the rules of 0.1 (all new knobs
+off), then, knob by knob in a fixed order, take the value with the best mean GA over the tuning logs (a change
+must gain at least ``MIN_GAIN``, or the current value stays), for up to ``ROUNDS`` rounds or until a round
+changes nothing. The same search on every log gives the setting the product's defaults (``RULES``) should
+equal; the script says whether they do. The plain mean (the defaults scored on every log, the held-out one
+included) is printed beside the leave-one-out mean. The rules' *forms* (their regular expressions) were
+written looking at these logs, which no tuning can undo: that is why docs/benchmarks.md also reports a
+development check on other Loghub logs.
 
 Throughput compares the current rules with the rules of 0.1 (``bench/fingerprint_previous.py``, a frozen
 copy) in the same run, runs interleaved, the fastest of ``--repeat`` counting for each; wall time and the
@@ -58,7 +57,7 @@ for _path in (REPO_ROOT, REPO_ROOT / "bench"):
 
 import fingerprint_previous  # noqa: E402
 
-from failure_aware.fingerprint import RULES, Masker, Rules, fingerprint, template  # noqa: E402
+from failure_aware.domain.fingerprint import RULES, Masker, Rules, fingerprint, template  # noqa: E402
 
 DEFAULT_DATA = REPO_ROOT.parent / "shared" / "datasets" / "loghub-2k"
 SUFFIX = "_2k.log_structured.csv"

@@ -1,7 +1,8 @@
 """The fingerprint rules of 0.1 (before issue 15), frozen: the baseline fingerprint_accuracy.py compares with.
 
-A verbatim copy of ``failure_aware/fingerprint.py`` as it was before its rules got knobs (see that module for
-what each rule does).  Benchmark code only: the product never imports it.
+A verbatim copy of ``failure_aware/fingerprint.py`` (now ``failure_aware/domain/fingerprint.py``) as it
+was before its rules got knobs (see that module for what each rule does).  Benchmark code only: the product
+never imports it.
 """
 
 from __future__ import annotations

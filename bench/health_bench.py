@@ -54,8 +54,8 @@ from sqlalchemy import event, text
 
 from failure_aware import Ledger
 from failure_aware.config import Config
-from failure_aware.core.recording import failure_fingerprint
-from failure_aware.timeutil import format_time, to_us
+from failure_aware.domain.timeutil import format_time, to_us
+from failure_aware.events.recording import failure_fingerprint
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 HISTORY_END_US = to_us(NOW - timedelta(days=2))

@@ -52,10 +52,10 @@ from common import (
 )
 
 from failure_aware import Ledger
-from failure_aware.core import chain
-from failure_aware.core.recording import failure_fingerprint
-from failure_aware.policy import PolicySet, decide_after_failure
-from failure_aware.timeutil import format_time, from_us, to_us
+from failure_aware.domain.policy import PolicySet, decide_after_failure
+from failure_aware.domain.timeutil import format_time, from_us, to_us
+from failure_aware.events.recording import failure_fingerprint
+from failure_aware.storage import chain
 
 BASE_US = 1_767_225_600_000_000  # 2026-01-01T00:00:00Z
 EVENT_TYPES = ("payment.webhook", "crm.sync", "email.send", "report.render", "search.index")
@@ -114,7 +114,7 @@ class RawRows:
             payload = json.dumps(rec["payload"], separators=(",", ":"), ensure_ascii=False)
             fingerprint = failure_fingerprint(error_type, error)
             # The tamper-evidence chain (schema v5) a faithful script must write too: the event row, its
-            # attempt, then its transitions, each hashed after the one before (failure_aware.core.chain).
+            # attempt, then its transitions, each hashed after the one before (failure_aware.storage.chain).
             event = {"event_type": etype, "key": rec["key"], "payload": payload,
                      "detected_at_us": detected_us, "recorded_at_us": now_us}
             head = chain.link(chain.EMPTY, "event_detected", event)
@@ -170,7 +170,7 @@ TRANSITION_COLUMNS = ("event_id", "at_us", "from_state", "to_state", "actor", "r
 
 
 def _us(text: str) -> int:
-    from failure_aware.timeutil import parse_time
+    from failure_aware.domain.timeutil import parse_time
 
     return to_us(parse_time(text))
 

@@ -40,8 +40,8 @@ from common import Databases, Series, backends, base_parser, interleave, markdow
 
 from failure_aware import Ledger, State
 from failure_aware.config import Config
-from failure_aware.models import Event
-from failure_aware.timeutil import format_time
+from failure_aware.domain.records import Event
+from failure_aware.domain.timeutil import format_time
 from failure_aware.webhooks import Endpoint, WebhookHandler, request_body, sign, webhook_id
 from failure_aware.webhooks.signing import decode_secret
 

@@ -8,8 +8,7 @@
 
 from __future__ import annotations
 
-from .core.claims import ClaimOutcome
-from .errors import (
+from failure_aware.domain.errors import (
     DatabaseUnavailable,
     FailureAwareError,
     InvalidTransition,
@@ -20,12 +19,22 @@ from .errors import (
     StorageError,
     ValidationError,
 )
-from .fingerprint import fingerprint
-from .ledger import Ledger
-from .models import Annotation, Attempt, AttemptResult, Claim, Event, EventDetail, ImportReport, Transition
-from .outcomes import HandlerFailure, Succeeded
-from .policy import RetryPolicy
-from .states import Outcome, State
+from failure_aware.domain.fingerprint import fingerprint
+from failure_aware.domain.outcomes import HandlerFailure, Succeeded
+from failure_aware.domain.policy import RetryPolicy
+from failure_aware.domain.records import (
+    Annotation,
+    Attempt,
+    AttemptResult,
+    Claim,
+    Event,
+    EventDetail,
+    ImportReport,
+    Transition,
+)
+from failure_aware.domain.states import Outcome, State
+from failure_aware.events.claims import ClaimOutcome
+from failure_aware.ledger import Ledger
 
 __version__ = "0.1.0"
 

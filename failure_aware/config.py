@@ -51,11 +51,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from failure_aware.core import validation
-from failure_aware.durations import parse_duration
-from failure_aware.errors import ValidationError
-from failure_aware.health_rules import HealthRules
-from failure_aware.policy import PolicySet
+from failure_aware.domain import validation
+from failure_aware.domain.durations import parse_duration
+from failure_aware.domain.errors import ValidationError
+from failure_aware.domain.health_rules import HealthRules
+from failure_aware.domain.policy import PolicySet
 from failure_aware.webhooks.settings import Endpoint, endpoints_from_table
 
 __all__ = ["CONFIG_FILENAME", "Config", "config_from_mapping", "load_config"]

@@ -15,25 +15,35 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
 
-from sqlalchemy import select
-
-from . import states
-from . import tokens as api_tokens
-from .config import Config, load_config
-from .core import claims, counters, handler_outcome, operator, queries, recording, validation
-from .core.claims import ClaimOutcome
-from .core.recording import Reported
-from .correlation.models import Cluster, ClusterDetail, CorrelateReport, Incident, IncidentDetail, Timeline
-from .dbwait import DEFAULT_MAX_DB_WAIT_SECONDS
-from .diagnostics.health_report import HealthReport
-from .diagnostics.verify import VerifyReport
-from .errors import DatabaseUnavailable, FailureAwareError, NotFound, StorageError, ValidationError
-from .models import Annotation, AttemptResult, Claim, Event, EventDetail, ImportReport
-from .states import State, Step
-from .storage.store import SchemaStatus, Store, inspect_schema
-from .storage.tables import event_state
-from .timeutil import EPOCH, Clock, to_us, utc_now
-from .tokens import ApiToken, NewToken, Scope
+from failure_aware.config import Config, load_config
+from failure_aware.diagnostics.health_report import HealthReport
+from failure_aware.diagnostics.verify import VerifyReport
+from failure_aware.domain import tokens as api_tokens
+from failure_aware.domain import validation
+from failure_aware.domain.cluster_records import (
+    Cluster,
+    ClusterDetail,
+    CorrelateReport,
+    Incident,
+    IncidentDetail,
+    Timeline,
+)
+from failure_aware.domain.errors import (
+    DatabaseUnavailable,
+    FailureAwareError,
+    NotFound,
+    StorageError,
+    ValidationError,
+)
+from failure_aware.domain.records import Annotation, AttemptResult, Claim, Event, EventDetail, ImportReport
+from failure_aware.domain.states import State
+from failure_aware.domain.timeutil import EPOCH, Clock, to_us, utc_now
+from failure_aware.domain.tokens import ApiToken, NewToken, Scope
+from failure_aware.events import claims, counters, handler_outcome, operator, queries, recording
+from failure_aware.events.claims import ClaimOutcome
+from failure_aware.events.recording import Reported
+from failure_aware.storage.dbwait import DEFAULT_MAX_DB_WAIT_SECONDS
+from failure_aware.storage.store import SchemaStatus, Store, inspect_schema
 
 Handler = Callable[[Event], object]
 
@@ -188,20 +198,9 @@ class Ledger:
         reported = self._reported(ok, error_type=error_type, error=error, at=at, permanent=permanent,
                                   retry_after=retry_after, detail=detail)
         validation.name("actor", actor)
-        at_us = reported.at_us
         with self.store.write() as conn:
-            row = recording.lock_state(conn, event_id)
-            current = State(row.state)
-            if current not in states.from_states(Step.REPORT):
-                states.require(Step.REPORT, current, State.SUCCEEDED, event_id)
-            recording.check_retry_time(row, at_us, force=force)
-            recording.check_attempt_time(row, at_us)
-            forced = bool(force and row.state == State.FAILED and (row.next_retry_at_us or 0) > at_us)
-            return recording.settle(
-                conn, row, reported, step=Step.REPORT,
-                policy=self.config.policies.for_type(row.event_type), actor=actor,
-                forced=forced, now_us=self.store.now_us(),
-            )
+            return recording.report(conn, event_id, reported, force=force, policies=self.config.policies,
+                                    actor=actor, now_us=self.store.now_us())
 
     # -- running work --------------------------------------------------------------------------------
     def claim(
@@ -398,7 +397,7 @@ class Ledger:
 
         A handler that returns succeeded (``Succeeded(detail=...)`` adds a detail); one that raises failed,
         recorded with the exception's type name, message, traceback and the handler's duration
-        (``HandlerFailure`` says more: permanent, retry_after, detail; see ``failure_aware.outcomes``).
+        (``HandlerFailure`` says more: permanent, retry_after, detail; see ``failure_aware.domain.outcomes``).
         The exception is not re-raised, the failure is data; only a ``BaseException`` that is not an
         ``Exception`` (``SystemExit``, ``KeyboardInterrupt``) is raised again once its attempt is recorded,
         so it still stops the program.
@@ -438,7 +437,7 @@ class Ledger:
         recorded results in order; a claim lost meanwhile (``StaleClaim``: its lease expired and it was
         recovered) has no result.
         """
-        from .worker import Worker
+        from failure_aware.worker import Worker
 
         runner = Worker(self, handler, event_type=event_type, lease_seconds=lease_seconds, worker_id=worker,
                         limit=limit, max_db_wait_seconds=max_db_wait_seconds)
@@ -462,14 +461,7 @@ class Ledger:
             validation.event_type(event_type)
         validation.positive_int("limit", limit, allow_none=False)
         with self.store.read() as conn:
-            ids = conn.execute(
-                select(event_state.c.event_id)
-                .where(event_state.c.due_at_us <= self.store.now_us(),
-                       *([event_state.c.event_type == event_type] if event_type else []))
-                .order_by(event_state.c.due_at_us, event_state.c.event_id)
-                .limit(limit)
-            ).scalars().all()
-            return [recording.load_event(conn, i) for i in ids]
+            return queries.due_events(conn, now_us=self.store.now_us(), event_type=event_type, limit=limit)
 
     def recover(self, *, dry_run: bool = False, actor: str = "system") -> list[AttemptResult] | list[Event]:
         """Close claims whose lease expired with an ``abandoned`` attempt (FAILED or DEAD by the policy).
@@ -482,17 +474,7 @@ class Ledger:
                 return [recording.load_event(conn, r.event_id)
                         for r in claims.expired_claims(conn, now_us, lock=False)]
         with self.store.write() as conn:
-            results = []
-            for row in claims.expired_claims(conn, now_us):
-                results.append(recording.settle(
-                    conn, row,
-                    Reported(ok=False, abandoned=True,
-                             at_us=max(now_us, row.claimed_at_us, recording.earliest_attempt_us(row)),
-                             error_type="LeaseExpired", error=claims.abandoned_message(row)),
-                    step=Step.RECOVER, policy=self.config.policies.for_type(row.event_type), actor=actor,
-                    started_at_us=row.claimed_at_us, now_us=now_us,
-                ))
-            return results
+            return claims.recover_expired(conn, policies=self.config.policies, actor=actor, now_us=now_us)
 
     # -- reading -------------------------------------------------------------------------------------
     def state_counts(self, *, event_type: str | None = None) -> dict[State, int]:
@@ -522,7 +504,7 @@ class Ledger:
         """Events newest first, filtered by state, type and detection time (``since`` <= detected <=
         ``until``), by the fingerprint of one of their failures, or by membership of a cluster (a failure
         in its type and span); page with ``before_id``. An unknown cluster matches no event."""
-        from .correlation import queries as cluster_queries
+        from failure_aware.correlation import cluster_queries
 
         state_value = _state(state) if state is not None else None
         if event_type is not None:
@@ -556,8 +538,7 @@ class Ledger:
     def show(self, event_id: int) -> EventDetail:
         """An event with its attempts, transitions and annotations (``NotFound`` if unknown)."""
         validation.event_id(event_id)
-        from .correlation import incident_queries
-        from .correlation import queries as cluster_queries
+        from failure_aware.correlation import cluster_queries, incident_queries
 
         with self.store.read() as conn:
             detail = queries.event_detail(conn, event_id)
@@ -585,7 +566,7 @@ class Ledger:
         transitions the import derives. All of it is one transaction. ``records`` is read once; the
         checked records are spooled to a temporary file while large, so memory stays bounded.
         """
-        from .interchange import inputs
+        from failure_aware.interchange import inputs
 
         return self._import(inputs.number_records(records), skip_invalid=skip_invalid, actor=actor,
                             label="record")
@@ -598,7 +579,7 @@ class Ledger:
         Like ``import_events``; problems are reported by line number, blank lines are ignored and a line
         that is not JSON is an invalid line. The input is read once (a stream need not be seekable).
         """
-        from .interchange import inputs
+        from failure_aware.interchange import inputs
 
         if not isinstance(source, str | Path):
             return self._import(inputs.read_lines(source), skip_invalid=skip_invalid, actor=actor,
@@ -618,7 +599,7 @@ class Ledger:
         run ``correlate`` afterwards. The mapping is in docs/interchange.md. A file that is not such a
         database raises ``ValidationError`` and nothing is written.
         """
-        from .interchange import legacy
+        from failure_aware.interchange import legacy
 
         with legacy.open_legacy(path) as source:
             return self._import(source.records(), skip_invalid=skip_invalid, actor=legacy.ACTOR,
@@ -626,8 +607,8 @@ class Ledger:
 
     def _import(self, numbered: Iterable[tuple[int, Any]], *, skip_invalid: bool, actor: str, label: str
                 ) -> ImportReport:
-        from .interchange import importer
-        from .interchange.model import ImportContext
+        from failure_aware.interchange import importer
+        from failure_aware.interchange.forms import ImportContext
 
         if not isinstance(skip_invalid, bool):
             raise ValidationError(f"skip_invalid must be True or False, got {skip_invalid!r}")
@@ -649,7 +630,7 @@ class Ledger:
         annotations; the cluster notes follow as ``{"kind": "cluster_note", ...}`` records. One read
         transaction (a consistent snapshot) stays open while the iterator is used.
         """
-        from .interchange import exporter
+        from failure_aware.interchange import exporter
 
         if event_type is not None:
             validation.event_type(event_type)
@@ -663,7 +644,7 @@ class Ledger:
 
     def export_file(self, target: str | Path | IO[str], *, event_type: str | None = None) -> int:
         """Write ``export_events`` as JSON Lines (UTF-8) to a path or an open text stream; returns a count."""
-        from .interchange import exporter
+        from failure_aware.interchange import exporter
 
         if not isinstance(target, str | Path):
             return exporter.write_lines(self.export_events(event_type=event_type), target)
@@ -723,11 +704,8 @@ class Ledger:
             with self.store.read() as conn:
                 return operator.dead_since(conn, event_type=event_type, since_us=since_us, limit=limit)
         with self.store.write() as conn:
-            ids = operator.dead_since(conn, event_type=event_type, since_us=since_us, limit=limit, lock=True)
-            now_us = self.store.now_us()
-            for event_id in ids:
-                operator.revive(conn, event_id, actor=actor, reason=reason, now_us=now_us)
-            return ids
+            return operator.revive_dead(conn, event_type=event_type, since_us=since_us, limit=limit,
+                                        actor=actor, reason=reason, now_us=self.store.now_us())
 
     def annotate(self, event_id: int, text: str, *, author: str | None = None) -> Annotation:
         """Add a note to an event. Notes are history: never changed, only added to."""
@@ -746,8 +724,8 @@ class Ledger:
         ledger clock's now; ``event_type`` restricts the report to one type. Its cost does not grow with
         the resolved history (see ``diagnostics.health``).
         """
-        from .diagnostics.health import compute_health
-        from .diagnostics.verify import consistent_snapshot
+        from failure_aware.diagnostics.health import compute_health
+        from failure_aware.diagnostics.verify import consistent_snapshot
 
         if event_type is not None:
             validation.event_type(event_type)
@@ -773,20 +751,14 @@ class Ledger:
         ``min_events`` 2); ``window`` is seconds or a duration such as ``"10m"``. A rule other than the
         remembered one needs ``rebuild=True``, else ``ValidationError`` and nothing is written.
         """
-        from .correlation import engine
-        from .correlation.rule import resolve_rule
+        from failure_aware.correlation import engine
+        from failure_aware.correlation.rule import resolve_rule
 
         if not isinstance(rebuild, bool):
             raise ValidationError(f"rebuild must be True or False, got {rebuild!r}")
         resolve_rule(None, window, min_failures, min_events)  # bad values fail here, before any transaction
-        watermark = None  # SQLite: read inside the transaction below, which holds the write lock
-        if engine.watermark_first(self.store.dialect):
-            with self.store.write() as conn:
-                watermark = engine.settled_watermark(conn)  # its own short transaction (see engine)
-        with self.store.write() as conn:
-            engine.begin(conn)
-            rule = resolve_rule(engine.stored_rule(conn), window, min_failures, min_events)
-            return engine.correlate(conn, rule, self.store.now_us(), rebuild=rebuild, watermark=watermark)
+        return engine.run(self.store, rebuild=rebuild, window=window, min_failures=min_failures,
+                          min_events=min_events)
 
     def clusters(
         self, *, event_type: str | None = None, active: bool = False, since: datetime | None = None,
@@ -795,7 +767,7 @@ class Ledger:
         """Stored clusters, newest first (reads only): of one type, only ``active`` ones (``window_end >=
         now - W``), or those that ended at or after ``since``. Page with ``after``: the ``(window_start,
         event_type, id)`` of the last cluster of the previous page."""
-        from .correlation import queries as cluster_queries
+        from failure_aware.correlation import cluster_queries
 
         if event_type is not None:
             validation.event_type(event_type)
@@ -815,7 +787,7 @@ class Ledger:
     def cluster(self, cluster_id: str, *, attempts_limit: int = 500) -> ClusterDetail:
         """One cluster (``NotFound`` if unknown): the rule that fired, its window, member events and their
         failed attempts inside it (at most ``attempts_limit``), top fingerprints and annotations."""
-        from .correlation import queries as cluster_queries
+        from failure_aware.correlation import cluster_queries
 
         self._check_cluster_id(cluster_id)
         validation.positive_int("attempts_limit", attempts_limit, allow_none=False)
@@ -826,7 +798,7 @@ class Ledger:
 
     def clusters_of_event(self, event_id: int) -> list[Cluster]:
         """The stored clusters that hold one of this event's failures (for ``show``); reads only."""
-        from .correlation import queries as cluster_queries
+        from failure_aware.correlation import cluster_queries
 
         validation.event_id(event_id)
         with self.store.read() as conn:
@@ -839,7 +811,7 @@ class Ledger:
     ) -> Timeline:
         """Failures per time bucket per event type with the clusters' spans (``clusters --timeline``);
         the range defaults to the first and last failure. Reads only."""
-        from .correlation import queries as cluster_queries
+        from failure_aware.correlation import cluster_queries
 
         if event_type is not None:
             validation.event_type(event_type)
@@ -855,7 +827,7 @@ class Ledger:
     def annotate_cluster(self, cluster_id: str, text: str, *, author: str | None = None) -> Annotation:
         """Add a note to a cluster. It is kept against the cluster's type and time span (SPEC 5), so it
         survives any rebuild and shows on every cluster overlapping that span."""
-        from .correlation.annotations import annotate_cluster
+        from failure_aware.correlation.annotations import annotate_cluster
 
         self._check_cluster_id(cluster_id)
         validation.text("text", text, required=True)
@@ -870,7 +842,7 @@ class Ledger:
         """Stored incidents (SPEC 13: clusters of several types that started together), newest first;
         reads only. ``event_type``: those with a cluster of that type; ``active``: one of its clusters is
         active; ``since``: those that ended at or after it. Run ``correlate`` to bring them up to date."""
-        from .correlation import incident_queries
+        from failure_aware.correlation import incident_queries
 
         if event_type is not None:
             validation.event_type(event_type)
@@ -885,7 +857,7 @@ class Ledger:
     def incident(self, incident_id: str) -> IncidentDetail:
         """One incident with its clusters and the fingerprints they share (``NotFound`` if unknown);
         reads only."""
-        from .correlation import incident_queries
+        from failure_aware.correlation import incident_queries
 
         if not isinstance(incident_id, str) or not incident_id.strip() or len(incident_id) > 64:
             raise ValidationError(
@@ -908,7 +880,7 @@ class Ledger:
         its rows (SPEC 14). ``report.ok`` is true when nothing disagrees; ``report.digest`` is one digest
         of all history (``verify --digest``).
         """
-        from .diagnostics import verify as checks
+        from failure_aware.diagnostics import verify as checks
 
         with self.store.read() as conn:
             checks.consistent_snapshot(conn)  # first statement of the transaction: one snapshot throughout
@@ -922,7 +894,7 @@ class Ledger:
     # -- the HTTP API (serve): tokens, remote claims, counters ------------------------------------------
     def create_token(self, name: str, scope: Scope | str, *, actor: str | None = None) -> NewToken:
         """Make an API token; the returned secret is shown once, the database keeps only its hash."""
-        from .core import tokens as stored_tokens
+        from failure_aware.events import token_rows as stored_tokens
 
         validation.name("name", name)
         chosen = api_tokens.scope(scope)
@@ -935,14 +907,14 @@ class Ledger:
 
     def tokens(self) -> list[ApiToken]:
         """Every API token, active and revoked (names, scopes, times; never secrets)."""
-        from .core import tokens as stored_tokens
+        from failure_aware.events import token_rows as stored_tokens
 
         with self.store.read() as conn:
             return stored_tokens.listed(conn)
 
     def revoke_token(self, name: str) -> ApiToken:
         """Revoke a token (``NotFound`` if unknown): it stops opening the API at once, on every server."""
-        from .core import tokens as stored_tokens
+        from failure_aware.events import token_rows as stored_tokens
 
         validation.name("name", name)
         with self.store.write() as conn:
@@ -950,7 +922,7 @@ class Ledger:
 
     def authenticate(self, secret: str) -> ApiToken | None:
         """The active token whose secret ``secret`` is, or None (the secret is hashed, never stored)."""
-        from .core import tokens as stored_tokens
+        from failure_aware.events import token_rows as stored_tokens
 
         if not isinstance(secret, str) or not secret or len(secret) > api_tokens.MAX_SECRET_CHARS:
             return None
@@ -959,7 +931,7 @@ class Ledger:
 
     def has_tokens(self) -> bool:
         """Whether any active API token exists (``serve`` refuses a non-loopback address without one)."""
-        from .core import tokens as stored_tokens
+        from failure_aware.events import token_rows as stored_tokens
 
         with self.store.read() as conn:
             return stored_tokens.any_active(conn)
@@ -974,7 +946,7 @@ class Ledger:
 
     def attempt_totals(self) -> dict[tuple[str, str], int]:
         """Attempts ever recorded per (event type, outcome), read from counters (``/metrics``)."""
-        from .core import totals
+        from failure_aware.events import totals
 
         with self.store.read() as conn:
             return totals.stored(conn)

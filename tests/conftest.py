@@ -24,6 +24,17 @@ PG_URL = os.environ.get("FAILURE_AWARE_TEST_PG", "postgresql+psycopg://postgres@
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 BACKENDS = ["sqlite", "postgresql"]
 
+TIERS = ("unit", "db", "cli", "process")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark each test with its tier: the folder it lives in (unit, db, cli, process)."""
+    for item in items:
+        tier = item.path.parent.name
+        if tier in TIERS:
+            item.add_marker(getattr(pytest.mark, tier))
+
+
 @functools.cache
 def _pg_problem() -> str:
     """Why PostgreSQL cannot be used ("" when it can); asked once per test session."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import importlib
 
-from .app import cli, main
+from failure_aware.cli.app import cli, main
 
 # Command modules, imported for their side effect of adding commands to ``cli``.
 COMMAND_MODULES = (

@@ -5,11 +5,11 @@ from __future__ import annotations
 import click
 from rich.markup import escape
 
-from ..errors import SchemaError
-from ..ledger import Ledger
-from . import output
-from .app import EXIT_ERROR, cli
-from .context import app
+from failure_aware.cli import output
+from failure_aware.cli.app import EXIT_ERROR, cli
+from failure_aware.cli.context import app
+from failure_aware.domain.errors import SchemaError
+from failure_aware.ledger import Ledger
 
 
 @cli.group()

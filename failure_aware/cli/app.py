@@ -8,8 +8,8 @@ from typing import Any
 
 import click
 
-from ..errors import FailureAwareError
-from .context import AppContext
+from failure_aware.cli.context import AppContext
+from failure_aware.domain.errors import FailureAwareError
 
 EXIT_ERROR = 1
 EXIT_INTERNAL = 70
@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> None:
 
 def fail(error: FailureAwareError, code: int = EXIT_ERROR) -> Any:
     """Print a library error as one line on stderr and exit with ``code``."""
-    from .output import visible
+    from failure_aware.cli.output import visible
 
     kind = type(error).__name__
     click.echo(f"error ({kind}): {visible(str(error))}", err=True)

@@ -8,13 +8,13 @@ import click
 from rich.console import Group, RenderableType
 from rich.text import Text
 
-from ..core.validation import MAX_INT
-from ..correlation.models import Cluster, ClusterDetail, Timeline
-from ..durations import format_duration
-from . import output
-from .app import cli
-from .context import app
-from .params import COUNT, POSITIVE_DURATION, SINCE
+from failure_aware.cli import output
+from failure_aware.cli.app import cli
+from failure_aware.cli.context import app
+from failure_aware.cli.params import COUNT, POSITIVE_DURATION, SINCE
+from failure_aware.domain.cluster_records import Cluster, ClusterDetail, Timeline
+from failure_aware.domain.durations import format_duration
+from failure_aware.domain.validation import MAX_INT
 
 BARS = " ▁▂▃▄▅▆▇█"
 
@@ -79,7 +79,7 @@ def clusters(ctx: click.Context, event_type: str | None, active: bool, since: da
         return
     rows = [
         (c.id, c.event_type, output.when(c.window_start), output.when(c.window_end), c.failure_count,
-         c.event_count, "[bold red]active[/]" if c.active else "-", _top(c))
+         c.event_count, "[bold red]active[/]" if c.active else "-", top_fingerprint_cell(c))
         for c in found
     ]
     output.console().print(
@@ -161,7 +161,7 @@ def render_timeline(drawn: Timeline) -> Group:
     return Group(*parts)
 
 
-def _top(cluster: Cluster) -> str:
+def top_fingerprint_cell(cluster: Cluster) -> str:
     if not cluster.top_fingerprints:
         return "-"
     top = cluster.top_fingerprints[0]

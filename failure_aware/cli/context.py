@@ -9,8 +9,8 @@ from pathlib import Path
 
 import click
 
-from ..config import Config, load_config
-from ..ledger import Ledger
+from failure_aware.config import Config, load_config
+from failure_aware.ledger import Ledger
 
 
 @dataclass
@@ -58,8 +58,8 @@ class AppContext:
 
 def _missing_sqlite(url: str | None) -> bool:
     """Whether ``url`` (resolved as SPEC 2 says) names a SQLite file that does not exist."""
-    from ..errors import FailureAwareError
-    from ..storage.engine import parse_url, resolve_url, sqlite_path
+    from failure_aware.domain.errors import FailureAwareError
+    from failure_aware.storage.engine import parse_url, resolve_url, sqlite_path
 
     try:
         parsed = parse_url(resolve_url(url))

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import click
 
-from ..errors import ValidationError
-from ..models import ImportReport
-from . import output
-from .app import EXIT_ERROR, cli
-from .context import app
+from failure_aware.cli import output
+from failure_aware.cli.app import EXIT_ERROR, cli
+from failure_aware.cli.context import app
+from failure_aware.domain.errors import ValidationError
+from failure_aware.domain.records import ImportReport
 
 
 @cli.command("import")

@@ -7,7 +7,11 @@ import time
 from rich.console import Console
 from rich.rule import Rule
 
-from ..demo import (
+from failure_aware.cli import output
+from failure_aware.cli.app import cli
+from failure_aware.cli.clusters import render_cluster, render_timeline
+from failure_aware.cli.context import app
+from failure_aware.cli.demo_scenario import (
     CRM_DOWN,
     OUTAGE,
     OUTAGE_RETRY_AFTER,
@@ -19,17 +23,13 @@ from ..demo import (
     simulate,
     start_receiver,
 )
-from ..ledger import Ledger
-from ..states import State
-from ..webhooks.receiver import LocalReceiver
-from . import output
-from .app import cli
-from .clusters import render_cluster, render_timeline
-from .context import app
-from .events import render_detail
-from .health import render_health
-from .incidents import render_incident
-from .webhooks import detail_lines
+from failure_aware.cli.events import render_detail
+from failure_aware.cli.health import render_health
+from failure_aware.cli.incidents import render_incident
+from failure_aware.cli.webhooks import detail_lines
+from failure_aware.domain.states import State
+from failure_aware.ledger import Ledger
+from failure_aware.webhooks.receiver import LocalReceiver
 
 
 @cli.command()

@@ -10,13 +10,13 @@ import click
 from rich.console import Group
 from rich.text import Text
 
-from ..durations import format_duration
-from ..ledger import operator_name
-from ..models import EventDetail
-from . import output
-from .app import cli
-from .context import app
-from .params import COUNT, JSON_OBJECT, SINCE, STATE_CHOICE, TIME, RetryAfterParam
+from failure_aware.cli import output
+from failure_aware.cli.app import cli
+from failure_aware.cli.context import app
+from failure_aware.cli.params import COUNT, JSON_OBJECT, SINCE, STATE_CHOICE, TIME, RetryAfterParam
+from failure_aware.domain.durations import format_duration
+from failure_aware.domain.records import EventDetail
+from failure_aware.ledger import operator_name
 
 
 @cli.command()

@@ -14,13 +14,13 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from ..diagnostics.health_report import EventMark, HealthFigures, HealthReport, Verdict
-from ..durations import format_duration
-from ..errors import FailureAwareError
-from ..states import State
-from . import output
-from .app import cli, fail
-from .context import app
+from failure_aware.cli import output
+from failure_aware.cli.app import cli, fail
+from failure_aware.cli.context import app
+from failure_aware.diagnostics.health_report import EventMark, HealthFigures, HealthReport, Verdict
+from failure_aware.domain.durations import format_duration
+from failure_aware.domain.errors import FailureAwareError
+from failure_aware.domain.states import State
 
 EXIT_CHECK_FAILED = 3
 

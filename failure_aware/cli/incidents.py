@@ -8,12 +8,12 @@ import click
 from rich.console import Group, RenderableType
 from rich.text import Text
 
-from ..correlation.models import Incident, IncidentDetail
-from . import output
-from .app import cli
-from .clusters import _top
-from .context import app
-from .params import SINCE
+from failure_aware.cli import output
+from failure_aware.cli.app import cli
+from failure_aware.cli.clusters import top_fingerprint_cell
+from failure_aware.cli.context import app
+from failure_aware.cli.params import SINCE
+from failure_aware.domain.cluster_records import Incident, IncidentDetail
 
 
 @cli.group(invoke_without_command=True)
@@ -77,9 +77,10 @@ def render_incident(detail: IncidentDetail) -> Group:
              for s in i.shared_fingerprints],
         ))
     parts.append(output.table(
-        "clusters", ["id", "type", "from", "to", "failures", "events", "", "top error"],
+        "clusters", ["id", "type", "from", "to", "failures", "events", "active", "top error"],
         [(c.id, c.event_type, output.when(c.window_start), output.when(c.window_end), c.failure_count,
-          c.event_count, "[bold red]active[/]" if c.active else "-", _top(c)) for c in detail.clusters],
+          c.event_count, "[bold red]active[/]" if c.active else "-", top_fingerprint_cell(c))
+         for c in detail.clusters],
     ))
     return Group(*parts)
 

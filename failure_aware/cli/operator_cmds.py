@@ -10,12 +10,12 @@ from typing import Any
 
 import click
 
-from ..models import Event
-from ..timeutil import format_time
-from . import output
-from .app import cli
-from .context import app
-from .params import COUNT, SINCE
+from failure_aware.cli import output
+from failure_aware.cli.app import cli
+from failure_aware.cli.context import app
+from failure_aware.cli.params import COUNT, SINCE
+from failure_aware.domain.records import Event
+from failure_aware.domain.timeutil import format_time
 
 
 def _reason_kwargs(actor: str | None, reason: str | None) -> dict[str, Any]:

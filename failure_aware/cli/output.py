@@ -19,8 +19,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.text import Text
 
-from ..timeutil import format_time
-from .tables import DataTable, format_option
+from failure_aware.cli.tables import DataTable, format_option
+from failure_aware.domain.timeutil import format_time
 
 F = TypeVar("F", bound=Callable[..., Any])
 

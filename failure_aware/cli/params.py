@@ -10,11 +10,11 @@ from typing import Any
 
 import click
 
-from ..core.validation import MAX_INT, MAX_JSON_DEPTH
-from ..durations import parse_duration
-from ..errors import ValidationError
-from ..handlers import handler_spec_ok
-from ..timeutil import parse_time, utc_now
+from failure_aware.cli.handlers import handler_spec_ok
+from failure_aware.domain.durations import parse_duration
+from failure_aware.domain.errors import ValidationError
+from failure_aware.domain.timeutil import parse_time, utc_now
+from failure_aware.domain.validation import MAX_INT, MAX_JSON_DEPTH
 
 
 class TimeParam(click.ParamType[datetime]):

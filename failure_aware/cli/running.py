@@ -20,16 +20,16 @@ import click
 from rich.console import Console
 from rich.markup import escape
 
-from ..core.claims import DEFAULT_LEASE_SECONDS
-from ..dbwait import DEFAULT_MAX_DB_WAIT_SECONDS
-from ..durations import format_duration
-from ..handlers import load_handler
-from ..models import AttemptResult, Event
-from ..worker import AttemptReport, Worker, WorkerSummary
-from . import output
-from .app import cli
-from .context import app
-from .params import COUNT, HANDLER, POSITIVE_DURATION
+from failure_aware.cli import output
+from failure_aware.cli.app import cli
+from failure_aware.cli.context import app
+from failure_aware.cli.handlers import load_handler
+from failure_aware.cli.params import COUNT, HANDLER, POSITIVE_DURATION
+from failure_aware.domain.durations import format_duration
+from failure_aware.domain.records import AttemptResult, Event
+from failure_aware.events.claims import DEFAULT_LEASE_SECONDS
+from failure_aware.storage.dbwait import DEFAULT_MAX_DB_WAIT_SECONDS
+from failure_aware.worker import AttemptReport, Worker, WorkerSummary
 
 HANDLER_HELP = "The handler, module:function (e.g. myapp.handlers:deliver); it gets the event."
 MAX_DB_WAIT = click.option(

@@ -13,10 +13,10 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from ..errors import FailureAwareError, ValidationError
-from ..ledger import Ledger
-from . import output
-from .app import EXIT_ERROR, EXIT_INTERNAL, EXIT_INTERRUPTED
+from failure_aware.cli import output
+from failure_aware.cli.app import EXIT_ERROR, EXIT_INTERNAL, EXIT_INTERRUPTED
+from failure_aware.domain.errors import FailureAwareError, ValidationError
+from failure_aware.ledger import Ledger
 
 EXIT_HEALTH_UNKNOWN = 3  # as `failure-aware health`: the verdict could not be computed
 
@@ -157,7 +157,7 @@ def _notes_cell(notes: Sequence[Any]) -> str:
 
 
 def _health(ledger: Ledger, as_json: bool) -> int:
-    from .health import render_health  # the same rendering as `failure-aware health`
+    from failure_aware.cli.health import render_health  # the same rendering as `failure-aware health`
 
     report = ledger.health()
     if as_json:

@@ -5,12 +5,12 @@ from __future__ import annotations
 import click
 from rich.markup import escape
 
-from ..errors import ValidationError
-from ..timeutil import format_time
-from ..tokens import Scope
-from . import output
-from .app import cli
-from .context import app
+from failure_aware.cli import output
+from failure_aware.cli.app import cli
+from failure_aware.cli.context import app
+from failure_aware.domain.errors import ValidationError
+from failure_aware.domain.timeutil import format_time
+from failure_aware.domain.tokens import Scope
 
 EXTRA_HINT = 'serve needs the server extra: pip install "failure-aware[server]"'
 
@@ -37,7 +37,7 @@ def serve(host: str, port: int, public_metrics: bool, max_body_bytes: int | None
         import uvicorn  # noqa: F401
     except ImportError:
         raise click.ClickException(EXTRA_HINT) from None
-    from ..server import serve as server
+    from failure_aware.server import serve as server
 
     ledger = app().ledger()
     server.run(ledger, host=host, port=port, public_metrics=public_metrics, max_body_bytes=max_body_bytes,

@@ -13,13 +13,13 @@ from typing import Any
 import click
 from rich.markup import escape
 
-from ..core.claims import DEFAULT_LEASE_SECONDS
-from ..models import Event
-from ..webhooks import WebhookHandler
-from . import output
-from .app import cli
-from .context import app
-from .params import POSITIVE_DURATION
+from failure_aware.cli import output
+from failure_aware.cli.app import cli
+from failure_aware.cli.context import app
+from failure_aware.cli.params import POSITIVE_DURATION
+from failure_aware.domain.records import Event
+from failure_aware.events.claims import DEFAULT_LEASE_SECONDS
+from failure_aware.webhooks import WebhookHandler
 
 BODY_SHOWN_CHARS = 300
 

@@ -2,7 +2,7 @@
 
 - ``rule``: the pure rule (``Rule``, ``find_clusters``, ``cluster_id``, ``clean_cut``);
 - ``engine``: ``correlate`` / ``rebuild``, the only writer of ``failure_cluster``;
-- ``queries``: read-only listings, one cluster in detail, the clusters of an event, a timeline;
+- ``cluster_queries``: read-only listings, one cluster in detail, the clusters of an event, a timeline;
 - ``check``: ``clusters_match_rebuild``, the cluster check ``verify`` runs;
 - ``linking``, ``incidents``, ``incident_rows``, ``incident_queries``: incidents (SPEC 13), clusters of
   several types that start together, computed by the same ``correlate`` run and checked by ``verify``.
@@ -10,8 +10,9 @@
 
 from __future__ import annotations
 
-from .check import clusters_match_rebuild, incidents_match_rebuild
-from .models import (
+from failure_aware.correlation.check import clusters_match_rebuild, incidents_match_rebuild
+from failure_aware.correlation.rule import Rule, Span, cluster_id, find_clusters
+from failure_aware.domain.cluster_records import (
     Cluster,
     ClusterDetail,
     ClusterEvent,
@@ -23,7 +24,6 @@ from .models import (
     Timeline,
     TimelineRow,
 )
-from .rule import Rule, Span, cluster_id, find_clusters
 
 __all__ = [
     "Cluster",

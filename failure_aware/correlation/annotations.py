@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from sqlalchemy import Connection, insert, select
 
-from ..core import chain
-from ..errors import NotFound
-from ..models import Annotation
-from ..storage.tables import annotation, failure_cluster
-from ..timeutil import from_us
+from failure_aware.domain.errors import NotFound
+from failure_aware.domain.records import Annotation
+from failure_aware.domain.timeutil import from_us
+from failure_aware.storage import chain
+from failure_aware.storage.tables import annotation, failure_cluster
 
 
 def annotate_cluster(conn: Connection, cluster_id: str, text: str, *, author: str, now_us: int) -> Annotation:

@@ -14,11 +14,11 @@ from typing import Any
 
 from sqlalchemy import Connection, select
 
-from ..storage.tables import attempt, failure_cluster
-from ..timeutil import format_time, from_us
-from . import engine, failures, incident_rows, incidents, stored
-from .rule import ClusterScanner, Rule
-from .sql import Sql
+from failure_aware.correlation import engine, failures, incident_rows, incidents, stored
+from failure_aware.correlation.rule import ClusterScanner, Rule
+from failure_aware.correlation.sql import Sql
+from failure_aware.domain.timeutil import format_time, from_us
+from failure_aware.storage.tables import attempt, failure_cluster
 
 _FIX = "run: failure-aware correlate --rebuild"
 

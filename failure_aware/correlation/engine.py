@@ -28,12 +28,32 @@ from __future__ import annotations
 
 from sqlalchemy import Connection, text
 
-from ..errors import ValidationError
-from . import failures, incidents, incremental, stored
-from .models import CorrelateReport
-from .rule import Rule
-from .sql import Sql
-from .writes import Tally, rewrite_range
+from failure_aware.correlation import failures, incidents, incremental, stored
+from failure_aware.correlation.rule import Rule, resolve_rule
+from failure_aware.correlation.sql import Sql
+from failure_aware.correlation.writes import Tally, rewrite_range
+from failure_aware.domain.cluster_records import CorrelateReport
+from failure_aware.domain.errors import ValidationError
+from failure_aware.storage.store import Store
+
+
+def run(
+    store: Store, *, rebuild: bool, window: str | int | float | None, min_failures: int | None,
+    min_events: int | None,
+) -> CorrelateReport:
+    """``Ledger.correlate``: the transactions a run needs on ``store``'s backend, then ``correlate``.
+
+    PostgreSQL reads the settled watermark in a short transaction of its own first (see the module
+    docstring); SQLite reads it inside the correlation's transaction, which holds the write lock.
+    """
+    watermark = None
+    if watermark_first(store.dialect):
+        with store.write() as conn:
+            watermark = settled_watermark(conn)
+    with store.write() as conn:
+        begin(conn)
+        rule = resolve_rule(stored_rule(conn), window, min_failures, min_events)
+        return correlate(conn, rule, store.now_us(), rebuild=rebuild, watermark=watermark)
 
 
 def watermark_first(dialect: str) -> bool:
@@ -108,7 +128,7 @@ def correlate(
         incidents.update(sql, rule, tally.incidents)
     sql.close()
     found = tally.incidents
-    stored.save_state(conn, stored.State(rule, upto, total), now_us)
+    stored.save_state(conn, stored.CorrelationState(rule, upto, total), now_us)
     return CorrelateReport(
         mode=mode, window_seconds=rule.window_seconds, min_failures=rule.min_failures,
         min_events=rule.min_events, added=tally.added, removed=tally.removed, changed=tally.changed,

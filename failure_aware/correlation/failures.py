@@ -15,9 +15,9 @@ from typing import Any
 
 from sqlalchemy import text
 
-from ..storage.tables import FAILURE_SQL
-from .rule import FingerprintCounts, ranked
-from .sql import Sql, bounded
+from failure_aware.correlation.rule import FingerprintCounts, ranked
+from failure_aware.correlation.sql import Sql, bounded
+from failure_aware.storage.tables import FAILURE_SQL
 
 FAILURE = text("attempt." + FAILURE_SQL)  # for SQLAlchemy Core queries (``queries``)
 TOP_FINGERPRINTS = 5

@@ -12,13 +12,13 @@ from typing import Any
 
 from sqlalchemy import Connection, Row, select
 
-from ..errors import NotFound
-from ..storage.tables import failure_cluster, incident, incident_cluster
-from ..timeutil import from_us
-from .models import Incident, IncidentDetail, SharedFingerprint
-from .queries import _read
-from .rule import US_PER_SECOND
-from .stored import load_state
+from failure_aware.correlation.cluster_queries import clusters_with_examples
+from failure_aware.correlation.rule import active_since_us, is_active
+from failure_aware.correlation.stored import load_state
+from failure_aware.domain.cluster_records import Incident, IncidentDetail, SharedFingerprint
+from failure_aware.domain.errors import NotFound
+from failure_aware.domain.timeutil import from_us
+from failure_aware.storage.tables import failure_cluster, incident, incident_cluster
 
 
 def list_incidents(
@@ -40,7 +40,7 @@ def list_incidents(
         state = load_state(conn)
         if state is None:
             return []
-        query = query.where(i.end_us >= now_us - state.rule.window_us)
+        query = query.where(i.end_us >= active_since_us(now_us, state.rule.window_us))
     if since_us is not None:
         query = query.where(i.end_us >= since_us)
     query = query.order_by(i.start_us.desc(), i.id)
@@ -69,7 +69,7 @@ def incident_detail(conn: Connection, incident_id: str, *, now_us: int) -> Incid
         select(failure_cluster).where(fc.id.in_(found.cluster_ids))
         .order_by(fc.window_start_us, fc.event_type)
     ).all()
-    clusters = _read(conn, rows, now_us)
+    clusters = clusters_with_examples(conn, rows, now_us)
     examples: dict[str, str] = {}
     for cluster in clusters:
         for top in cluster.top_fingerprints:
@@ -115,7 +115,7 @@ def _incidents(conn: Connection, rows: Sequence[Row[Any]], now_us: int) -> list[
             shared_fingerprints=tuple(SharedFingerprint(f, int(c), int(n))
                                       for f, c, n in json.loads(row.shared_fingerprints)),
             window_seconds=int(row.window_seconds),
-            active=row.end_us >= now_us - int(row.window_seconds) * US_PER_SECOND,
+            active=is_active(row.end_us, int(row.window_seconds), now_us),
         )
         for row in rows
     ]

@@ -13,8 +13,8 @@ from collections.abc import Iterable, Iterator, Sequence
 from functools import lru_cache
 from typing import Any
 
-from .linking import Built, Member, member_from_row
-from .sql import Sql
+from failure_aware.correlation.linking import Built, Member, member_from_row
+from failure_aware.correlation.sql import Sql
 
 SQLITE_IDS = 500  # ids per IN list on SQLite
 SQLITE_RANGES = 200  # start ranges per statement on SQLite (at most 500 arms in a compound SELECT)

@@ -27,11 +27,11 @@ import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from . import failures
-from . import incident_rows as rows
-from .linking import Built, Member, build, components, repeated_types, streamed
-from .rule import Rule
-from .sql import Sql
+from failure_aware.correlation import failures
+from failure_aware.correlation import incident_rows as rows
+from failure_aware.correlation.linking import Built, Member, build, components, repeated_types, streamed
+from failure_aware.correlation.rule import Rule
+from failure_aware.correlation.sql import Sql
 
 REBUILD_BATCH = 2000  # incidents built and written together by a rebuild
 

@@ -27,11 +27,11 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from operator import itemgetter
 
-from . import failures
-from .failures import Failure, Probe
-from .rule import ClusterScanner, Rule, Span, clean_cut
-from .sql import Sql
-from .writes import Range, Tally, replace_ranges, rewrite_range
+from failure_aware.correlation import failures
+from failure_aware.correlation.failures import Failure, Probe
+from failure_aware.correlation.rule import ClusterScanner, Rule, Span, clean_cut
+from failure_aware.correlation.sql import Sql
+from failure_aware.correlation.writes import Range, Tally, replace_ranges, rewrite_range
 
 DIRTY_BLOCK = 50_000  # dirty times held in memory at once
 _DONE = 2**63  # a type whose range reached the end of its failures: later dirty times are inside it

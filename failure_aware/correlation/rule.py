@@ -25,14 +25,25 @@ from hashlib import blake2b
 from itertools import compress, count, islice, repeat
 from operator import ge, gt, lt, sub
 
-from ..durations import parse_duration
-from ..errors import ValidationError
+from failure_aware.domain.durations import parse_duration
+from failure_aware.domain.errors import ValidationError
 
 DEFAULT_WINDOW_SECONDS = 600
 DEFAULT_MIN_FAILURES = 3
 DEFAULT_MIN_EVENTS = 2
 MAX_WINDOW_SECONDS = 10 * 366 * 86400  # ten years: anything longer is a typo
 US_PER_SECOND = 1_000_000
+
+
+def active_since_us(now_us: int, window_us: int) -> int:
+    """The earliest ``window_end`` of a cluster still active at ``now_us`` (SPEC 7: ``window_end >= now -
+    W``); an incident is active while its latest cluster end is. Every reader of "active" asks this."""
+    return now_us - window_us
+
+
+def is_active(window_end_us: int, window_seconds: int, now_us: int) -> bool:
+    """Whether a cluster (or incident) whose windows end at ``window_end_us`` is active at ``now_us``."""
+    return window_end_us >= active_since_us(now_us, window_seconds * US_PER_SECOND)
 DEFAULT_CHUNK = 4096
 
 

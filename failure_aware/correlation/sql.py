@@ -17,7 +17,7 @@ from typing import Any
 
 from sqlalchemy import Connection
 
-from ..errors import StorageError
+from failure_aware.domain.errors import StorageError
 
 STREAM_CHUNK = 10_000
 LIBPQ_CHUNKED_ROWS = 170000  # libpq's version number from which a result can arrive in chunks

@@ -14,12 +14,12 @@ from typing import Any
 from sqlalchemy import Connection, Row, func, insert, select, update
 from sqlalchemy.dialects.postgresql.base import PGDialect
 
-from ..storage.tables import attempt, correlation_state, failure_cluster
-from ..timeutil import from_us
-from .failures import tops_json
-from .models import Cluster, FingerprintCount
-from .rule import US_PER_SECOND, Rule, Span, cluster_id
-from .sql import Sql
+from failure_aware.correlation.failures import tops_json
+from failure_aware.correlation.rule import US_PER_SECOND, Rule, Span, cluster_id, is_active
+from failure_aware.correlation.sql import Sql
+from failure_aware.domain.cluster_records import Cluster, FingerprintCount
+from failure_aware.domain.timeutil import from_us
+from failure_aware.storage.tables import attempt, correlation_state, failure_cluster
 
 # A stored cluster's content apart from its id (which already names type, start and rule).
 Signature = tuple[int, int, int, str]
@@ -27,7 +27,7 @@ _SIGNATURE = "id, window_end_us, failure_count, event_count, top_fingerprints"
 
 
 @dataclass(frozen=True)
-class State:
+class CorrelationState:
     """What the last ``correlate`` left: its rule, the last attempt id it read, how many clusters."""
 
     rule: Rule
@@ -35,16 +35,16 @@ class State:
     cluster_count: int
 
 
-def load_state(conn: Connection) -> State | None:
+def load_state(conn: Connection) -> CorrelationState | None:
     """The remembered rule and watermark, or None before the first ``correlate``."""
     row = conn.execute(select(correlation_state).where(correlation_state.c.id == 1)).first()
     if row is None:
         return None
     rule = Rule(row.window_us // US_PER_SECOND, row.min_failures, row.min_events)
-    return State(rule, row.last_attempt_id, row.cluster_count)
+    return CorrelationState(rule, row.last_attempt_id, row.cluster_count)
 
 
-def save_state(conn: Connection, state: State, now_us: int) -> None:
+def save_state(conn: Connection, state: CorrelationState, now_us: int) -> None:
     """Remember the rule, watermark and cluster count (the row is created by the first run)."""
     rule = state.rule
     values = {
@@ -194,5 +194,5 @@ def cluster_from_row(
         window_seconds=row.window_seconds,
         min_failures=row.min_failures,
         min_events=row.min_events,
-        active=row.window_end_us >= now_us - row.window_seconds * US_PER_SECOND,
+        active=is_active(row.window_end_us, row.window_seconds, now_us),
     )

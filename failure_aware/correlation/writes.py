@@ -11,10 +11,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
-from . import failures, stored
-from .incidents import IncidentTally
-from .rule import ClusterScanner, Rule, Span
-from .sql import Sql
+from failure_aware.correlation import failures, stored
+from failure_aware.correlation.incidents import IncidentTally
+from failure_aware.correlation.rule import ClusterScanner, Rule, Span
+from failure_aware.correlation.sql import Sql
 
 INSERT_BATCH = 1000  # spans per write batch of a streamed range (bounded memory on a rebuild)
 

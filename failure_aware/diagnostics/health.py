@@ -32,19 +32,8 @@ from typing import Any
 
 from sqlalchemy import Connection, Row, Select, case, distinct, func, select
 
-from ..health_rules import HealthRules
-from ..states import State
-from ..storage.tables import (
-    attempt,
-    correlation_state,
-    event_detected,
-    event_state,
-    failure_cluster,
-    state_totals,
-    transition,
-)
-from ..timeutil import from_us
-from .health_report import (
+from failure_aware.correlation.rule import active_since_us
+from failure_aware.diagnostics.health_report import (
     ClusterMark,
     EventMark,
     HealthFigures,
@@ -55,7 +44,19 @@ from .health_report import (
     judge,
     worst,
 )
-from .incident_health import active_incidents, incident_reason
+from failure_aware.diagnostics.incident_health import active_incidents, incident_reason
+from failure_aware.domain.health_rules import HealthRules
+from failure_aware.domain.states import State
+from failure_aware.domain.timeutil import from_us
+from failure_aware.storage.tables import (
+    attempt,
+    correlation_state,
+    event_detected,
+    event_state,
+    failure_cluster,
+    state_totals,
+    transition,
+)
 
 __all__ = ["HealthReport", "compute_health"]
 
@@ -120,7 +121,7 @@ def compute_health(
     _read_unresolved_marks(conn, data, now_us=now_us, event_type=event_type)
     window_us = cluster_window_us if cluster_window_us is not None else _stored_cluster_window(conn)
     if window_us is not None:
-        _read_active_clusters(conn, data, since_us=now_us - window_us, event_type=event_type)
+        _read_active_clusters(conn, data, since_us=active_since_us(now_us, window_us), event_type=event_type)
 
     incidents = active_incidents(conn, now_us=now_us, event_type=event_type) if window_us is not None else []
     by_type = tuple(_figures(kind, [data[kind]], rules, now_us) for kind in sorted(data))

@@ -14,13 +14,13 @@ from datetime import datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
-from ..durations import format_duration
-from ..health_rules import HealthRules
-from ..models import _Record
-from ..states import State
+from failure_aware.domain.durations import format_duration
+from failure_aware.domain.health_rules import HealthRules
+from failure_aware.domain.records import Record
+from failure_aware.domain.states import State
 
 if TYPE_CHECKING:
-    from ..correlation.models import Incident
+    from failure_aware.domain.cluster_records import Incident
 
 __all__ = [
     "ClusterMark",
@@ -56,7 +56,7 @@ def worst(verdicts: Iterable[Verdict]) -> Verdict:
 
 
 @dataclass(frozen=True)
-class Reason(_Record):
+class Reason(Record):
     """One finding behind a verdict: the rule that fired, the level it calls for, and a sentence."""
 
     verdict: Verdict
@@ -67,7 +67,7 @@ class Reason(_Record):
 
 
 @dataclass(frozen=True)
-class EventMark(_Record):
+class EventMark(Record):
     """An event the report points at. ``since`` is when the age starts (detection for the oldest
     unresolved event, ``next_retry_at`` for an overdue retry, the lease expiry for a stuck claim)."""
 
@@ -81,7 +81,7 @@ class EventMark(_Record):
 
 
 @dataclass(frozen=True)
-class ClusterMark(_Record):
+class ClusterMark(Record):
     """An active failure cluster (SPEC 7): ``window_end >= now - W``."""
 
     id: str
@@ -93,7 +93,7 @@ class ClusterMark(_Record):
 
 
 @dataclass(frozen=True)
-class HealthFigures(_Record):
+class HealthFigures(Record):
     """Everything health measures, for all event types (``event_type`` None) or for one."""
 
     event_type: str | None
@@ -127,7 +127,7 @@ class HealthFigures(_Record):
 
 
 @dataclass(frozen=True)
-class HealthReport(_Record):
+class HealthReport(Record):
     """The health of a ledger at ``checked_at``: the verdict, its reasons, overall and per event type.
 
     ``event_type`` is the type the report was restricted to (None: all types). ``cluster_window_seconds``

@@ -11,9 +11,9 @@ from collections.abc import Sequence
 
 from sqlalchemy import Connection
 
-from ..correlation.incident_queries import list_incidents
-from ..correlation.models import Incident
-from .health_report import Reason, Verdict
+from failure_aware.correlation.incident_queries import list_incidents
+from failure_aware.diagnostics.health_report import Reason, Verdict
+from failure_aware.domain.cluster_records import Incident
 
 
 def active_incidents(conn: Connection, *, now_us: int, event_type: str | None) -> list[Incident]:

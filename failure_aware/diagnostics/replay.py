@@ -13,16 +13,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
 from itertools import pairwise
 from typing import Any
 
-from ..policy import MAX_DELAY_SECONDS, RetryPolicy, decide_after_failure
-from ..states import LEGAL, Outcome, State, Step
-from ..timeutil import format_time, from_us, to_us
+from failure_aware.domain.policy import MAX_DELAY_SECONDS, RetryPolicy, decide_after_failure, decide_cached
+from failure_aware.domain.states import ATTEMPT_STEPS, OTHER_STEPS, Outcome, State, legal_by_any
+from failure_aware.domain.timeutil import format_time, from_us, to_us
 
-_ATTEMPT_STEPS = (Step.FINISH, Step.RECOVER, Step.REPORT)
-_OTHER_STEPS = (Step.CLAIM, Step.BURY, Step.REVIVE)
 _MAX_DELAY_US = int(MAX_DELAY_SECONDS * 1_000_000)
 _OUTCOMES = frozenset(Outcome)
 _CLAIM_COLUMNS = ("claim_token", "claimed_by", "claimed_at_us", "lease_expires_at_us")
@@ -138,10 +135,10 @@ def _step_problem(
     except ValueError:
         return "names an unknown state"
     if t.attempt_number is None:
-        if not any(target in LEGAL[step].get(source, ()) for step in _OTHER_STEPS):
+        if not legal_by_any(source, target, OTHER_STEPS):
             return "is not a legal claim, bury or revive"
         return None
-    if not any(target in LEGAL[step].get(source, ()) for step in _ATTEMPT_STEPS):
+    if not legal_by_any(source, target, ATTEMPT_STEPS):
         return f"is not a legal outcome of attempt {t.attempt_number}"
     if t.attempt_number != expected_number:
         return f"records attempt {t.attempt_number}, expected attempt {expected_number}"
@@ -251,23 +248,11 @@ def _policy_decision(
     policy: RetryPolicy, failure_number: int, error_type: str | None, event_id: int
 ) -> tuple[str | None, int]:
     """``(why DEAD or None, delay in microseconds)`` after a failure, exactly as ``settle`` computes it."""
-    if policy.jitter == "none":  # the same for every event: worth caching on millions of events
-        return _cached_decision(policy, failure_number, error_type)
-    return _decision(policy, failure_number, error_type, event_id)
-
-
-@lru_cache(maxsize=4096)
-def _cached_decision(
-    policy: RetryPolicy, failure_number: int, error_type: str | None
-) -> tuple[str | None, int]:
-    return _decision(policy, failure_number, error_type, 0)
-
-
-def _decision(
-    policy: RetryPolicy, failure_number: int, error_type: str | None, event_id: int
-) -> tuple[str | None, int]:
     # From the epoch, so the result is the delay that settle adds (to_us(at + timedelta(seconds=delay))).
-    decision = decide_after_failure(policy, failure_number, error_type, from_us(0), event_id)
+    if policy.jitter == "none":  # the same for every event: decided once (policy.decide_cached)
+        decision = decide_cached(policy, failure_number, error_type)
+    else:
+        decision = decide_after_failure(policy, failure_number, error_type, from_us(0), event_id)
     if decision.next_retry_at is None:
         return decision.reason, 0
     return None, to_us(decision.next_retry_at)

@@ -27,12 +27,19 @@ from typing import Any
 
 from sqlalchemy import Connection, Select, select, text
 
-from ..core import chain, counters, totals
-from ..correlation import clusters_match_rebuild, incidents_match_rebuild
-from ..policy import PolicySet
-from ..storage import triggers
-from ..storage.tables import annotation, attempt, event_detected, event_state, note_chain, transition
-from .replay import event_problems
+from failure_aware.correlation import clusters_match_rebuild, incidents_match_rebuild
+from failure_aware.diagnostics.replay import event_problems
+from failure_aware.domain.policy import PolicySet
+from failure_aware.events import counters, totals
+from failure_aware.storage import chain, triggers
+from failure_aware.storage.tables import (
+    annotation,
+    attempt,
+    event_detected,
+    event_state,
+    note_chain,
+    transition,
+)
 
 DEFAULT_BATCH_SIZE = 1000
 DEFAULT_MAX_PROBLEMS = 1000

@@ -16,8 +16,8 @@ from typing import IO, Any
 
 from sqlalchemy import Connection, Row, select
 
-from ..storage.tables import annotation, attempt, event_detected, event_state, transition
-from ..timeutil import format_time, from_us
+from failure_aware.domain.timeutil import format_time, from_us
+from failure_aware.storage.tables import annotation, attempt, event_detected, event_state, transition
 
 PAGE_EVENTS = 1000
 CLUSTER_NOTE = "cluster_note"  # the ``kind`` of a cluster note's line

@@ -19,11 +19,10 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
-from ..errors import ValidationError
-from ..policy import Decision, RetryPolicy, backoff_delay_seconds, decide_after_failure
-from ..states import LEGAL, State, Step
-from ..timeutil import EPOCH
-from .model import (
+from failure_aware.domain.errors import ValidationError
+from failure_aware.domain.policy import RetryPolicy, backoff_delay_seconds, decide_cached
+from failure_aware.domain.states import OTHER_STEPS, State, Step, legal_by_any
+from failure_aware.interchange.forms import (
     ABANDONED,
     DEAD,
     FAILED,
@@ -39,23 +38,9 @@ from .model import (
 _TERMINAL = (SUCCEEDED, DEAD)
 _FAILURES = (FAILURE, ABANDONED)
 _ONE_US = timedelta(microseconds=1)
-# Whether a failure kills the event depends on the policy, the failure's number and its error type, never on
-# the event id (jitter) or the time, so decisions are made once per such triple (with stand-ins for the id
-# and time) and cached; ``next_retry_us`` computes the retry time with the real ones.
-_NO_ID = 0
-_CACHE_LIMIT = 10_000
-_decisions: dict[tuple[int, int, str | None], tuple[RetryPolicy, Decision]] = {}
-
-
-def decide(policy: RetryPolicy, failures: int, error_type: str | None) -> Decision:
-    """``decide_after_failure`` for the ``failures``-th failure of the budget, cached (see above)."""
-    key = (id(policy), failures, error_type)  # hashing a policy costs more than deciding; id is checked below
-    found = _decisions.get(key)
-    if found is None or found[0] is not policy:
-        if len(_decisions) >= _CACHE_LIMIT:
-            _decisions.clear()
-        found = _decisions[key] = (policy, decide_after_failure(policy, failures, error_type, EPOCH, _NO_ID))
-    return found[1]
+# Whether a failure kills the event comes from ``policy.decide_cached`` (the same for every id and time);
+# ``next_retry_us`` computes the retry time with the real ones.
+decide = decide_cached
 
 
 def derive(
@@ -125,7 +110,7 @@ def check_given(
             )
         current, target = State(step.from_state), State(step.to_state)
         if step.attempt_number is None:
-            if not _legal(current, target, Step.CLAIM, Step.BURY, Step.REVIVE):
+            if not legal_by_any(current, target, OTHER_STEPS):
                 raise ValidationError(
                     f"{where}: {current} -> {target} without an attempt is not a legal step "
                     "(claim PENDING/FAILED -> IN_FLIGHT, bury FAILED -> DEAD, revive DEAD -> PENDING)"
@@ -163,14 +148,12 @@ def _check_attempt_step(where: str, current: State, target: State, item: Attempt
         steps = (Step.RECOVER,) if item.outcome == ABANDONED else (Step.FINISH,)
     else:
         steps = (Step.REPORT,)
-    if not _legal(current, target, *steps):
+    if not legal_by_any(current, target, steps):
         raise ValidationError(
             f"{where}: {current} -> {target} is not a legal step for a {item.outcome} attempt"
         )
 
 
-def _legal(current: State, target: State, *steps: Step) -> bool:
-    return any(target in LEGAL[step].get(current, frozenset()) for step in steps)
 
 
 def next_retry_us(policy: RetryPolicy, failures: int, failed_at_us: int, event_id: int) -> int:
@@ -184,6 +167,8 @@ def next_retry_us(policy: RetryPolicy, failures: int, failed_at_us: int, event_i
     return failed_at_us + delay // _ONE_US
 
 
+_NO_ID = 0  # any id: the delay asked for does not depend on it
+_CACHE_LIMIT = 10_000
 _fixed_delays: dict[tuple[int, int], tuple[RetryPolicy, int | None]] = {}
 
 

@@ -24,18 +24,18 @@ from typing import Any
 
 from sqlalchemy import Connection, Table, insert, select
 
-from ..core import chain, counters, totals
-from ..core.recording import failure_fingerprint
-from ..errors import ValidationError
-from ..models import ImportReport
-from ..storage import bulk
-from ..storage.tables import annotation, attempt, event_detected, event_state, transition
-from . import history
-from .exporter import CLUSTER_NOTE
-from .inputs import Malformed
-from .model import FAILED, IN_FLIGHT, OK, PENDING, ImportContext
-from .records import Checker, parse_cluster_note
-from .spool import Spool
+from failure_aware.domain.errors import ValidationError
+from failure_aware.domain.records import ImportReport
+from failure_aware.events import counters, totals
+from failure_aware.events.recording import failure_fingerprint
+from failure_aware.interchange import history
+from failure_aware.interchange.exporter import CLUSTER_NOTE
+from failure_aware.interchange.forms import FAILED, IN_FLIGHT, OK, PENDING, ImportContext
+from failure_aware.interchange.inputs import Malformed
+from failure_aware.interchange.records import Checker, parse_cluster_note
+from failure_aware.interchange.spool import Spool
+from failure_aware.storage import bulk, chain
+from failure_aware.storage.tables import annotation, attempt, event_detected, event_state, transition
 
 MAX_LISTED_PROBLEMS = 20
 MAX_CLUSTER_NOTES = 100_000  # held in memory during one import (they are few: people write them)

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import ValidationError
+from failure_aware.domain.errors import ValidationError
 
 
 @dataclass(frozen=True)

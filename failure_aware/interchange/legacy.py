@@ -30,10 +30,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ..errors import ValidationError
-from ..timeutil import format_time, from_us, to_us
-from .inputs import Malformed
-from .records import MAX_DELAY_US
+from failure_aware.domain.errors import ValidationError
+from failure_aware.domain.timeutil import format_time, from_us, to_us
+from failure_aware.interchange.inputs import Malformed
+from failure_aware.interchange.records import MAX_DELAY_US
 
 ACTOR = "legacy"
 ERROR_TYPE = "LegacyError"

@@ -21,13 +21,22 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from ..core import validation
-from ..errors import ValidationError
-from ..policy import MAX_DELAY_SECONDS, RetryPolicy
-from ..states import Outcome, State
-from ..timeutil import EPOCH, parse_time
-from . import history
-from .model import FAILED, OK, AnnotationIn, AttemptIn, EventIn, ImportContext, TransitionIn, to_plain
+from failure_aware.domain import validation
+from failure_aware.domain.errors import ValidationError
+from failure_aware.domain.policy import MAX_DELAY_SECONDS, RetryPolicy
+from failure_aware.domain.states import Outcome, State
+from failure_aware.domain.timeutil import EPOCH, parse_time
+from failure_aware.interchange import history
+from failure_aware.interchange.forms import (
+    FAILED,
+    OK,
+    AnnotationIn,
+    AttemptIn,
+    EventIn,
+    ImportContext,
+    TransitionIn,
+    to_plain,
+)
 
 EVENT_FIELDS = (
     "event_type",

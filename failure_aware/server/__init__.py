@@ -15,6 +15,6 @@ prometheus-client). Layout::
 
 from __future__ import annotations
 
-from .app import create_app
+from failure_aware.server.app import create_app
 
 __all__ = ["create_app"]

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from .. import __version__
-from ..ledger import Ledger
-from . import problems
-from .auth import LoginToken, TokenCache
-from .limits import BodyLimit
-from .routers import claims, clusters, events, incidents, metrics, operations
+from failure_aware import __version__
+from failure_aware.ledger import Ledger
+from failure_aware.server import problems
+from failure_aware.server.auth import LoginToken, TokenCache
+from failure_aware.server.limits import BodyLimit
+from failure_aware.server.routers import claims, clusters, events, incidents, metrics, operations
 
 API_PREFIX = "/api/v1"
 BODY_OVERHEAD_BYTES = 256 * 1024  # room for the rest of a request around the largest payload

@@ -25,9 +25,9 @@ from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
-from ..ledger import Ledger
-from ..timeutil import utc_now
-from ..tokens import ApiToken, Scope, matches, new_secret, secret_hash
+from failure_aware.domain.timeutil import utc_now
+from failure_aware.domain.tokens import ApiToken, Scope, matches, new_secret, secret_hash
+from failure_aware.ledger import Ledger
 
 _bearer = HTTPBearer(auto_error=False, description="A token made by `failure-aware token create`.")
 _Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]

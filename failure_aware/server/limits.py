@@ -10,7 +10,7 @@ from __future__ import annotations
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .problems import MEDIA_TYPE, problem_bytes
+from failure_aware.server.problems import MEDIA_TYPE, problem_bytes
 
 
 class _TooLarge(HTTPException):

@@ -11,7 +11,7 @@ import binascii
 import json
 from typing import Any
 
-from ..errors import ValidationError
+from failure_aware.domain.errors import ValidationError
 
 MAX_CURSOR_CHARS = 4096
 

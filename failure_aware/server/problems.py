@@ -17,7 +17,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
-from ..errors import (
+from failure_aware.domain.errors import (
     FailureAwareError,
     InvalidTransition,
     NotFound,
@@ -26,7 +26,7 @@ from ..errors import (
     StorageError,
     ValidationError,
 )
-from .schemas import Problem
+from failure_aware.server.schemas import Problem
 
 MEDIA_TYPE = "application/problem+json"
 log = logging.getLogger("failure_aware.server")

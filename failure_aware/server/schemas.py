@@ -25,8 +25,8 @@ from pydantic import (
     WithJsonSchema,
 )
 
-from ..diagnostics.health_report import Verdict
-from ..states import State
+from failure_aware.diagnostics.health_report import Verdict
+from failure_aware.domain.states import State
 
 MAX_INT = 2**63 - 1
 MAX_PAGE = 500

@@ -14,9 +14,9 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from ..errors import ValidationError
-from ..ledger import Ledger
-from .auth import LoginToken
+from failure_aware.domain.errors import ValidationError
+from failure_aware.ledger import Ledger
+from failure_aware.server.auth import LoginToken
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8765
@@ -87,7 +87,7 @@ def run(
     """Serve ``ledger`` in the foreground until interrupted (Ctrl-C, SIGTERM)."""
     import uvicorn
 
-    from .app import create_app
+    from failure_aware.server.app import create_app
 
     login, secret = prepare(ledger, host)
     app = create_app(ledger, public_metrics=public_metrics, login=login, max_body_bytes=max_body_bytes,

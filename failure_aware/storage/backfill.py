@@ -14,8 +14,15 @@ from typing import Any
 
 from sqlalchemy import Connection, bindparam, select, update
 
-from ..core import chain
-from .tables import annotation, attempt, event_detected, event_state, note_chain, transition
+from failure_aware.storage import chain
+from failure_aware.storage.tables import (
+    annotation,
+    attempt,
+    event_detected,
+    event_state,
+    note_chain,
+    transition,
+)
 
 CHUNK = 2000
 _RANK = {"attempt": 0, "transition": 1, "annotation": 2}

@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import Column, Connection, MetaData, Table, func, select, text
 from sqlalchemy.exc import DBAPIError
 
-from .tables import event_detected
+from failure_aware.storage.tables import event_detected
 
 _SQLITE_BATCH = 5000  # keys per statement: well under SQLite's 32,766 parameters
 

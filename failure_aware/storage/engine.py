@@ -15,7 +15,7 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
-from ..errors import StorageError
+from failure_aware.domain.errors import StorageError
 
 DEFAULT_URL = "sqlite:///failure-aware.db"
 SCHEMA_TABLE = "failure_aware_schema"  # tables.schema_version: what marks a database as ours

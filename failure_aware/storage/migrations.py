@@ -39,9 +39,9 @@ from sqlalchemy import (
     text,
 )
 
-from ..errors import SchemaError
-from . import backfill, tables, triggers
-from .tables import metadata, schema_version
+from failure_aware.domain.errors import SchemaError
+from failure_aware.storage import backfill, tables, triggers
+from failure_aware.storage.tables import metadata, schema_version
 
 
 @dataclass(frozen=True)

@@ -15,11 +15,11 @@ from sqlalchemy import URL, Connection, Engine
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeout
 
-from ..errors import DatabaseUnavailable, FailureAwareError, SchemaError, StorageError
-from ..timeutil import Clock, to_us, utc_now
-from . import migrations, triggers
-from .engine import WRITE_OPTION, make_engine, parse_url, resolve_url, sqlite_path
-from .faults import is_transient
+from failure_aware.domain.errors import DatabaseUnavailable, FailureAwareError, SchemaError, StorageError
+from failure_aware.domain.timeutil import Clock, to_us, utc_now
+from failure_aware.storage import migrations, triggers
+from failure_aware.storage.engine import WRITE_OPTION, make_engine, parse_url, resolve_url, sqlite_path
+from failure_aware.storage.faults import is_transient
 
 
 class Store:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from sqlalchemy import Connection, insert, text
 from sqlalchemy.exc import DBAPIError
 
-from .tables import HISTORY_TABLES, annotation, attempt, event_detected, transition
+from failure_aware.storage.tables import HISTORY_TABLES, annotation, attempt, event_detected, transition
 
 _PG_FUNCTION = """
 CREATE OR REPLACE FUNCTION failure_aware_refuse_change() RETURNS trigger AS $$

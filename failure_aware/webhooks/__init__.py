@@ -12,9 +12,9 @@ or a transport error -> ``Succeeded`` / ``HandlerFailure``: pure), ``handler`` (
 
 from __future__ import annotations
 
-from .handler import Delivery, WebhookHandler, request_body, webhook_id
-from .settings import Endpoint
-from .signing import WebhookVerificationError, decode_secret, sign, verify
+from failure_aware.webhooks.handler import Delivery, WebhookHandler, request_body, webhook_id
+from failure_aware.webhooks.settings import Endpoint
+from failure_aware.webhooks.signing import WebhookVerificationError, decode_secret, sign, verify
 
 deliver = WebhookHandler()
 """The process's webhook handler: ``--handler failure_aware.webhooks:deliver``."""

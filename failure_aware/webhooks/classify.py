@@ -26,7 +26,7 @@ from typing import Any
 
 import httpx
 
-from ..outcomes import HandlerFailure, Succeeded
+from failure_aware.domain.outcomes import HandlerFailure, Succeeded
 
 BODY_LIMIT_BYTES = 4096
 # An attempt's detail is at most 16 KiB of JSON. 4 KiB of body is far below that as text, but a binary or

@@ -24,16 +24,16 @@ from dataclasses import dataclass
 from http.cookiejar import CookieJar, DefaultCookiePolicy
 from typing import TYPE_CHECKING
 
-from ..errors import ValidationError
-from ..models import Event
-from ..outcomes import HandlerFailure, Succeeded
-from .settings import Endpoint
-from .signing import sign
+from failure_aware.domain.errors import ValidationError
+from failure_aware.domain.outcomes import HandlerFailure, Succeeded
+from failure_aware.domain.records import Event
+from failure_aware.webhooks.settings import Endpoint
+from failure_aware.webhooks.signing import sign
 
 if TYPE_CHECKING:
     import httpx
 
-    from ..config import Config
+    from failure_aware.config import Config
 
 MAX_CONNECTIONS = 128  # a worker runs at most 64 loops; each holds one connection at a time
 MAX_KEEPALIVE_CONNECTIONS = 64
@@ -123,7 +123,7 @@ class WebhookHandler:
         """The endpoint of ``event_type``; unconfigured, the handler first loads ``failure-aware.toml`` from
         the working directory. Raises ``ValidationError`` when there is none (or no usable config)."""
         if self._endpoints is None:
-            from ..config import load_config
+            from failure_aware.config import load_config
 
             with self._lock:
                 loaded = self._endpoints is not None
@@ -171,7 +171,7 @@ class WebhookHandler:
         """Send a prepared request and classify what came back."""
         import httpx
 
-        from .classify import BODY_LIMIT_BYTES, answer_outcome, transport_failure
+        from failure_aware.webhooks.classify import BODY_LIMIT_BYTES, answer_outcome, transport_failure
 
         endpoint = delivery.endpoint
         timeout = httpx.Timeout(endpoint.timeout_seconds, connect=endpoint.connect_timeout_seconds)

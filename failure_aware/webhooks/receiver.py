@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 
-from .signing import WebhookVerificationError, verify
+from failure_aware.webhooks.signing import WebhookVerificationError, verify
 
 MAX_BODY_BYTES = 2 * 1024 * 1024
 MAX_DELAY_SECONDS = 30.0

@@ -22,10 +22,10 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from ..core import validation
-from ..durations import parse_duration
-from ..errors import ValidationError
-from .signing import decode_secret
+from failure_aware.domain import validation
+from failure_aware.domain.durations import parse_duration
+from failure_aware.domain.errors import ValidationError
+from failure_aware.webhooks.signing import decode_secret
 
 DEFAULT_TIMEOUT_SECONDS = 15.0
 DEFAULT_CONNECT_TIMEOUT_SECONDS = 5.0

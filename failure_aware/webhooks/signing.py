@@ -21,7 +21,7 @@ import time
 from collections.abc import Iterable
 from typing import Protocol
 
-from ..errors import FailureAwareError
+from failure_aware.domain.errors import FailureAwareError
 
 SECRET_PREFIX = "whsec_"
 SIGNATURE_VERSION = "v1"

@@ -12,11 +12,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Response
 
-from ...models import Claim
-from ..auth import RecordToken
-from ..problems import responses
-from ..schemas import AttemptResultOut, ClaimIn, ClaimsOut, OutcomeIn
-from .deps import LedgerDep, reply
+from failure_aware.domain.records import Claim
+from failure_aware.server.auth import RecordToken
+from failure_aware.server.problems import responses
+from failure_aware.server.routers.deps import LedgerDep, reply
+from failure_aware.server.schemas import AttemptResultOut, ClaimIn, ClaimsOut, OutcomeIn
 
 router = APIRouter(prefix="/claims", tags=["claims"])
 

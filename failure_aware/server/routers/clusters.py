@@ -7,12 +7,13 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query
 
-from ...errors import ValidationError
-from ...timeutil import parse_time
-from .. import pagination
-from ..auth import OperateToken, ReadToken
-from ..problems import responses
-from ..schemas import (
+from failure_aware.domain.errors import ValidationError
+from failure_aware.domain.timeutil import parse_time
+from failure_aware.server import pagination
+from failure_aware.server.auth import OperateToken, ReadToken
+from failure_aware.server.problems import responses
+from failure_aware.server.routers.deps import LedgerDep, time_text
+from failure_aware.server.schemas import (
     MAX_PAGE,
     AnnotationOut,
     ClusterDetailOut,
@@ -22,7 +23,6 @@ from ..schemas import (
     NoteIn,
     Page,
 )
-from .deps import LedgerDep, time_text
 
 router = APIRouter(tags=["clusters"])
 ClusterId = Annotated[str, Path(min_length=1, max_length=64, description="A cluster id (c_...)")]

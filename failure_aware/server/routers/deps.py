@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 from fastapi.responses import JSONResponse
 
-from ...ledger import Ledger
+from failure_aware.ledger import Ledger
 
 
 async def ledger(request: Request) -> Ledger:

@@ -7,13 +7,14 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Response, status
 
-from ...errors import ValidationError
-from ...states import State
-from ...timeutil import parse_time
-from .. import pagination
-from ..auth import OperateToken, ReadToken, RecordToken
-from ..problems import responses
-from ..schemas import (
+from failure_aware.domain.errors import ValidationError
+from failure_aware.domain.states import State
+from failure_aware.domain.timeutil import parse_time
+from failure_aware.server import pagination
+from failure_aware.server.auth import OperateToken, ReadToken, RecordToken
+from failure_aware.server.problems import responses
+from failure_aware.server.routers.deps import LedgerDep, reply, time_text
+from failure_aware.server.schemas import (
     MAX_INT,
     MAX_PAGE,
     AnnotationOut,
@@ -26,7 +27,6 @@ from ..schemas import (
     Page,
     ReasonIn,
 )
-from .deps import LedgerDep, reply, time_text
 
 router = APIRouter(prefix="/events", tags=["events"])
 EventId = Annotated[int, Path(ge=1, le=MAX_INT, description="The event's id")]

@@ -7,10 +7,10 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query
 
-from ..auth import ReadToken
-from ..problems import responses
-from ..schemas import MAX_PAGE, IncidentDetailOut, IncidentOut, Page
-from .deps import LedgerDep
+from failure_aware.server.auth import ReadToken
+from failure_aware.server.problems import responses
+from failure_aware.server.routers.deps import LedgerDep
+from failure_aware.server.schemas import MAX_PAGE, IncidentDetailOut, IncidentOut, Page
 
 router = APIRouter(prefix="/incidents", tags=["incidents"])
 

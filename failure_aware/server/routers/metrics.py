@@ -14,11 +14,11 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from ...diagnostics.health_report import HealthReport, Verdict
-from ...ledger import Ledger
-from ...tokens import Scope
-from ..auth import require_scope
-from ..problems import responses
+from failure_aware.diagnostics.health_report import HealthReport, Verdict
+from failure_aware.domain.tokens import Scope
+from failure_aware.ledger import Ledger
+from failure_aware.server.auth import require_scope
+from failure_aware.server.problems import responses
 
 
 class LedgerMetrics(Collector):

@@ -7,10 +7,10 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
-from ..auth import OperateToken, ReadToken
-from ..problems import responses
-from ..schemas import BulkReviveIn, BulkReviveOut, HealthOut, TimelineOut
-from .deps import LedgerDep
+from failure_aware.server.auth import OperateToken, ReadToken
+from failure_aware.server.problems import responses
+from failure_aware.server.routers.deps import LedgerDep
+from failure_aware.server.schemas import BulkReviveIn, BulkReviveOut, HealthOut, TimelineOut
 
 router = APIRouter(tags=["operations"])
 
