@@ -3,6 +3,9 @@
 Usage (from the repository root)::
 
     python bench/fingerprint_accuracy.py [--data DIR] [--no-drain] [--no-loo] [--repeat N] [--errors LOG]
+                                         [--smoke]
+
+``--smoke`` (what ``bench/run_all.py --smoke`` runs): one timed run, no Drain3, one round of the search.
 
 ``DIR`` defaults to ``../shared/datasets/loghub-2k`` relative to the repository root and must hold
 ``*_2k.log_structured.csv`` files (columns ``Content`` and ``EventId``).  The data is only read, never copied.
@@ -144,11 +147,11 @@ class Scorer:
     def mean(self, logs: Sequence[str], rules: Rules) -> float:
         return sum(self.ga(log, rules) for log in logs) / len(logs)
 
-    def tune(self, logs: Sequence[str]) -> Rules:
+    def tune(self, logs: Sequence[str], rounds: int = ROUNDS) -> Rules:
         """The greedy coordinate search over ``SPACE`` on ``logs`` (deterministic)."""
         best = START
         best_score = self.mean(logs, best)
-        for _ in range(ROUNDS):
+        for _ in range(rounds):
             changed = False
             for name, values in SPACE.items():
                 for value in values:
@@ -170,15 +173,15 @@ def describe(rules: Rules) -> str:
     return ", ".join(changed) or "(the rules of 0.1)"
 
 
-def leave_one_out(logs: Logs) -> None:
+def leave_one_out(logs: Logs, rounds: int = ROUNDS) -> None:
     """Print, per log, GA of the rules of 0.1, of the defaults, and leave-one-out; the settings chosen."""
     scorer = Scorer(logs)
     names = sorted(logs)
     start = time.perf_counter()
-    tuned_all = scorer.tune(names)
+    tuned_all = scorer.tune(names, rounds)
     loo: dict[str, tuple[float, Rules]] = {}
     for held in names:
-        rules = scorer.tune([n for n in names if n != held])
+        rules = scorer.tune([n for n in names if n != held], rounds)
         loo[held] = (scorer.ga(held, rules), rules)
     elapsed = time.perf_counter() - start
     print("leave-one-out: knobs tuned on the other logs, the held-out log scored")
@@ -299,10 +302,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no-drain", action="store_true", help="skip Drain3")
     parser.add_argument("--no-loo", action="store_true", help="skip the leave-one-out tuning")
     parser.add_argument("--errors", metavar="LOG", help="print the disagreeing groups of one log")
+    parser.add_argument("--smoke", action="store_true", help="quick: one run, no Drain3, one search round")
     parser.add_argument(
         "--repeat", type=int, default=3, help="timed runs per log; the fastest counts (default 3)"
     )
     args = parser.parse_args(argv)
+    if args.smoke:
+        args.repeat, args.no_drain = 1, True
 
     files = sorted(args.data.glob(f"*{SUFFIX}"))
     if not files:
@@ -338,7 +344,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print()
     print()
     if not args.no_loo and len(logs) > 1:
-        leave_one_out(logs)
+        leave_one_out(logs, 1 if args.smoke else ROUNDS)
     print(f"throughput ours:      {rate(total, t_ours)}")
     print(f"throughput 0.1 rules: {rate(total, t_previous)}  (ours / 0.1: {t_previous / t_ours:.2f}x)")
     print(f"CPU time ours:        {rate(total, cpu_ours)}")
