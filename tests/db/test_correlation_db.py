@@ -29,7 +29,7 @@ from failure_aware.config import Config
 from failure_aware.correlation import Rule, cluster_id, clusters_match_rebuild, incremental
 from failure_aware.correlation import failures as reads
 from failure_aware.correlation.sql import Sql
-from failure_aware.domain import fingerprint
+from failure_aware.domain.fingerprint import fingerprint
 from failure_aware.domain.policy import PolicySet, RetryPolicy
 from failure_aware.domain.timeutil import format_time, to_us
 from failure_aware.storage.tables import metadata

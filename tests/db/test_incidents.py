@@ -40,7 +40,7 @@ from test_schema import migrate
 from failure_aware import Ledger, NotFound, ValidationError
 from failure_aware.correlation import Rule, cluster_id, incidents_match_rebuild
 from failure_aware.correlation.linking import Member, components
-from failure_aware.domain import fingerprint
+from failure_aware.domain.fingerprint import fingerprint
 from failure_aware.domain.timeutil import to_us
 
 S = 1_000_000
