@@ -47,6 +47,7 @@ BENCHES = (
     Bench("health_bench.py", (("--n", "1000000,10000000", "--backends", "sqlite,postgresql"),)),
     Bench("fingerprint_accuracy.py", takes_pg=False),
     Bench("webhook_bench.py", (("--n", "3000"),)),
+    Bench("dashboard_bench.py", (("--n", "100000,1000000", "--backends", "sqlite,postgresql"),)),
     Bench("api_bench.py", (("--ops", "4000", "-k", "3", "--skip-latency"),
                            ("--n", "1000000,10000000", "--skip-throughput"))),
 )

@@ -73,8 +73,8 @@ def main(argv: list[str] | None = None) -> None:
 
 def fail(error: FailureAwareError, code: int = EXIT_ERROR) -> Any:
     """Print a library error as one line on stderr and exit with ``code``."""
-    from failure_aware.cli.output import visible
+    from failure_aware.cli.output import screen_times, visible
 
     kind = type(error).__name__
-    click.echo(f"error ({kind}): {visible(str(error))}", err=True)
+    click.echo(f"error ({kind}): {visible(screen_times(str(error)))}", err=True)
     sys.exit(code)
