@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import dataclasses
 import getpass
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence, Sized
 from datetime import datetime, timedelta
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any
+from typing import IO, Any, cast
 
 from failure_aware.config import Config, load_config
 from failure_aware.diagnostics.health_report import HealthReport
@@ -35,17 +35,23 @@ from failure_aware.domain.errors import (
     StorageError,
     ValidationError,
 )
+from failure_aware.domain.progress import Progress
 from failure_aware.domain.records import Annotation, AttemptResult, Claim, Event, EventDetail, ImportReport
 from failure_aware.domain.states import State
 from failure_aware.domain.timeutil import EPOCH, Clock, to_us, utc_now
 from failure_aware.domain.tokens import ApiToken, NewToken, Scope
 from failure_aware.events import claims, counters, handler_outcome, operator, queries, recording
 from failure_aware.events.claims import ClaimOutcome
+from failure_aware.events.dead_letters import DeadLetterType, dead_letters
 from failure_aware.events.recording import Reported
 from failure_aware.storage.dbwait import DEFAULT_MAX_DB_WAIT_SECONDS
 from failure_aware.storage.store import SchemaStatus, Store, inspect_schema
 
 Handler = Callable[[Event], object]
+# ``on_progress(phase, done, total)`` of the long calls (import, export, verify, correlate --rebuild): a
+# plain callback, called every chunk (never per row); ``total`` is None when it is not known cheaply.
+# Phases and their units: "read" (bytes of a JSON Lines input), "check" (records), "write" (events),
+# "export" (events), "verify" (events), "clusters" (failures re-read by verify), "correlate" (failures).
 
 
 def operator_name() -> str:
@@ -63,6 +69,8 @@ class Ledger:
     ``readonly`` opens the database so it refuses writes (for inspection). ``upgrade`` applies pending
     schema migrations. ``config`` holds retry policies and health rules (default: ``failure-aware.toml`` or
     ``[tool.failure-aware]`` in ``pyproject.toml`` of the working directory). ``clock`` is injectable.
+    ``on_lock_wait`` (SQLite): called when a write has to wait for the write lock another process holds
+    (after a quarter of a second; the write then waits up to the usual 30 s), e.g. to say so.
     """
 
     def __init__(
@@ -75,11 +83,13 @@ class Ledger:
         config: Config | None = None,
         clock: Clock = utc_now,
         max_payload_bytes: int = validation.DEFAULT_MAX_PAYLOAD_BYTES,
+        on_lock_wait: Callable[[], None] | None = None,
     ) -> None:
         self.config = config if config is not None else load_config()
         self.clock = clock
         self.max_payload_bytes = max_payload_bytes
-        self.store = Store(url, readonly=readonly, create=create, upgrade=upgrade, clock=clock)
+        self.store = Store(url, readonly=readonly, create=create, upgrade=upgrade, clock=clock,
+                           on_lock_wait=on_lock_wait)
 
     # -- lifecycle -----------------------------------------------------------------------------------
     def close(self) -> None:
@@ -554,7 +564,8 @@ class Ledger:
 
     # -- interchange (import / export) -------------------------------------------------------------------
     def import_events(
-        self, records: Iterable[Mapping[str, Any]], *, skip_invalid: bool = False, actor: str = "import"
+        self, records: Iterable[Mapping[str, Any]], *, skip_invalid: bool = False, actor: str = "import",
+        on_progress: Progress | None = None,
     ) -> ImportReport:
         """Import events with their history from interchange records (SPEC section 8, docs/interchange.md).
 
@@ -565,33 +576,48 @@ class Ledger:
         of each type, or the record's own ``transitions`` when given; ``actor`` is recorded on the
         transitions the import derives. All of it is one transaction. ``records`` is read once; the
         checked records are spooled to a temporary file while large, so memory stays bounded.
+        ``on_progress`` (see ``Progress``) is told of the "check" and "write" phases.
         """
         from failure_aware.interchange import inputs
 
-        return self._import(inputs.number_records(records), skip_invalid=skip_invalid, actor=actor,
-                            label="record")
+        numbered = inputs.number_records(records)
+        if on_progress is not None:
+            total = len(records) if isinstance(records, Sized) else None
+            numbered = inputs.counted(numbered, on_progress, total)
+        return self._import(numbered, skip_invalid=skip_invalid, actor=actor, label="record",
+                            on_progress=on_progress)
 
     def import_file(
-        self, source: str | Path | IO[str] | IO[bytes], *, skip_invalid: bool = False, actor: str = "import"
+        self, source: str | Path | IO[str] | IO[bytes], *, skip_invalid: bool = False, actor: str = "import",
+        on_progress: Progress | None = None,
     ) -> ImportReport:
         """Import a JSON Lines file (a path, or an open text or binary stream such as ``sys.stdin``).
 
         Like ``import_events``; problems are reported by line number, blank lines are ignored and a line
         that is not JSON is an invalid line. The input is read once (a stream need not be seekable).
+        ``on_progress`` is told of the "read" phase (bytes; the total is the size of a regular file, None
+        for a pipe) and the "write" phase.
         """
         from failure_aware.interchange import inputs
 
+        def run(stream: IO[str] | IO[bytes]) -> ImportReport:
+            lines: Iterable[str | bytes] = stream
+            if on_progress is not None and _binary(stream):
+                lines = inputs.counted_bytes(cast("IO[bytes]", stream), on_progress, _bytes_left(stream))
+            return self._import(inputs.read_lines(lines), skip_invalid=skip_invalid, actor=actor,
+                                label="line", on_progress=on_progress)
+
         if not isinstance(source, str | Path):
-            return self._import(inputs.read_lines(source), skip_invalid=skip_invalid, actor=actor,
-                                label="line")
+            return run(source)
         try:
             with open(source, "rb") as stream:
-                return self._import(inputs.read_lines(stream), skip_invalid=skip_invalid, actor=actor,
-                                    label="line")
+                return run(stream)
         except OSError as exc:
             raise ValidationError(f"cannot read {source}: {exc.strerror or exc}") from None
 
-    def import_legacy(self, path: str | Path, *, skip_invalid: bool = False) -> ImportReport:
+    def import_legacy(
+        self, path: str | Path, *, skip_invalid: bool = False, on_progress: Progress | None = None
+    ) -> ImportReport:
         """Import the events of a seed (v0.1-v0.3) SQLite database, opened read-only.
 
         Each legacy event keeps its state and note (as an annotation by ``legacy``), under the key
@@ -599,14 +625,17 @@ class Ledger:
         run ``correlate`` afterwards. The mapping is in docs/interchange.md. A file that is not such a
         database raises ``ValidationError`` and nothing is written.
         """
-        from failure_aware.interchange import legacy
+        from failure_aware.interchange import inputs, legacy
 
         with legacy.open_legacy(path) as source:
-            return self._import(source.records(), skip_invalid=skip_invalid, actor=legacy.ACTOR,
-                                label="legacy event")
+            numbered: Iterable[tuple[int, Any]] = source.records()
+            if on_progress is not None:
+                numbered = inputs.counted(numbered, on_progress, source.count())
+            return self._import(numbered, skip_invalid=skip_invalid, actor=legacy.ACTOR,
+                                label="legacy event", on_progress=on_progress)
 
-    def _import(self, numbered: Iterable[tuple[int, Any]], *, skip_invalid: bool, actor: str, label: str
-                ) -> ImportReport:
+    def _import(self, numbered: Iterable[tuple[int, Any]], *, skip_invalid: bool, actor: str, label: str,
+                on_progress: Progress | None = None) -> ImportReport:
         from failure_aware.interchange import importer
         from failure_aware.interchange.forms import ImportContext
 
@@ -620,15 +649,18 @@ class Ledger:
             if checked.invalid and not skip_invalid:
                 raise checked.refusal()
             with self.store.write() as conn:
-                return importer.write(conn, checked, context)
+                return importer.write(conn, checked, context, on_progress=on_progress)
 
-    def export_events(self, *, event_type: str | None = None) -> Iterator[dict[str, Any]]:
+    def export_events(
+        self, *, event_type: str | None = None, on_progress: Progress | None = None
+    ) -> Iterator[dict[str, Any]]:
         """Every event (or those of ``event_type``) as an interchange record, in id order, streamed.
 
         Records carry, besides SPEC section 8's fields, ``state``, ``next_retry_at`` and ``transitions``,
         so ``import_events`` into an empty database reproduces events, attempts, states, transitions and
         annotations; the cluster notes follow as ``{"kind": "cluster_note", ...}`` records. One read
-        transaction (a consistent snapshot) stays open while the iterator is used.
+        transaction (a consistent snapshot) stays open while the iterator is used. ``on_progress`` is told
+        of the "export" phase (events; the total from the counters, not a count of history).
         """
         from failure_aware.interchange import exporter
 
@@ -637,18 +669,24 @@ class Ledger:
 
         def stream() -> Iterator[dict[str, Any]]:
             with self.store.read() as conn:
-                yield from exporter.export(conn, event_type=event_type)
+                events = exporter.export(conn, event_type=event_type)
+                if on_progress is not None:
+                    events = exporter.counted(events, on_progress, exporter.event_total(conn, event_type))
+                yield from events
                 yield from exporter.export_cluster_notes(conn, event_type=event_type)
 
         return stream()
 
-    def export_file(self, target: str | Path | IO[str], *, event_type: str | None = None) -> int:
+    def export_file(
+        self, target: str | Path | IO[str], *, event_type: str | None = None,
+        on_progress: Progress | None = None,
+    ) -> int:
         """Write ``export_events`` as JSON Lines (UTF-8) to a path or an open text stream; returns a count."""
         from failure_aware.interchange import exporter
 
+        records = self.export_events(event_type=event_type, on_progress=on_progress)
         if not isinstance(target, str | Path):
-            return exporter.write_lines(self.export_events(event_type=event_type), target)
-        records = self.export_events(event_type=event_type)
+            return exporter.write_lines(records, target)
         try:
             with open(target, "w", encoding="utf-8") as stream:
                 return exporter.write_lines(records, stream)
@@ -685,8 +723,10 @@ class Ledger:
         limit: int | None = None,
         actor: str | None = None,
         reason: str = "bulk revive by operator",
+        fingerprint: str | None = None,
     ) -> list[int]:
-        """Revive every event that died at or after ``since`` (of one type); returns the ids revived.
+        """Revive every event that died at or after ``since`` (of one type, with a failure of one
+        ``fingerprint``); returns the ids revived.
 
         With ``dry_run`` nothing is written and the ids that would be revived are returned. The whole bulk
         revive is one transaction: all listed events are revived, or none. The events are locked as they
@@ -698,14 +738,17 @@ class Ledger:
         if event_type is not None:
             validation.event_type(event_type)
         validation.positive_int("limit", limit)
+        validation.optional_name("fingerprint", fingerprint)
         actor = validation.name("actor", operator_name() if actor is None else actor)
         validation.text("reason", reason, required=True)
         if dry_run:
             with self.store.read() as conn:
-                return operator.dead_since(conn, event_type=event_type, since_us=since_us, limit=limit)
+                return operator.dead_since(conn, event_type=event_type, since_us=since_us, limit=limit,
+                                           fingerprint=fingerprint)
         with self.store.write() as conn:
             return operator.revive_dead(conn, event_type=event_type, since_us=since_us, limit=limit,
-                                        actor=actor, reason=reason, now_us=self.store.now_us())
+                                        actor=actor, reason=reason, now_us=self.store.now_us(),
+                                        fingerprint=fingerprint)
 
     def annotate(self, event_id: int, text: str, *, author: str | None = None) -> Annotation:
         """Add a note to an event. Notes are history: never changed, only added to."""
@@ -715,6 +758,16 @@ class Ledger:
         with self.store.write() as conn:
             return operator.annotate_event(conn, event_id, text, author=author, now_us=self.store.now_us())
 
+
+    def dead_letters(self, *, sample: int = 500, event_type: str | None = None) -> list[DeadLetterType]:
+        """DEAD events by type (exact counts, from the counters) and, within each type's newest
+        ``sample``, grouped by the fingerprint of their last failure (the dashboard's dead letters).
+        Reads only; its cost is bounded by ``sample`` per type, not by the history."""
+        validation.positive_int("sample", sample, allow_none=False)
+        if event_type is not None:
+            validation.event_type(event_type)
+        with self.store.read() as conn:
+            return dead_letters(conn, sample=sample, event_type=event_type)
 
     # -- health ----------------------------------------------------------------------------------------
     def health(self, *, event_type: str | None = None) -> HealthReport:
@@ -750,6 +803,7 @@ class Ledger:
         window: str | int | float | None = None,
         min_failures: int | None = None,
         min_events: int | None = None,
+        on_progress: Progress | None = None,
     ) -> CorrelateReport:
         """Bring the failure clusters up to date with history (SPEC 7); the only writer of clusters.
 
@@ -758,6 +812,8 @@ class Ledger:
         left as None are the remembered ones (or the defaults: ``window`` 600 s, ``min_failures`` 3,
         ``min_events`` 2); ``window`` is seconds or a duration such as ``"10m"``. A rule other than the
         remembered one needs ``rebuild=True``, else ``ValidationError`` and nothing is written.
+        ``on_progress`` is told of the "correlate" phase of a rebuild (failures read; the total from the
+        attempt counters).
         """
         from failure_aware.correlation import engine
         from failure_aware.correlation.rule import resolve_rule
@@ -766,15 +822,17 @@ class Ledger:
             raise ValidationError(f"rebuild must be True or False, got {rebuild!r}")
         resolve_rule(None, window, min_failures, min_events)  # bad values fail here, before any transaction
         return engine.run(self.store, rebuild=rebuild, window=window, min_failures=min_failures,
-                          min_events=min_events)
+                          min_events=min_events, on_progress=on_progress)
 
     def clusters(
         self, *, event_type: str | None = None, active: bool = False, since: datetime | None = None,
-        limit: int | None = None, after: tuple[datetime, str, str] | None = None,
+        limit: int | None = None, after: tuple[datetime, str, str] | None = None, examples: bool = True,
     ) -> list[Cluster]:
         """Stored clusters, newest first (reads only): of one type, only ``active`` ones (``window_end >=
         now - W``), or those that ended at or after ``since``. Page with ``after``: the ``(window_start,
-        event_type, id)`` of the last cluster of the previous page."""
+        event_type, id)`` of the last cluster of the previous page. ``examples=False`` leaves out the
+        example message of each top fingerprint (reading them scans each cluster's failures: the
+        dashboard's list shows fingerprints, one cluster's page its examples)."""
         from failure_aware.correlation import cluster_queries
 
         if event_type is not None:
@@ -789,7 +847,7 @@ class Ledger:
         with self.store.read() as conn:
             return cluster_queries.list_clusters(
                 conn, now_us=self.store.now_us(), event_type=event_type, active=bool(active),
-                since_us=since_us, limit=limit, after=after_us,
+                since_us=since_us, limit=limit, after=after_us, examples=examples,
             )
 
     def cluster(self, cluster_id: str, *, attempts_limit: int = 500) -> ClusterDetail:
@@ -879,20 +937,21 @@ class Ledger:
             raise ValidationError(f"a cluster id is a string like 'c_0123456789abcdef', got {cluster_id!r}")
 
     # -- verify ----------------------------------------------------------------------------------------
-    def verify(self) -> VerifyReport:
+    def verify(self, *, on_progress: Progress | None = None) -> VerifyReport:
         """Check the ledger against itself; writes nothing (works on a ``readonly`` ledger).
 
         The projection must equal a replay of history, the counters a recount, the clusters a rebuild, the
         immutability triggers must be in place and refuse a change (tried in a transaction that is always
         rolled back, on probe rows of negative ids), and every hash chain of history must recompute from
         its rows (SPEC 14). ``report.ok`` is true when nothing disagrees; ``report.digest`` is one digest
-        of all history (``verify --digest``).
+        of all history (``verify --digest``). ``on_progress`` is told of the "verify" phase (events) and the
+        "clusters" phase (failures read again to compare the clusters with a rebuild).
         """
         from failure_aware.diagnostics import verify as checks
 
         with self.store.read() as conn:
             checks.consistent_snapshot(conn)  # first statement of the transaction: one snapshot throughout
-            report = checks.verify(conn, self.config.policies)
+            report = checks.verify(conn, self.config.policies, on_progress=on_progress)
         refusals = self.store.probe_triggers()
         if refusals:
             report = dataclasses.replace(report, problems=report.problems + tuple(refusals))
@@ -1009,3 +1068,23 @@ def _duration_us(seconds: float | None) -> int | None:
 
 __all__ = ["Handler", "Ledger", "operator_name"]
 
+
+
+def _binary(stream: IO[str] | IO[bytes]) -> bool:
+    """Whether ``stream`` yields bytes (a file opened ``rb``, ``sys.stdin.buffer``)."""
+    mode = getattr(stream, "mode", "")
+    return isinstance(mode, str) and "b" in mode
+
+
+def _bytes_left(stream: IO[str] | IO[bytes]) -> int | None:
+    """The bytes a regular file has left to read from here (None for a pipe or anything else)."""
+    import os
+    import stat
+
+    try:
+        info = os.fstat(stream.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            return None
+        return max(0, info.st_size - stream.tell())
+    except (OSError, ValueError, AttributeError):
+        return None

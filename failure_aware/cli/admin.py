@@ -8,6 +8,7 @@ from rich.markup import escape
 from failure_aware.cli import output
 from failure_aware.cli.app import EXIT_ERROR, cli
 from failure_aware.cli.context import app
+from failure_aware.cli.progress import Progress
 from failure_aware.domain.errors import SchemaError
 from failure_aware.ledger import Ledger
 
@@ -89,7 +90,8 @@ def verify(show_digest: bool, as_json: bool) -> None:
     history disagrees. With --digest, also prints one digest of all history (it changes with every row
     written; a copy kept elsewhere reveals a whole event removed or a chain rewritten).
     """
-    report = app().ledger(readonly=True).verify()
+    with Progress() as progress:
+        report = app().ledger(readonly=True).verify(on_progress=progress)
     if as_json:
         output.print_json(report.as_dict())
     else:
@@ -101,9 +103,9 @@ def verify(show_digest: bool, as_json: bool) -> None:
             output.say(f"[bold red]{len(report.problems)} problem(s)[/] in {report.checked_events} event(s) "
                        f"checked ({checked}):")
             for problem in report.problems:
-                output.console().print(f"  {problem}", markup=False)
+                output.console().print(f"  {output.screen_times(problem)}", markup=False)
         for note in report.notes:
-            output.console().print(f"  note: {note}", markup=False)
+            output.console().print(f"  note: {output.screen_times(note)}", markup=False)
         if show_digest:
             output.say(f"digest {report.digest} ({report.digest_rows} history rows)")
     if not report.ok:

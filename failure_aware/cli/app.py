@@ -73,9 +73,9 @@ def main(argv: list[str] | None = None) -> None:
 
 def fail(error: FailureAwareError, code: int = EXIT_ERROR) -> Any:
     """Print a library error as one line on stderr and exit with ``code``."""
-    from failure_aware.cli.output import visible
+    from failure_aware.cli.output import screen_times, visible
 
     kind = type(error).__name__
     message = error.explained("--force") if isinstance(error, RetryTooEarly) else str(error)
-    click.echo(f"error ({kind}): {visible(message)}", err=True)
+    click.echo(f"error ({kind}): {visible(screen_times(message))}", err=True)
     sys.exit(code)

@@ -12,6 +12,7 @@ from failure_aware.cli import output
 from failure_aware.cli.app import cli
 from failure_aware.cli.context import app
 from failure_aware.cli.params import COUNT, POSITIVE_DURATION, SINCE
+from failure_aware.cli.progress import Progress
 from failure_aware.domain.cluster_records import Cluster, ClusterDetail, Timeline
 from failure_aware.domain.durations import format_duration
 from failure_aware.domain.validation import MAX_INT
@@ -31,9 +32,11 @@ BARS = " ▁▂▃▄▅▆▇█"
 def correlate(window: float | None, min_failures: int | None, min_events: int | None, rebuild: bool,
               as_json: bool) -> None:
     """Compute failure clusters from history: incremental unless --rebuild."""
-    report = app().ledger().correlate(
-        rebuild=rebuild, window=window, min_failures=min_failures, min_events=min_events
-    )
+    with Progress() as progress:
+        report = app().ledger().correlate(
+            rebuild=rebuild, window=window, min_failures=min_failures, min_events=min_events,
+            on_progress=progress,
+        )
     if as_json:
         output.print_json(report.as_dict())
         return

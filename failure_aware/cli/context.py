@@ -12,6 +12,8 @@ import click
 from failure_aware.config import Config, load_config
 from failure_aware.ledger import Ledger
 
+LOCK_WAIT_MESSAGE = "waiting for the database write lock held by another process…"
+
 
 @dataclass
 class AppContext:
@@ -21,6 +23,7 @@ class AppContext:
     config_path: str | None = None
     _ledgers: list[Ledger] = field(default_factory=list)
     _scratch: list[str] = field(default_factory=list)  # temporary folders of empty stand-in ledgers
+    _told_lock_wait: bool = False
 
     def config(self) -> Config:
         """The config from ``--config`` or the working directory."""
@@ -42,9 +45,18 @@ class AppContext:
             self._scratch.append(scratch)
             url = f"sqlite:///{Path(scratch) / 'empty.db'}"
             readonly = False  # it must be created; the command itself only reads
-        opened = Ledger(url, readonly=readonly, create=create, upgrade=upgrade, config=self.config())
+        opened = Ledger(url, readonly=readonly, create=create, upgrade=upgrade, config=self.config(),
+                        on_lock_wait=self.lock_wait_notice)
         self._ledgers.append(opened)
         return opened
+
+    def lock_wait_notice(self) -> None:
+        """Say on stderr, once per command, that a write waits for another process's SQLite write lock
+        (stderr whether or not it is a terminal: a command that seems to hang says why, and stdout and
+        ``--json`` stay as they are)."""
+        if not self._told_lock_wait:
+            self._told_lock_wait = True
+            click.echo(LOCK_WAIT_MESSAGE, err=True)
 
     def close(self) -> None:
         """Close what was opened."""

@@ -144,7 +144,7 @@ def render_detail(detail: EventDetail) -> Group:
                               style="dim"))
     history = [
         (output.when(t.at), t.from_state or "-", output.state_text(t.to_state), plain(t.actor),
-         plain(t.reason))
+         plain(output.screen_times(t.reason)))
         for t in detail.transitions
     ]
     parts.append(output.table("transitions", ["at", "from", "to", "by", "reason"], history))

@@ -54,7 +54,7 @@ def render_health(report: HealthReport) -> Group:
         f"{_verdict(report.verdict)}{escape(scope)} at {output.when(report.checked_at)}"
     )]
     parts.extend(
-        Text.from_markup(f"  {_verdict(r.verdict)} {escape(r.message)}")
+        Text.from_markup(f"  {_verdict(r.verdict)} {escape(output.screen_times(r.message))}")
         for r in report.reasons
     )
     if not report.reasons:

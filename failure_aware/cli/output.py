@@ -99,10 +99,36 @@ def state_text(state: str) -> str:
 
 
 def when(moment: datetime | None) -> str:
-    """A time for a table: ``2026-01-02 04:45:54Z``, or a dash."""
+    """A time on the screen: ``2026-01-02 04:45:54Z`` (UTC, to the second), or a dash.
+
+    The one format of every time the terminal shows: tables, ``show``, health, clusters, incidents, the
+    demo, and (through ``screen_times``) the times inside reasons, problems and error messages. ``--json``
+    keeps RFC 3339 with microseconds (SPEC 2).
+    """
     if moment is None:
         return "-"
-    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+    return moment.astimezone(UTC).strftime(SCREEN_TIME)
+
+
+SCREEN_TIME = "%Y-%m-%d %H:%M:%SZ"
+# An RFC 3339 time as the library writes it into text (``format_time``: ``2026-01-02T04:45:54.971227Z``),
+# or with an offset.
+_RFC3339 = re.compile(r"\b\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,6})?(?:Z|[+-]\d{2}:\d{2})")
+
+
+def screen_times(text: str) -> str:
+    """``text`` (a transition reason, a health reason, a problem, an error message) with each RFC 3339 time
+    in it shown as ``when`` shows times, so a reason and the table above it agree."""
+
+    def one(found: re.Match[str]) -> str:
+        raw = found.group()
+        try:
+            moment = datetime.fromisoformat(raw[:-1] + "+00:00" if raw.endswith("Z") else raw)
+            return when(moment)
+        except (ValueError, OverflowError):
+            return raw
+
+    return _RFC3339.sub(one, text)
 
 
 def short(text: str | None, width: int = 60) -> str:

@@ -183,7 +183,7 @@ def _run_worker(runner: Worker, *, once: bool, quiet: bool, as_json: bool) -> No
                   "an unfinished claim then waits for its lease to expire and `recover`)")
 
     def on_db_fault(message: str) -> None:
-        click.echo(f"worker {runner.worker_id}: {message}", err=True)
+        click.echo(f"worker {runner.worker_id}: {output.screen_times(message)}", err=True)
 
     try:
         with _stop_on_signals(runner, on_first_signal):
@@ -237,7 +237,7 @@ def _report_line(report: AttemptReport) -> str:
         return _result_line(report.result, report.claim.event.event_type)
     event = report.claim.event
     return (f"event {event.id} {event.event_type}: attempt {report.claim.attempt_number} "
-            f"[yellow]{report.outcome}[/]: {escape(report.problem or '')}")
+            f"[yellow]{report.outcome}[/]: {escape(output.screen_times(report.problem or ''))}")
 
 
 def _summary_line(summary: WorkerSummary) -> str:

@@ -9,7 +9,6 @@ from failure_aware.cli import output
 from failure_aware.cli.app import cli
 from failure_aware.cli.context import app
 from failure_aware.domain.errors import ValidationError
-from failure_aware.domain.timeutil import format_time
 from failure_aware.domain.tokens import Scope
 
 EXTRA_HINT = 'serve needs the server extra: pip install "failure-aware[server]"'
@@ -26,13 +25,14 @@ EXTRA_HINT = 'serve needs the server extra: pip install "failure-aware[server]"'
               help="Remember a valid token this long (a revoked one is refused within it); 0: never.")
 def serve(host: str, port: int, public_metrics: bool, max_body_bytes: int | None,
           token_cache_seconds: float) -> None:
-    """Serve the JSON API (/api/v1) and Prometheus metrics (/metrics) in the foreground.
+    """Serve the JSON API (/api/v1), Prometheus metrics (/metrics) and the dashboard (/) in the foreground.
 
     Requests need a token (see `token create`). With no token in the database and a loopback address,
     a one-off admin token is made for this process and printed. Nothing runs in the background.
     """
     try:
         import fastapi  # noqa: F401  (only checking the extra is installed)
+        import jinja2  # noqa: F401
         import prometheus_client  # noqa: F401
         import uvicorn  # noqa: F401
     except ImportError:
@@ -76,7 +76,8 @@ def token_list(as_json: bool) -> None:
         output.say("no tokens; make one with: failure-aware token create NAME --scope read")
         return
     output.console().print(output.table("tokens", ["name", "scope", "created", "by", "revoked"], [
-        (t.name, t.scope.value, format_time(t.created_at), t.created_by, format_time(t.revoked_at) or "")
+        (t.name, t.scope.value, output.when(t.created_at), t.created_by,
+         output.when(t.revoked_at) if t.revoked_at else "")
         for t in tokens
     ]))
 
@@ -92,4 +93,4 @@ def token_revoke(name: str, as_json: bool) -> None:
     if as_json:
         output.print_json(revoked.as_dict())
     else:
-        output.say(f"token {escape(revoked.name)} revoked at {format_time(revoked.revoked_at)}")
+        output.say(f"token {escape(revoked.name)} revoked at {output.when(revoked.revoked_at)}")

@@ -17,14 +17,19 @@ from sqlalchemy import Connection, select
 from failure_aware.correlation import engine, failures, incident_rows, incidents, stored
 from failure_aware.correlation.rule import ClusterScanner, Rule
 from failure_aware.correlation.sql import Sql
+from failure_aware.domain.progress import Progress
 from failure_aware.domain.timeutil import format_time, from_us
 from failure_aware.storage.tables import attempt, failure_cluster
 
 _FIX = "run: failure-aware correlate --rebuild"
 
 
-def clusters_match_rebuild(conn: Connection) -> list[str]:
-    """Differences between the stored clusters and a rebuild with the remembered rule (empty: they match)."""
+def clusters_match_rebuild(
+    conn: Connection, *, on_progress: Progress | None = None
+) -> list[str]:
+    """Differences between the stored clusters and a rebuild with the remembered rule (empty: they match).
+
+    ``on_progress("clusters", failures read, total)``: the total from the attempt counters."""
     state = stored.load_state(conn)
     if state is None:
         total = stored.count(conn)
@@ -43,10 +48,11 @@ def clusters_match_rebuild(conn: Connection) -> list[str]:
     checked = set(pending)
     engine.tune(conn)
     sql = Sql(conn)
+    progress = engine.FailureProgress(conn, on_progress, "clusters")
     for event_type in list(failures.failing_types(sql)):
         checked.add(event_type)
         if event_type not in pending:
-            problems.extend(_compare_type(sql, event_type, state.rule))
+            problems.extend(_compare_type(sql, event_type, state.rule, progress))
     sql.close()
     for event_type in sorted(set(stored.stored_types(conn)) - checked):
         problems.append(f"failure_cluster has clusters of {event_type!r}, which has no failures; {_FIX}")
@@ -65,11 +71,12 @@ def _wrong_rule(conn: Connection, rule: Rule) -> list[str]:
             for cid in wrong]
 
 
-def _compare_type(sql: Sql, event_type: str, rule: Rule) -> list[str]:
+def _compare_type(sql: Sql, event_type: str, rule: Rule, progress: engine.FailureProgress) -> list[str]:
     scanner = ClusterScanner(rule)
     spans = []
     for times, events, _ in failures.stream(sql, event_type, exclusive=True):  # read to the end first
         spans.extend(scanner.feed(times, events))
+        progress.advance(len(times))
     spans.extend(scanner.finish())
     # Fingerprints counted in SQL, not by the scanner as correlate does: two independent ways must agree.
     counts = failures.fingerprint_counts(sql, event_type, [(s.start_us, s.end_us) for s in spans])

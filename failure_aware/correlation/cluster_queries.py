@@ -39,6 +39,7 @@ DEFAULT_BUCKETS = 60
 def list_clusters(
     conn: Connection, *, now_us: int, event_type: str | None = None, active: bool = False,
     since_us: int | None = None, limit: int | None = None, after: tuple[int, str, str] | None = None,
+    examples: bool = True,
 ) -> list[Cluster]:
     """Stored clusters, newest first; ``active``: ended within their window of now; ``since_us``: ended
     at or after it; ``after``: the ``(window_start_us, event_type, id)`` of the last cluster of the previous
@@ -64,7 +65,10 @@ def list_clusters(
     query = query.order_by(c.window_start_us.desc(), c.event_type, c.id)
     if limit is not None:
         query = query.limit(limit)
-    return clusters_with_examples(conn, conn.execute(query).all(), now_us)
+    rows = conn.execute(query).all()
+    if not examples:
+        return [cluster_from_row(row, now_us, {}) for row in rows]
+    return clusters_with_examples(conn, rows, now_us)
 
 
 def get_cluster(conn: Connection, cluster_id: str, now_us: int) -> Cluster:

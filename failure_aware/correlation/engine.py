@@ -34,12 +34,13 @@ from failure_aware.correlation.sql import Sql
 from failure_aware.correlation.writes import Tally, rewrite_range
 from failure_aware.domain.cluster_records import CorrelateReport
 from failure_aware.domain.errors import ValidationError
+from failure_aware.domain.progress import Progress
 from failure_aware.storage.store import Store
 
 
 def run(
     store: Store, *, rebuild: bool, window: str | int | float | None, min_failures: int | None,
-    min_events: int | None,
+    min_events: int | None, on_progress: Progress | None = None,
 ) -> CorrelateReport:
     """``Ledger.correlate``: the transactions a run needs on ``store``'s backend, then ``correlate``.
 
@@ -53,7 +54,8 @@ def run(
     with store.write() as conn:
         begin(conn)
         rule = resolve_rule(stored_rule(conn), window, min_failures, min_events)
-        return correlate(conn, rule, store.now_us(), rebuild=rebuild, watermark=watermark)
+        return correlate(conn, rule, store.now_us(), rebuild=rebuild, watermark=watermark,
+                         on_progress=on_progress)
 
 
 def watermark_first(dialect: str) -> bool:
@@ -97,8 +99,28 @@ def rebuild(conn: Connection, rule: Rule, now_us: int, *, watermark: int | None 
     return correlate(conn, rule, now_us, rebuild=True, watermark=watermark)
 
 
+class FailureProgress:
+    """Progress over failures read (``on_progress(phase, done, total)``), the total from the attempt
+    counters (failed and abandoned attempts; no scan of history); a no-op without a callback."""
+
+    def __init__(
+        self, conn: Connection, on_progress: Progress | None, phase: str
+    ) -> None:
+        from failure_aware.events import totals
+
+        self.on_progress, self.phase, self.done = on_progress, phase, 0
+        self.total = 0 if on_progress is None else sum(
+            n for (_type, outcome), n in totals.stored(conn).items() if outcome in ("failed", "abandoned"))
+
+    def advance(self, failures: int) -> None:
+        self.done += failures
+        if self.on_progress is not None:
+            self.on_progress(self.phase, self.done, max(self.total, self.done))
+
+
 def correlate(
-    conn: Connection, rule: Rule, now_us: int, *, rebuild: bool = False, watermark: int | None = None
+    conn: Connection, rule: Rule, now_us: int, *, rebuild: bool = False, watermark: int | None = None,
+    on_progress: Progress | None = None,
 ) -> CorrelateReport:
     """Bring ``failure_cluster`` up to date with history; incremental unless ``rebuild`` or the first run.
 
@@ -111,6 +133,7 @@ def correlate(
     sql = Sql(conn)
     if state is None or rebuild:
         mode = "rebuild"
+        tally.progress = FailureProgress(conn, on_progress, "correlate")
         _rebuild_all(sql, rule, tally)
         total = tally.added + tally.changed + tally.unchanged  # every row a rebuild leaves is one of these
         incidents.rebuild(sql, rule, tally.incidents)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from failure_aware.correlation import failures, stored
 from failure_aware.correlation.incidents import IncidentTally
@@ -17,6 +18,12 @@ from failure_aware.correlation.rule import ClusterScanner, Rule, Span
 from failure_aware.correlation.sql import Sql
 
 INSERT_BATCH = 1000  # spans per write batch of a streamed range (bounded memory on a rebuild)
+
+
+class Advance(Protocol):
+    """What is told of failures read (``engine.FailureProgress``)."""
+
+    def advance(self, failures: int) -> None: ...
 
 
 @dataclass
@@ -32,6 +39,7 @@ class Tally:
     # Incidents; with ``track`` (an incremental run) the clusters added, removed or changed are noted there.
     incidents: IncidentTally = field(default_factory=IncidentTally)
     track: bool = False
+    progress: Advance | None = None  # told of the failures a rebuild reads (``engine.FailureProgress``)
 
 
 @dataclass(frozen=True)
@@ -123,6 +131,8 @@ def scanned(
     pending: list[Span] = []
     for times, events, prints in failures.stream(sql, event_type, lo, hi, exclusive=exclusive):
         tally.failures_read += len(times)
+        if tally.progress is not None:
+            tally.progress.advance(len(times))
         pending.extend(scanner.feed(times, events, prints))
         if len(pending) >= INSERT_BATCH:
             yield pending

@@ -30,6 +30,7 @@ from sqlalchemy import Connection, Select, select, text
 from failure_aware.correlation import clusters_match_rebuild, incidents_match_rebuild
 from failure_aware.diagnostics.replay import event_problems
 from failure_aware.domain.policy import PolicySet
+from failure_aware.domain.progress import Progress
 from failure_aware.events import counters, totals
 from failure_aware.storage import chain, triggers
 from failure_aware.storage.tables import (
@@ -43,6 +44,8 @@ from failure_aware.storage.tables import (
 
 DEFAULT_BATCH_SIZE = 1000
 DEFAULT_MAX_PROBLEMS = 1000
+# ``on_progress(phase, done, total)``: "verify" after each chunk of events, "clusters" as the failures are
+# read again for the cluster check; totals come from the counters (no scan of history to count it).
 
 
 @dataclass(frozen=True)
@@ -120,23 +123,26 @@ def verify(
     *,
     batch_size: int = DEFAULT_BATCH_SIZE,
     max_problems: int = DEFAULT_MAX_PROBLEMS,
+    on_progress: Progress | None = None,
 ) -> VerifyReport:
     """Run every check over the database of ``conn``; writes nothing."""
     findings = _Findings(max_problems)
     digest = chain.Digest()
-    checked = _check_events(conn, policies, findings, batch_size, digest)
+    checked = _check_events(conn, policies, findings, batch_size, digest, on_progress)
     _check_note_chains(conn, findings, digest)
     _check_counters(conn, findings)
     _check_attempt_totals(conn, findings)
     findings.problem(*(f"immutability trigger {name} is missing" for name in triggers.missing(conn)))
-    _check_clusters(conn, findings)
+    _check_clusters(conn, findings, on_progress)
     return findings.report(checked, digest)
 
 
 # -- (a) projection vs replay ------------------------------------------------------------------------
 def _check_events(
-    conn: Connection, policies: PolicySet, findings: _Findings, batch_size: int, digest: chain.Digest
+    conn: Connection, policies: PolicySet, findings: _Findings, batch_size: int, digest: chain.Digest,
+    on_progress: Progress | None = None,
 ) -> int:
+    total = sum(counters.stored(conn).values()) if on_progress is not None else None
     checked = 0
     after = 0  # ids are positive
     while True:
@@ -170,6 +176,8 @@ def _check_events(
                                ("annotation", notes)):
             findings.problem(*(f"{table} has rows for event {i}, never detected" for i in sorted(orphans)))
         checked += len(events)
+        if on_progress is not None:
+            on_progress("verify", checked, max(checked, total or 0) if upto is None else total)
         if upto is None:
             return checked
         after = upto
@@ -248,8 +256,8 @@ def _check_attempt_totals(conn: Connection, findings: _Findings) -> None:
 
 
 # -- (d) clusters ----------------------------------------------------------------------------------------
-def _check_clusters(conn: Connection, findings: _Findings) -> None:
+def _check_clusters(conn: Connection, findings: _Findings, on_progress: Progress | None = None) -> None:
     """The stored clusters must equal a rebuild (computed in memory; types with failures newer than the
     last ``correlate`` are left out by the check: they are stale by design until the next run)."""
-    findings.problem(*clusters_match_rebuild(conn))
+    findings.problem(*clusters_match_rebuild(conn, on_progress=on_progress))
     findings.problem(*incidents_match_rebuild(conn))

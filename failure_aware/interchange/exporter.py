@@ -16,6 +16,7 @@ from typing import IO, Any
 
 from sqlalchemy import Connection, Row, select
 
+from failure_aware.domain.progress import Progress
 from failure_aware.domain.timeutil import format_time, from_us
 from failure_aware.storage.tables import annotation, attempt, event_detected, event_state, transition
 
@@ -102,6 +103,28 @@ def export_cluster_notes(conn: Connection, *, event_type: str | None = None) -> 
             "window_start": _time(note.span_start_us), "window_end": _time(note.span_end_us),
             "at": _time(note.at_us), "author": note.author, "text": note.text,
         }
+
+
+def event_total(conn: Connection, event_type: str | None = None) -> int:
+    """How many events an export will write, from the ``state_count`` counters (no scan of history)."""
+    from failure_aware.events import counters
+
+    return sum(n for (kind, _state), n in counters.stored(conn).items()
+               if event_type is None or kind == event_type)
+
+
+def counted(
+    records: Iterator[dict[str, Any]], on_progress: Progress, total: int
+) -> Iterator[dict[str, Any]]:
+    """``records`` as they are, telling ``on_progress("export", done, total)`` after every page of events
+    and at the end."""
+    done = 0
+    for record in records:
+        yield record
+        done += 1
+        if done % PAGE_EVENTS == 0:
+            on_progress("export", done, total)
+    on_progress("export", done, max(total, done))
 
 
 def write_lines(records: Iterator[dict[str, Any]], target: IO[str]) -> int:

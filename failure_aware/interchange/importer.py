@@ -25,6 +25,7 @@ from typing import Any
 from sqlalchemy import Connection, Table, insert, select
 
 from failure_aware.domain.errors import ValidationError
+from failure_aware.domain.progress import Progress
 from failure_aware.domain.records import ImportReport
 from failure_aware.events import counters, totals
 from failure_aware.events.recording import failure_fingerprint
@@ -70,6 +71,8 @@ ANNOTATION_COLUMNS = ("event_id", "author", "at_us", "text", *CHAIN)
 EVENT_TYPE, KEY, ATTEMPTS, ANNOTATIONS, TRANSITIONS, AT, TO_STATE = 1, 2, 5, 6, 7, 0, 2
 HASHES, FINGERPRINTS = 10, 11
 Numbered = Iterable[tuple[int, Any]]  # (line or record number, a parsed record or a Malformed)
+# ``on_progress(phase, done, total)``: how far a long step is (``inputs``: "read", "check"; here: "write",
+# done and total in events). A plain callback: the CLI draws it, this layer knows nothing of terminals.
 
 
 @dataclass
@@ -178,7 +181,8 @@ def _write_cluster_notes(conn: Connection, notes: list[tuple[str, int, int, int,
     return added
 
 
-def write(conn: Connection, checked: Checked, ctx: ImportContext) -> ImportReport:
+def write(conn: Connection, checked: Checked, ctx: ImportContext, *, on_progress: Progress | None = None
+          ) -> ImportReport:
     """Write the checked records in the caller's transaction; existing ``(event_type, key)`` are skipped.
 
     SQLite: chunk by chunk, each table's rows of the chunk in one ``executemany``. PostgreSQL: a first pass
@@ -186,15 +190,25 @@ def write(conn: Connection, checked: Checked, ctx: ImportContext) -> ImportRepor
     records), then one ``COPY`` per table is fed by a pass over the whole spool, so the server inserts while
     the next rows are being built (a COPY per table and chunk made the client wait for the server at the
     end of each). Either way the records are read in small chunks (``ROWS_CHUNK``).
+
+    ``on_progress("write", done, total)`` follows the events written, chunk by chunk; on PostgreSQL, where
+    each table is a pass over all the events, ``done`` moves through the passes (an estimate in events).
     """
     rows = _Rows(ctx, checked)
     check_keys = not bulk.alone_in_empty_database(conn)
+    total = checked.spool.count
     if conn.dialect.name != "postgresql":
+        done = 0
         for chunk in checked.spool.chunks(ROWS_CHUNK):
             ids = _event_ids(conn, [(r[EVENT_TYPE], r[KEY]) for r in chunk], check_keys)
             for table, columns, build in rows.tables():
                 bulk.insert_rows(conn, table, columns, build(chunk, ids))
+            done += len(chunk)
+            if on_progress is not None:
+                on_progress("write", done, total)
     else:
+        rows.progress = _PassProgress(on_progress, total, passes=1 + sum(
+            rows.has_rows(table) for table, _, _ in rows.tables()))
         all_ids = array("q")
         pairs: list[tuple[str, str]] = []
         for chunk in checked.spool.chunks(ROWS_CHUNK):
@@ -202,12 +216,14 @@ def write(conn: Connection, checked: Checked, ctx: ImportContext) -> ImportRepor
             if len(pairs) >= KEYS_PER_QUERY:
                 all_ids.extend(_event_ids(conn, pairs, check_keys))
                 pairs = []
+            rows.progress.advance(len(chunk))
         all_ids.extend(_event_ids(conn, pairs, check_keys))
         for table, columns, build in rows.tables():
             if table is event_detected:
                 _insert_events_pg(conn, checked.spool, all_ids, rows)
             elif rows.has_rows(table):
-                bulk.insert_rows(conn, table, columns, _across_chunks(checked.spool, all_ids, build))
+                bulk.insert_rows(conn, table, columns,
+                                 _across_chunks(checked.spool, all_ids, build, rows.progress))
     counters.apply(conn, rows.delta)
     totals.apply(conn, rows.attempt_delta)
     notes = _write_cluster_notes(conn, checked.cluster_notes)
@@ -234,7 +250,7 @@ def _insert_events_pg(conn: Connection, spool: Spool, ids: array[int], rows: _Ro
         "CREATE TEMPORARY TABLE fa_import_event (LIKE event_detected INCLUDING DEFAULTS) ON COMMIT DROP"
     )
     bulk.insert_rows(conn, bulk.staging(event_detected, "fa_import_event"), EVENT_COLUMNS,
-                     _across_chunks(spool, ids, rows.event_rows))
+                     _across_chunks(spool, ids, rows.event_rows, rows.progress))
     names = ", ".join(EVENT_COLUMNS)
     inserted = conn.exec_driver_sql(
         f"WITH moved AS (INSERT INTO event_detected ({names}) SELECT {names} FROM fa_import_event "
@@ -268,13 +284,30 @@ def _event_ids(conn: Connection, pairs: list[tuple[str, str]], check_keys: bool)
 Builder = Callable[[list[tuple[Any, ...]], Sequence[int]], Iterator[tuple[Any, ...]]]
 
 
-def _across_chunks(spool: Spool, ids: array[int], build: Builder) -> Iterator[tuple[Any, ...]]:
+def _across_chunks(
+    spool: Spool, ids: array[int], build: Builder, progress: _PassProgress | None = None
+) -> Iterator[tuple[Any, ...]]:
     """The rows ``build`` makes of every chunk of ``spool``, the records numbered by ``ids`` in order."""
     start = 0
     for chunk in spool.chunks(ROWS_CHUNK):
         end = start + len(chunk)
         yield from build(chunk, ids[start:end])
         start = end
+        if progress is not None:
+            progress.advance(len(chunk))
+
+
+class _PassProgress:
+    """Progress of a write made of ``passes`` passes over ``total`` events (PostgreSQL), told in events."""
+
+    def __init__(self, on_progress: Progress | None, total: int, *, passes: int) -> None:
+        self.on_progress, self.total, self.passes = on_progress, total, max(passes, 1)
+        self.records = 0  # records gone through, over all passes
+
+    def advance(self, records: int) -> None:
+        self.records += records
+        if self.on_progress is not None:
+            self.on_progress("write", min(self.total, self.records // self.passes), self.total)
 
 
 class _Rows:
@@ -292,6 +325,7 @@ class _Rows:
         self.events, self.skipped = checked.spool.count, 0
         self.attempts, self.annotations = checked.attempts, checked.annotations
         self.attempt_delta: Counter[totals.Key] = Counter()  # filled as attempt rows are built
+        self.progress = _PassProgress(None, 0, passes=1)  # PostgreSQL's write passes (``write``)
 
     def tables(self) -> list[tuple[Table, tuple[str, ...], Builder]]:
         """(table, columns, row builder), parents first (foreign keys)."""

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from failure_aware.domain.errors import ValidationError
+from failure_aware.domain.progress import Progress
 
 
 @dataclass(frozen=True)
@@ -45,3 +46,35 @@ def read_lines(lines: Iterable[str | bytes]) -> Iterator[tuple[int, Any]]:
             yield number, Malformed(f"malformed JSON: {exc.msg} (column {exc.colno})")
         except RecursionError:
             yield number, Malformed("malformed JSON: nested too deeply")
+
+
+PROGRESS_EVERY = 1000  # items between two progress calls (each costs a callback, often a redraw)
+
+
+def counted_bytes(
+    lines: Iterable[bytes], on_progress: Progress, total: int | None
+) -> Iterator[bytes]:
+    """``lines`` as they are, telling ``on_progress("read", bytes so far, total)`` every
+    ``PROGRESS_EVERY`` lines and at the end (``total``: the input's size in bytes, None when unknown)."""
+    done = 0
+    for number, line in enumerate(lines, 1):
+        done += len(line)
+        if number % PROGRESS_EVERY == 0:
+            on_progress("read", done, total)
+        yield line
+    on_progress("read", done, total if total is not None else done)
+
+
+def counted(
+    numbered: Iterable[tuple[int, Any]], on_progress: Progress,
+    total: int | None,
+) -> Iterator[tuple[int, Any]]:
+    """``numbered`` as it is, telling ``on_progress("check", items so far, total)`` every
+    ``PROGRESS_EVERY`` items and at the end."""
+    done = 0
+    for item in numbered:
+        done += 1
+        if done % PROGRESS_EVERY == 0:
+            on_progress("check", done, total)
+        yield item
+    on_progress("check", done, total if total is not None else done)

@@ -16,8 +16,15 @@ Mapping (also in docs/interchange.md), for a row with ``retry_count`` = r:
 The legacy schema has no attempt times, so they are synthesized, deterministically: spread evenly between
 ``detected_at`` and the legacy ``next_retry_at`` when it is later (for FAILED all strictly before it, since
 the next retry is still due; otherwise the last attempt lands on it), else one minute apart. Failed attempts
-get error type ``LegacyError`` and the row's ``last_error`` as message. A note's time is the event's last
-synthesized moment. Legacy times without a zone are taken as UTC (the seed wrote UTC).
+get error type ``LegacyError``. The seed kept one message per event, ``last_error``, overwritten on every
+failure (for DEAD rows the generic "Max retries exceeded" it wrote when giving up): only the last failed
+attempt carries it; the failures before it carry ``NOT_KEPT``, which says the seed did not keep their
+message. A note's time is the event's last synthesized moment. Legacy times without a zone are taken as
+UTC (the seed wrote UTC).
+
+``tables_left_behind`` names the legacy tables that are not carried over (``failure_cluster``, recomputed by
+``correlate``; the seed's ``domain_state``, ``failure_severity`` and any other), with their row counts, so
+the import can say what it did not bring.
 """
 
 from __future__ import annotations
@@ -49,6 +56,11 @@ REQUIRED_COLUMNS = (
 OPTIONAL_COLUMNS = ("next_retry_at", "event_note")  # added in later seed versions
 STATUSES = ("PENDING", "SYNCED", "FAILED", "DEAD")
 STEP_US = 60 * 1_000_000  # spacing of synthesized attempts when the row gives no later time
+# The error of a synthesized failure before the last one: the seed kept only its last error message.
+NOT_KEPT = "(not kept by the legacy database)"
+READ_TABLES = ("event_detected",)
+RECOMPUTED = {"failure_cluster": "recomputed by `failure-aware correlate`, not copied"}
+NOT_CARRIED = "not part of failure-aware's model: not imported"
 
 
 class LegacySource:
@@ -58,6 +70,26 @@ class LegacySource:
         self._conn = conn
         self._columns = columns
         self.path = path
+
+    def count(self) -> int:
+        """How many rows ``event_detected`` holds (the total of a progress display)."""
+        try:
+            return int(self._conn.execute("SELECT count(*) FROM event_detected").fetchone()[0])
+        except sqlite3.Error as exc:
+            raise ValidationError(f"{self.path}: cannot read event_detected: {exc}") from None
+
+    def tables_left_behind(self) -> list[tuple[str, int, str]]:
+        """``(table, rows, what happens to it)`` for each legacy table the import does not carry over
+        (SQLite's own ``sqlite_*`` tables aside), in name order."""
+        try:
+            names = [row[0] for row in self._conn.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table'"
+                " AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY name")]
+            counted = [(name, int(self._conn.execute(_count_sql(name)).fetchone()[0]))
+                       for name in names if name not in READ_TABLES]
+        except sqlite3.Error as exc:
+            raise ValidationError(f"{self.path}: cannot list its tables: {exc}") from None
+        return [(name, rows, RECOMPUTED.get(name, NOT_CARRIED)) for name, rows in counted]
 
     def records(self) -> Iterator[tuple[int, Any]]:
         """``(legacy id, record)`` in id order; a row that cannot be mapped is a ``Malformed`` naming why."""
@@ -137,7 +169,9 @@ def record_from_row(row: dict[str, Any]) -> dict[str, Any]:
         item: dict[str, Any] = {"at": _text(at_us), "outcome": outcome, "actor": ACTOR}
         if outcome == "failed":
             item["error_type"] = ERROR_TYPE
-            if row["last_error"] is not None:
+            if number < failures:  # an earlier failure: the seed overwrote its message
+                item["error"] = NOT_KEPT
+            elif row["last_error"] is not None:
                 item["error"] = str(row["last_error"])
         attempts.append(item)
         target = "SUCCEEDED" if outcome == "succeeded" else state if number == len(outcomes) else "FAILED"
@@ -194,3 +228,8 @@ def _legacy_time(value: Any, column: str) -> int:
 
 def _text(micros: int) -> str:
     return format_time(from_us(micros)) or ""
+
+
+def _count_sql(table: str) -> str:
+    """``SELECT count(*)`` of a table named by the legacy file itself (quoted as an identifier)."""
+    return 'SELECT count(*) FROM "{}"'.format(table.replace('"', '""'))

@@ -11,6 +11,7 @@ prometheus-client). Layout::
     schemas.py      pydantic models: the contract, and so the OpenAPI document
     routers/        one router per resource: events, claims, clusters, operations, metrics
     serve.py        running it: address checks, the login token, uvicorn, logs without secrets
+    dashboard/      the dashboard at / (SPEC 11): Jinja2 pages, sessions, CSRF, htmx
 """
 
 from __future__ import annotations

@@ -7,13 +7,15 @@ default ``sqlite:///failure-aware.db`` in the working directory.
 from __future__ import annotations
 
 import os
+import sqlite3
 import weakref
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, OperationalError
 
 from failure_aware.domain.errors import StorageError
 
@@ -24,6 +26,10 @@ ENV_VAR = "FAILURE_AWARE_DB"
 # Execution option a connection sets to ask SQLite for BEGIN IMMEDIATE: a write transaction takes the
 # write lock up front, so two writers queue on busy_timeout instead of failing mid-transaction.
 WRITE_OPTION = "failure_aware_write"
+BUSY_TIMEOUT_MS = 30_000  # how long a SQLite statement waits for a lock before "database is locked"
+# With an ``on_lock_wait`` listener, a write transaction first tries for the write lock this long; when
+# another process still holds it, the listener is told (once per wait) and the rest of the timeout follows.
+LOCK_NOTICE_MS = 250
 
 
 def resolve_url(explicit: str | None = None) -> str:
@@ -60,14 +66,20 @@ def sqlite_path(url: URL) -> Path | None:
     return Path(url.database)
 
 
-def make_engine(url: URL, *, readonly: bool = False) -> Engine:
-    """An engine for ``url``; SQLite gets WAL, foreign keys, a busy timeout and explicit transactions."""
+def make_engine(
+    url: URL, *, readonly: bool = False, on_lock_wait: Callable[[], None] | None = None
+) -> Engine:
+    """An engine for ``url``; SQLite gets WAL, foreign keys, a busy timeout and explicit transactions.
+
+    ``on_lock_wait`` (SQLite): called when a write transaction has waited ``LOCK_NOTICE_MS`` for the write
+    lock another connection holds, before it waits on (so a command can say why it seems to hang).
+    """
     if url.get_backend_name() == "sqlite":
-        return _sqlite_engine(url, readonly=readonly)
+        return _sqlite_engine(url, readonly=readonly, on_lock_wait=on_lock_wait)
     return _postgres_engine(url, readonly=readonly)
 
 
-def _sqlite_engine(url: URL, *, readonly: bool) -> Engine:
+def _sqlite_engine(url: URL, *, readonly: bool, on_lock_wait: Callable[[], None] | None = None) -> Engine:
     path = sqlite_path(url)
     if path is None:
         raise StorageError("in-memory SQLite is not supported: give a file, e.g. sqlite:///failure-aware.db")
@@ -80,7 +92,7 @@ def _sqlite_engine(url: URL, *, readonly: bool) -> Engine:
         # Let SQLAlchemy's begin event (below) issue BEGIN itself instead of pysqlite's implicit one.
         dbapi_conn.isolation_level = None
         cursor = dbapi_conn.cursor()
-        cursor.execute("PRAGMA busy_timeout = 30000")
+        cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         cursor.execute("PRAGMA foreign_keys = ON")
         if readonly:
             cursor.execute("PRAGMA query_only = ON")
@@ -93,9 +105,34 @@ def _sqlite_engine(url: URL, *, readonly: bool) -> Engine:
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
         write = conn.get_execution_options().get(WRITE_OPTION, False)
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+        if write and on_lock_wait is not None:
+            _begin_immediate_noticed(conn.connection.driver_connection, on_lock_wait)
+        else:
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
     return engine
+
+
+def _begin_immediate_noticed(raw: sqlite3.Connection, on_lock_wait: Callable[[], None]) -> None:
+    """``BEGIN IMMEDIATE``, telling ``on_lock_wait`` when the write lock is not free within
+    ``LOCK_NOTICE_MS``: a short first busy timeout, then the notice and the rest of the usual timeout.
+    Costs two PRAGMAs (no I/O) per write transaction when the lock is free."""
+    try:
+        raw.execute(f"PRAGMA busy_timeout = {LOCK_NOTICE_MS}")
+        try:
+            try:
+                raw.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as exc:
+                if getattr(exc, "sqlite_errorcode", sqlite3.SQLITE_BUSY) != sqlite3.SQLITE_BUSY:
+                    raise
+            on_lock_wait()
+            raw.execute(f"PRAGMA busy_timeout = {max(0, BUSY_TIMEOUT_MS - LOCK_NOTICE_MS)}")
+            raw.execute("BEGIN IMMEDIATE")
+        finally:
+            raw.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    except sqlite3.Error as exc:  # as SQLAlchemy would have wrapped it: the store names it (``faults``)
+        raise OperationalError("BEGIN IMMEDIATE", None, exc) from exc
 
 
 def _ours_or_empty(cursor: Any) -> bool:

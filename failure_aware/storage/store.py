@@ -6,7 +6,7 @@ Every operation module takes a ``Store``; nothing else creates engines. Driver e
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -28,6 +28,8 @@ class Store:
     ``readonly`` opens it so the database itself refuses writes (SQLite ``query_only``, PostgreSQL
     read-only transactions): inspection commands use it. ``create`` lets an empty database (or a missing
     SQLite file) get the latest schema; ``upgrade`` applies pending migrations instead of refusing.
+    ``on_lock_wait`` (SQLite): called when a write waits for the write lock another process holds
+    (``engine.make_engine``).
     """
 
     def __init__(
@@ -38,6 +40,7 @@ class Store:
         create: bool = True,
         upgrade: bool = False,
         clock: Clock = utc_now,
+        on_lock_wait: Callable[[], None] | None = None,
     ) -> None:
         self.url_text = resolve_url(url)
         self.url = parse_url(self.url_text)
@@ -47,7 +50,7 @@ class Store:
         path = sqlite_path(self.url) if self.dialect == "sqlite" else None
         if path is not None and not path.exists() and (readonly or not create):
             raise SchemaError(f"no failure-aware database at {path} (nothing has been recorded there yet)")
-        self.engine: Engine = make_engine(self.url, readonly=readonly)
+        self.engine: Engine = make_engine(self.url, readonly=readonly, on_lock_wait=on_lock_wait)
         try:
             self._open(create=create and not readonly, upgrade=upgrade and not readonly)
         except BaseException:

@@ -146,7 +146,8 @@ def test_states_notes_and_attempts_come_over(ledger: Ledger, tmp_path: Path) -> 
 
     synced = ledger.show(events["legacy-2"].id)
     assert [a.outcome for a in synced.attempts] == ["failed", "failed", "succeeded"]
-    assert synced.attempts[0].error == "Simulated external sync failure"
+    # the seed kept only the last error: the failure before it says its message was not kept
+    assert [a.error for a in synced.attempts] == [legacy.NOT_KEPT, "Simulated external sync failure", None]
     assert synced.attempts[0].error_type == legacy.ERROR_TYPE and synced.attempts[0].fingerprint
     # no attempt times in the legacy schema: spread evenly up to its next_retry_at, the success on it
     assert synced.attempts[-1].at == DETECTED + timedelta(minutes=6)
@@ -164,6 +165,8 @@ def test_states_notes_and_attempts_come_over(ledger: Ledger, tmp_path: Path) -> 
     assert events["legacy-4"].next_retry_at == DETECTED + timedelta(seconds=70)
     dead = ledger.show(events["legacy-5"].id)
     assert len(dead.attempts) == 5 and dead.transitions[-1].to_state is State.DEAD  # DEAD whatever the policy
+    # the seed's generic final message belongs to the last attempt only, not to every synthesized one
+    assert [a.error for a in dead.attempts] == [legacy.NOT_KEPT] * 4 + ["Max retries exceeded"]
     assert events["legacy-6"].attempt_count == 0
     assert events["legacy-7"].attempt_count == 2
     assert ledger.verify().ok
@@ -186,6 +189,22 @@ def test_older_schema_without_next_retry_or_note(ledger: Ledger, tmp_path: Path)
     assert counts == {State.SUCCEEDED: 2, State.FAILED: 3, State.DEAD: 1, State.PENDING: 1}
     attempts = ledger.show(next(e.id for e in ledger.events() if e.key == "legacy-2")).attempts
     assert [a.at - DETECTED for a in attempts] == [timedelta(minutes=m) for m in (1, 2, 3)]
+
+
+def test_the_tables_left_behind_are_named_with_their_rows(tmp_path: Path) -> None:
+    path = build_legacy(tmp_path / "legacy.db", SEED_LIKE)
+    conn = sqlite3.connect(path)
+    conn.execute('CREATE TABLE "odd ""name""" (x INTEGER)')
+    conn.execute('INSERT INTO "odd ""name""" VALUES (1), (2)')
+    conn.commit()
+    conn.close()
+    with legacy.open_legacy(path) as source:
+        assert source.count() == len(SEED_LIKE)
+        left = source.tables_left_behind()
+    assert [(name, rows) for name, rows, _ in left] == [
+        ("domain_state", 0), ("failure_cluster", 1), ('odd "name"', 2)
+    ]  # event_detected is carried; SQLite's own sqlite_sequence is not a table of the seed
+    assert "correlate" in {n: why for n, _, why in left}["failure_cluster"]
 
 
 def test_the_legacy_file_is_only_read(ledger: Ledger, tmp_path: Path) -> None:
