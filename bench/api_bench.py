@@ -2,23 +2,27 @@
 
 Usage (from the repository root)::
 
-    python bench/api_bench.py [--ops 4000] [--clients 16] [--n 1000000,10000000] [--requests 300]
-                              [--backends postgresql] [-k 3] [--pg ADMIN_URL] [--smoke] [--json OUT]
+    python bench/api_bench.py [--ops 4000] [--clients 16] [--client stdlib|httpx] [--n 1000000,10000000]
+                              [--requests 300] [--db URL [--reuse]] [--backends postgresql] [-k 3]
+                              [--pg ADMIN_URL] [--smoke] [--json OUT]
 
 Part 1, throughput (a fresh database per backend): ``--ops`` times *detect + report* (an event detected,
 then a failed attempt reported on it), made by ``--clients`` concurrent clients
 
 - over HTTP: one ``failure-aware serve`` process (uvicorn, the real command), 16 threads each with its own
-  keep-alive ``httpx.Client``: ``POST /api/v1/events`` then ``POST /api/v1/events/{id}/attempts``, with a
-  ``record`` token (so every request is authenticated: one token lookup each);
+  keep-alive connection: ``POST /api/v1/events`` then ``POST /api/v1/events/{id}/attempts``, with a
+  ``record`` token (so every request is authenticated). The clients use the standard library's
+  ``http.client`` by default: they share the 2 cores with the server, and httpx (``--client httpx``) costs
+  several times more CPU per request, which would be charged to the server's side;
 - in-process: the same calls on one ``Ledger`` (``detect`` then ``report``) by 16 threads;
 
 interleaved ``k`` times (HTTP, in-process, HTTP, ...), each run with its own keys. Inside the clock: the
 calls only (the server is started and the threads are created before). Reported: operations per second
 (one operation = the two calls), medians, and HTTP / in-process. Target on PostgreSQL: at least 0.5.
 
-Part 2, latency on a large database (``--n`` events of history, built untimed with the raw SQL builder of
-``health_bench.py``, plus its "live" set of recent activity; ``attempt_total`` filled from ``attempt``):
+Part 2, latency on a large database (``--n`` events of history, built untimed by ``big_ledger.py`` on
+PostgreSQL, the raw SQL builder of ``health_bench.py`` on SQLite, plus its "live" set of recent activity;
+``--db URL`` builds into that database and keeps it, ``--reuse`` uses it as it is when it holds ``--n``):
 one ``serve`` process whose clock is fixed at the builder's "now" (a child of this script: ``--serve``),
 then ``--requests`` sequential requests each of ``GET /metrics``, ``GET /api/v1/events`` (the first page,
 50 events), ``GET /api/v1/events?state=FAILED`` and the third page of a listing followed by its cursor;
@@ -27,6 +31,8 @@ p50 and p95 in milliseconds. Target: p95 at most 50 ms at 10M events on PostgreS
 
 from __future__ import annotations
 
+import http.client
+import json
 import os
 import socket
 import statistics
@@ -117,23 +123,73 @@ def spread(ops: int, clients: int) -> list[range]:
     return [range(i * per, (i + 1) * per if i < clients - 1 else ops) for i in range(clients)]
 
 
-def http_side(base: str, secret: str, ops: int, clients: int) -> Callable[[], Callable[[], object]]:
+class Client:
+    """One keep-alive HTTP/1.1 connection (the standard library's ``http.client``), as a load generator.
+
+    The benchmark's 16 clients share the machine's CPU with the server they measure; httpx costs several
+    times more CPU per request than ``http.client`` (its models, hooks and pool), which a benchmark of the
+    server would charge to the server's side. Real clients run elsewhere.
+    """
+
+    def __init__(self, base: str, secret: str) -> None:
+        host, port = base.removeprefix("http://").rsplit(":", 1)
+        self.conn = http.client.HTTPConnection(host, int(port), timeout=TIMEOUT.read)
+        self.headers = {"Authorization": f"Bearer {secret}", "Content-Type": "application/json"}
+
+    def post(self, path: str, body: dict[str, Any]) -> Any:
+        self.conn.request("POST", path, json.dumps(body), self.headers)
+        response = self.conn.getresponse()
+        data = response.read()
+        if response.status >= 300:
+            raise SystemExit(f"POST {path}: {response.status} {data[:300]!r}")
+        return json.loads(data)
+
+    def get(self, path: str) -> None:
+        self.conn.request("GET", path, headers=self.headers)
+        response = self.conn.getresponse()
+        response.read()
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+class HttpxClient(Client):
+    """The same with an ``httpx.Client`` (``--client httpx``): what a Python caller would likely use."""
+
+    def __init__(self, base: str, secret: str) -> None:
+        self.session = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {secret}"},
+                                    timeout=TIMEOUT)
+
+    def post(self, path: str, body: dict[str, Any]) -> Any:
+        response = self.session.post(path, json=body)
+        response.raise_for_status()
+        return response.json()
+
+    def get(self, path: str) -> None:
+        self.session.get(path)
+
+    def close(self) -> None:
+        self.session.close()
+
+
+CLIENTS: dict[str, type[Client]] = {"stdlib": Client, "httpx": HttpxClient}
+
+
+def http_side(base: str, secret: str, ops: int, clients: int, kind: type[Client] = Client
+              ) -> Callable[[], Callable[[], object]]:
     def prepare() -> Callable[[], object]:
         run_id = uuid.uuid4().hex[:8]
-        auth = {"Authorization": f"Bearer {secret}"}
-        sessions = [httpx.Client(base_url=base, headers=auth, timeout=TIMEOUT) for _ in range(clients)]
+        sessions = [kind(base, secret) for _ in range(clients)]
         for session in sessions:  # open each keep-alive connection outside the clock
             session.get("/api/v1/openapi.json")
         pool = ThreadPoolExecutor(clients)
 
-        def one_client(session: httpx.Client, share: range) -> None:
+        def one_client(session: Client, share: range) -> None:
             for i in share:
-                made = session.post("/api/v1/events", json={"event_type": f"bench.t{i % 4}",
-                                                            "key": f"{run_id}-{i}", "payload": {"i": i}})
-                made.raise_for_status()
-                done = session.post(f"/api/v1/events/{made.json()['id']}/attempts",
-                                    json={"outcome": "failed", "error_type": "Timeout", "error": "slow"})
-                done.raise_for_status()
+                made = session.post("/api/v1/events", {"event_type": f"bench.t{i % 4}",
+                                                       "key": f"{run_id}-{i}", "payload": {"i": i}})
+                session.post(f"/api/v1/events/{made['id']}/attempts",
+                             {"outcome": "failed", "error_type": "Timeout", "error": "slow"})
 
         def step() -> object:
             try:
@@ -173,20 +229,21 @@ def local_side(ledger: Ledger, ops: int, clients: int) -> Callable[[], Callable[
     return prepare
 
 
-def throughput(databases: Databases, backend: str, ops: int, clients: int, k: int, workdir: Path
-               ) -> dict[str, Any]:
+def throughput(databases: Databases, backend: str, ops: int, clients: int, k: int, workdir: Path,
+               client: str = "stdlib") -> dict[str, Any]:
     url = databases.new(backend, "api")
     ledger = Ledger(url, config=Config())
     secret = ledger.create_token("bench", "record", actor="bench").secret
     server = Server(serve_command(url), workdir / f"serve-{backend}.log")
     try:
         http, local = Series("http", ops), Series("in-process", ops)
-        interleave(k, [(http, http_side(server.base, secret, ops, clients)),
+        interleave(k, [(http, http_side(server.base, secret, ops, clients, CLIENTS[client])),
                        (local, local_side(ledger, ops, clients))])
     finally:
         server.stop()
         ledger.close()
-    return {"backend": backend, "ops": ops, "clients": clients, "runs": k, "http": http.as_dict(),
+    return {"backend": backend, "ops": ops, "clients": clients, "client": client, "runs": k,
+            "http": http.as_dict(),
             "in_process": local.as_dict(), "http_over_in_process": ratio(http, local),
             "http_spread": http.spread(), "in_process_spread": local.spread()}
 
@@ -210,13 +267,25 @@ def percentile(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
-def latency(databases: Databases, backend: str, n: int, requests: int, workdir: Path) -> list[dict[str, Any]]:
+def latency(databases: Databases, backend: str, n: int, requests: int, workdir: Path,
+            db: str | None = None, reuse: bool = False) -> list[dict[str, Any]]:
+    import big_ledger
     import health_bench
 
-    url = databases.new(backend, f"api{n}")
-    build_large(url, n)
+    if db is not None:  # a database kept between runs (big_ledger.py): built unless it holds n events
+        url = db
+        big_ledger.ensure(url, n, reuse=reuse, log=lambda line: print(line, file=sys.stderr))
+    else:
+        url = databases.new(backend, f"api{n}")
+        if backend == "postgresql":
+            started = time.monotonic()
+            big_ledger.build(url, n, log=lambda line: print(line, file=sys.stderr))
+            print(f"  built {n:,} events in {time.monotonic() - started:.0f}s", file=sys.stderr)
+        else:
+            build_large(url, n)
+    token_name = f"bench-read-{uuid.uuid4().hex[:8]}"
     with Ledger(url, config=Config()) as ledger:
-        secret = ledger.create_token("bench-read", "read", actor="bench").secret
+        secret = ledger.create_token(token_name, "read", actor="bench").secret
     port_args = [sys.executable, str(Path(__file__).resolve()), "--serve", url, "--now",
                  health_bench.NOW.isoformat()]
     server = Server(port_args, workdir / f"large-{backend}-{n}.log")
@@ -245,7 +314,11 @@ def latency(databases: Databases, backend: str, n: int, requests: int, workdir: 
                                 "max_ms": 1000 * max(times)})
     finally:
         server.stop()
-        databases.drop(url)
+        if db is None:
+            databases.drop(url)
+        else:
+            with Ledger(url, config=Config()) as ledger:
+                ledger.revoke_token(token_name)
     return results
 
 
@@ -261,6 +334,13 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=16, help="concurrent clients (threads)")
     parser.add_argument("--n", default="1000000,10000000", help="sizes of the large databases (part 2)")
     parser.add_argument("--requests", type=int, default=300, help="requests per kind (part 2)")
+    parser.add_argument("--client", default="stdlib", choices=sorted(CLIENTS),
+                        help="the HTTP clients' library (part 1): stdlib http.client (default) or httpx")
+    parser.add_argument("--db", default=None,
+                        help="part 2 on this PostgreSQL database, kept afterwards (made by big_ledger.py if "
+                             "empty; one size only)")
+    parser.add_argument("--reuse", action="store_true",
+                        help="with --db: use the database as it is when it holds at least --n events")
     parser.add_argument("--skip-throughput", action="store_true")
     parser.add_argument("--skip-latency", action="store_true")
     parser.set_defaults(backends="postgresql")
@@ -271,6 +351,8 @@ def main() -> int:
     requests = args.requests
     if args.smoke:
         ops, k, sizes, requests = 64, 1, [2000], 20
+    if args.db is not None and (len(sizes) != 1 or chosen != ["postgresql"]):
+        parser.error("--db takes one size (--n N) and the postgresql backend")
     import tempfile
 
     workdir = Path(tempfile.mkdtemp(prefix="api_bench_"))
@@ -278,9 +360,10 @@ def main() -> int:
     with Databases(args.pg) as databases:
         if not args.skip_throughput:
             for backend in chosen:
-                out["throughput"].append(throughput(databases, backend, ops, args.clients, k, workdir))
+                out["throughput"].append(throughput(databases, backend, ops, args.clients, k, workdir,
+                                                    args.client))
             print("## detect + report: HTTP (one serve process) vs in-process, "
-                  f"{args.clients} concurrent clients\n")
+                  f"{args.clients} concurrent clients ({args.client})\n")
             print(markdown_table(
                 ["backend", "ops/run", "runs", "HTTP ops/s", "in-process ops/s", "HTTP / in-process",
                  "HTTP min-max s", "in-process min-max s"],
@@ -290,7 +373,7 @@ def main() -> int:
         if not args.skip_latency:
             for backend in chosen:
                 for n in sizes:
-                    out["latency"] += latency(databases, backend, n, requests, workdir)
+                    out["latency"] += latency(databases, backend, n, requests, workdir, args.db, args.reuse)
             print(f"\n## Read latency on a large database ({requests} sequential requests each)\n")
             print(markdown_table(["backend", "events", "request", "p50 ms", "p95 ms", "max ms"],
                                  [[r["backend"], f"{r['events']:,}", r["request"], f"{r['p50_ms']:.1f}",

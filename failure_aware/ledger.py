@@ -825,13 +825,21 @@ class Ledger:
         the resolved history (see ``diagnostics.health``).
         """
         from failure_aware.diagnostics.health import compute_health
-        from failure_aware.diagnostics.verify import consistent_snapshot
 
         if event_type is not None:
             validation.event_type(event_type)
-        with self.store.read() as conn:
-            consistent_snapshot(conn)  # one snapshot: the figures agree with each other
+        with self.store.read(snapshot=True) as conn:  # one snapshot: the figures agree with each other
             return compute_health(conn, self.config.health, self.store.now_us(), event_type=event_type)
+
+    def metrics_figures(self) -> tuple[HealthReport, dict[tuple[str, str], int]]:
+        """The health report and the attempts per (event type, outcome), from one snapshot in one read
+        transaction: what a ``/metrics`` scrape shows (counters and bounded index ranges only)."""
+        from failure_aware.diagnostics.health import compute_health
+        from failure_aware.events import totals
+
+        with self.store.read(snapshot=True) as conn:
+            report = compute_health(conn, self.config.health, self.store.now_us())
+            return report, totals.stored(conn)
 
 
     # -- correlation -----------------------------------------------------------------------------------

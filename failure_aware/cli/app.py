@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from failure_aware.cli.context import AppContext
-from failure_aware.domain.errors import FailureAwareError
+from failure_aware.domain.errors import FailureAwareError, RetryTooEarly
 
 EXIT_ERROR = 1
 EXIT_INTERNAL = 70
@@ -76,5 +76,6 @@ def fail(error: FailureAwareError, code: int = EXIT_ERROR) -> Any:
     from failure_aware.cli.output import screen_times, visible
 
     kind = type(error).__name__
-    click.echo(f"error ({kind}): {visible(screen_times(str(error)))}", err=True)
+    message = error.explained("--force") if isinstance(error, RetryTooEarly) else str(error)
+    click.echo(f"error ({kind}): {visible(screen_times(message))}", err=True)
     sys.exit(code)

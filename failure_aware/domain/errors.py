@@ -37,11 +37,21 @@ class InvalidTransition(FailureAwareError):
 
 
 class RetryTooEarly(InvalidTransition):
-    """A FAILED event was claimed or reported before its ``next_retry_at`` (use ``force`` to override)."""
+    """A FAILED event was claimed or reported before its ``next_retry_at`` (use ``force`` to override).
 
-    def __init__(self, message: str, next_retry_at: datetime) -> None:
-        super().__init__(message)
+    ``refusal`` says what was refused and when the event is due; how to override it depends on where the
+    call came from, so each front end words it (``explained``): Python's ``force=True`` by default, the
+    CLI's ``--force``, the HTTP API's ``"force": true``.
+    """
+
+    def __init__(self, refusal: str, next_retry_at: datetime, how_to_force: str = "force=True") -> None:
+        self.refusal = refusal
         self.next_retry_at = next_retry_at
+        super().__init__(self.explained(how_to_force))
+
+    def explained(self, how_to_force: str) -> str:
+        """The message, telling how to force the attempt in the caller's own terms."""
+        return f"{self.refusal}; to try it now anyway, use {how_to_force} (recorded as forced)"
 
 
 class StaleClaim(FailureAwareError):

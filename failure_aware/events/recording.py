@@ -132,8 +132,7 @@ def check_retry_time(row: Row[Any], at_us: int, *, force: bool) -> None:
         when = from_us(row.next_retry_at_us)
         raise RetryTooEarly(
             f"event {row.event_id} may be retried from {format_time(when)} "
-            f"({format_time(from_us(at_us))} is too early); to try it now anyway, use --force "
-            "(force=True in Python), recorded as forced",
+            f"({format_time(from_us(at_us))} is too early)",
             when,
         )
 

@@ -21,6 +21,7 @@ from failure_aware.domain.errors import (
     FailureAwareError,
     InvalidTransition,
     NotFound,
+    RetryTooEarly,
     SchemaError,
     StaleClaim,
     StorageError,
@@ -29,6 +30,7 @@ from failure_aware.domain.errors import (
 from failure_aware.server.schemas import Problem
 
 MEDIA_TYPE = "application/problem+json"
+FORCE_FIELD = '"force": true in the request body'  # how a RetryTooEarly is overridden over HTTP
 log = logging.getLogger("failure_aware.server")
 
 # Most specific first: RetryTooEarly is an InvalidTransition.
@@ -101,7 +103,8 @@ def _library_error(_request: Request, error: Exception) -> Response:
     status = status_of(error)
     if status >= 500:
         log.warning("request failed: %s: %s", type(error).__name__, error)
-    return problem(status, str(error), type(error).__name__)
+    message = error.explained(FORCE_FIELD) if isinstance(error, RetryTooEarly) else str(error)
+    return problem(status, message, type(error).__name__)
 
 
 def _invalid_request(request: Request, error: Exception) -> Response:

@@ -102,17 +102,20 @@ class Store:
             yield conn
 
     @contextmanager
-    def read(self) -> Iterator[Connection]:
+    def read(self, *, snapshot: bool = False) -> Iterator[Connection]:
         """A read transaction: a snapshot in SQLite's WAL; on PostgreSQL (READ COMMITTED) each statement
-        sees what was committed when it started (``verify`` asks for REPEATABLE READ itself)."""
-        with self._transaction(write=False) as conn:
+        sees what was committed when it started, unless ``snapshot``: then the transaction is REPEATABLE
+        READ, one snapshot throughout (said in its BEGIN: no statement of its own)."""
+        with self._transaction(write=False, snapshot=snapshot) as conn:
             yield conn
 
     @contextmanager
-    def _transaction(self, *, write: bool) -> Iterator[Connection]:
+    def _transaction(self, *, write: bool, snapshot: bool = False) -> Iterator[Connection]:
         try:
             with self.engine.connect() as opened:
                 conn = opened.execution_options(**{WRITE_OPTION: True}) if write else opened
+                if snapshot and conn.dialect.name == "postgresql":
+                    conn = conn.execution_options(isolation_level="REPEATABLE READ")
                 with conn.begin():
                     yield conn
         except FailureAwareError:

@@ -121,6 +121,9 @@ def test_report_outcomes_and_conflicts(api: Api) -> None:
     assert failed.json()["attempt"]["actor"] == "record-token"
     early = api.call("POST", f"/events/{event['id']}/attempts", "record", json={"outcome": "succeeded"})
     is_problem(early, 409, "RetryTooEarly")
+    # Over HTTP the refusal names the body's field, not the CLI's flag or Python's keyword.
+    assert '"force": true' in early.json()["detail"]
+    assert "--force" not in early.json()["detail"] and "force=True" not in early.json()["detail"]
     forced = api.call(
         "POST", f"/events/{event['id']}/attempts", "record", json={"outcome": "succeeded", "force": True}
     )

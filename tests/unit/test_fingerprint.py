@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import csv
+import importlib
 import os
 import re
 import subprocess
 import sys
 import time
 from collections import defaultdict
+from dataclasses import fields, replace
 from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from failure_aware.domain.fingerprint import MASK, MAX_CHARS, fingerprint, template
+from failure_aware.domain.fingerprint import MASK, MAX_CHARS, RULES, Masker, Rules, fingerprint, template
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 LOGHUB = REPO_ROOT.parent / "shared" / "datasets" / "loghub-2k"
@@ -129,6 +131,13 @@ def test_stateless_order_does_not_matter() -> None:
             "java.lang.NullPointerException at com.acme.Foo.bar",
         ),
         ("  spaced \t out\n message  ", "spaced out message"),
+        (
+            "Failed password for root from 1.2.3.4 port 22 ssh2",
+            "Failed password for <*> from <*> port <*> ssh<*>",
+        ),
+        ("sent to the from address", "sent to the from address"),
+        ("Block rdd_1 stored as bytes in memory", "Block <*> stored as bytes in memory"),
+        ("Fan speeds ( 3552 3534 **** 3515 )", "Fan speeds ( <*> **** <*> )"),
     ],
 )
 def test_masks(message: str, expected: str) -> None:
@@ -186,6 +195,8 @@ def test_same_statement_same_fingerprint(a: str, b: str) -> None:
         ("VM Started (Lifecycle Event)", "VM Paused (Lifecycle Event)"),
         ("state=1 ok", "state=1 failed"),
         ("", " x"),
+        ("Fan speeds ( 3552 3534 3375 4245 )", "Fan speeds ( 3552 3534 **** 4245 )"),
+        ("Block rdd_1 stored as bytes in memory", "Block rdd_1 stored as values in memory"),
     ],
 )
 def test_different_statements_differ(a: str, b: str) -> None:
@@ -204,6 +215,104 @@ def test_other_numbers_same_fingerprint(parts: list[str | int], data: st.DataObj
 @given(st.lists(words, min_size=1, max_size=12), st.integers(min_value=1, max_value=4))
 def test_whitespace_does_not_matter(parts: list[str], width: int) -> None:
     assert fingerprint(" ".join(parts)) == fingerprint((" " * width).join(parts) + "\n")
+
+
+# -- the knobs (Rules) ------------------------------------------------------------------------------------
+
+
+def test_module_functions_use_the_default_rules() -> None:
+    assert Rules() == RULES
+    masker = Masker()
+    for message in ("upstream timed out after 30s", "Failed password for git from 1.2.3.4 port 22", ""):
+        assert masker.template(message) == template(message)
+        assert masker.fingerprint(message) == fingerprint(message)
+
+
+@pytest.mark.parametrize(
+    ("knobs", "message", "expected"),
+    [
+        ({"dot_runs": False}, "processor.....0", "<*>"),
+        ({"structured": False}, "open /var/lib/app/data.db now", "open /var/lib/app/data.db now"),
+        ({"key_value": False}, "flush done state=idle", "flush done state=idle"),
+        ({"spaced_key_value": True}, "packageName = com.example.health", "packageName = <*>"),
+        ({"user_name": False}, "session closed for user alice", "session closed for user alice"),
+        ({"quoted": False}, "KeyError: 'order_id'", "KeyError: 'order_id'"),
+        ({"name_number": False}, "Link Up on eth0", "Link Up on <*>"),
+        ({"hosts_files": False}, "crash in chrome.exe", "crash in chrome.exe"),
+        ({"dotted_names": 3}, "job com.example.cache.daily late", "job <*> late"),
+        ({"dotted_names": 4}, "job com.example.daily late", "job com.example.daily late"),
+        ({"constants": 1}, "event CONTAINER_REMOTE_LAUNCH for", "event <*> for"),
+        ({"constants": 2}, "hive: SOFTWARE, into", "hive: <*>, into"),
+        ({"between_prepositions": False}, "password for root from x", "password for root from x"),
+        ({"snake_words": True}, "domain root_backup is gone", "domain <*> is gone"),
+        ({"collapse": 0}, "nodes 1 2 3 down", "nodes <*> <*> <*> down"),
+        ({"collapse": 2}, "speeds 1 **** 2", "speeds <*>"),
+        ({"max_tokens": 2}, "upstream timed out after 30s", "upstream timed"),
+    ],
+)
+def test_each_knob(knobs: dict[str, bool | int], message: str, expected: str) -> None:
+    assert Masker(replace(RULES, **knobs)).template(message) == expected  # type: ignore[arg-type]
+
+
+_SETTINGS = [RULES] + [
+    replace(RULES, **{f.name: value})  # type: ignore[arg-type]
+    for f in fields(Rules)
+    for value in ((not getattr(RULES, f.name)) if isinstance(getattr(RULES, f.name), bool) else 0, 2, 3)
+    if value != getattr(RULES, f.name) and not (f.name == "max_tokens" and value)
+]
+
+
+@pytest.mark.parametrize("rules", _SETTINGS, ids=str)
+def test_no_setting_masks_what_went_wrong(rules: Rules) -> None:
+    """Which exception was raised, and words of the statement, stay under every setting."""
+    masker = Masker(rules)
+    npe, ioe = "java.lang.NullPointerException: x", "java.io.IOException: x"
+    assert masker.fingerprint(npe) != masker.fingerprint(ioe)
+    assert masker.fingerprint("upstream timed out") != masker.fingerprint("upstream refused connection")
+
+
+knob_settings = st.builds(
+    Rules,
+    **{
+        f.name: st.booleans() if isinstance(getattr(RULES, f.name), bool) else st.integers(0, 5)
+        for f in fields(Rules)
+    },
+)
+
+
+@settings(max_examples=150)
+@given(knob_settings, st.text(alphabet=st.characters(codec="utf-8") | st.sampled_from("0123456789.:/=_ ")))
+def test_every_setting_is_a_pure_function(rules: Rules, message: str) -> None:
+    first = Masker(rules)
+    assert FORMAT.fullmatch(first.fingerprint(message))
+    assert Masker(rules).fingerprint(message) == first.fingerprint(message)
+
+
+# Words of the rules that occur in the templates of only one Loghub log, each reviewed as generic: English
+# function words, units, file extensions, top-level domains.  A new rule word found in one log only fails
+# the test below until it is added here, i.e. until someone has decided it is not that system's word.
+GENERIC_WORDS = frozenset((
+    "bytes", "class", "com", "conf", "dat", "days", "dll", "had", "int", "into", "jar", "local", "net", "pid",
+    "properties", "seconds", "sock", "was",
+))
+
+
+@pytest.mark.skipif(not LOGHUB.is_dir(), reason=f"{LOGHUB} not present")
+def test_no_rule_names_a_word_of_one_system() -> None:
+    module = importlib.import_module("failure_aware.domain.fingerprint")
+    everything_on = Masker(Rules(spaced_key_value=True, dotted_names=3, constants=2, snake_words=True))
+    sources = [pattern.pattern for _, pattern, _ in everything_on._passes]
+    sources += [module._CANDIDATE.pattern, module._HOST_OR_FILE.pattern, module._NAME_NUMBER.pattern]
+    sources += [module._DOTTED_NAME.pattern, module._MONTH_NAME.pattern, *sorted(module._NOT_NAMES)]
+    rule_words = {w.lower() for source in sources for w in re.findall(r"[A-Za-z]{3,}", source)}
+    logs_of: dict[str, set[str]] = defaultdict(set)
+    for path in sorted(LOGHUB.glob("*_2k.log_structured.csv")):
+        with path.open(newline="", encoding="utf-8", errors="replace") as fh:
+            for row in csv.DictReader(fh):
+                for word in re.findall(r"[A-Za-z]+", row["EventTemplate"]):
+                    logs_of[word.lower()].add(path.name)
+    one_log = {w: sorted(logs_of[w]) for w in rule_words if len(logs_of[w]) == 1}
+    assert set(one_log) <= GENERIC_WORDS, {w: v for w, v in one_log.items() if w not in GENERIC_WORDS}
 
 
 # -- robustness -------------------------------------------------------------------------------------------

@@ -86,7 +86,7 @@ class LedgerMetrics(Collector):
 def render(fa: Ledger) -> bytes:
     """The metrics text of ``fa`` now."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(LedgerMetrics(fa.health(), fa.attempt_totals()))
+    registry.register(LedgerMetrics(*fa.metrics_figures()))
     return generate_latest(registry)
 
 
