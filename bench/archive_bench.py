@@ -3,8 +3,8 @@
 Usage (from the repository root)::
 
     python bench/archive_bench.py [--n 1000000] [--workers 4] [--chunk 500] [--baseline-seconds 20]
-                                  [--backends postgresql] [--pg ADMIN_URL] [--vacuum-full] [--verify]
-                                  [--smoke] [--json OUT]
+                                  [--max-busy 0.5] [--backends postgresql] [--pg ADMIN_URL] [--vacuum-full]
+                                  [--verify] [--smoke] [--json OUT]
 
 Setup, untimed, on a fresh database: ``n`` finished events imported (``import_events``, one succeeded
 attempt each, one in 50 DEAD after a failure), the older half in 2025, the newer half a day ago.
@@ -123,13 +123,13 @@ def total(counts: list[Any]) -> int:
     return sum(c.value for c in counts)
 
 
-def run_one(url: str, n: int, workers: int, chunk: int, baseline_s: float, vacuum: bool, verify: bool
-            ) -> dict[str, Any]:
+def run_one(url: str, n: int, workers: int, chunk: int, baseline_s: float, vacuum: bool, verify: bool,
+            max_busy: float) -> dict[str, Any]:
     t0 = time.perf_counter()
     seed(url, n)
     seed_s = time.perf_counter() - t0
     size_before = size_bytes(url)
-    result = measure(url, workers, chunk, baseline_s)
+    result = measure(url, workers, chunk, baseline_s, max_busy)
     size_after = size_bytes(url)
     size_compacted = None
     if vacuum:
@@ -139,12 +139,12 @@ def run_one(url: str, n: int, workers: int, chunk: int, baseline_s: float, vacuu
     if verify:
         with Ledger(url) as ledger:
             verified = ledger.verify().ok
-    return {"n": n, "workers": workers, "chunk": chunk, "seed_s": seed_s, **result,
+    return {"n": n, "workers": workers, "chunk": chunk, "max_busy": max_busy, "seed_s": seed_s, **result,
             "size_before": size_before, "size_after": size_after, "size_compacted": size_compacted,
             "verify_ok": verified}
 
 
-def measure(url: str, workers: int, chunk: int, baseline_s: float) -> dict[str, Any]:
+def measure(url: str, workers: int, chunk: int, baseline_s: float, max_busy: float) -> dict[str, Any]:
     """Baseline, archive, baseline, with the workers running throughout."""
     ctx = mp.get_context("spawn")
     ready, go, stop = ctx.Barrier(workers + 1), ctx.Event(), ctx.Event()
@@ -171,7 +171,8 @@ def measure(url: str, workers: int, chunk: int, baseline_s: float) -> dict[str, 
         target = Path(tempfile.mkdtemp(prefix="fa-archive-bench-")) / "archive.jsonl.gz"
         with Ledger(url) as ledger:
             a2, s2 = total(counts), time.perf_counter()
-            report = ledger.archive(HORIZON, to=target, chunk_events=chunk, on_progress=progress)
+            report = ledger.archive(HORIZON, to=target, chunk_events=chunk, on_progress=progress,
+                                    max_busy=max_busy)
             a3, s3 = total(counts), time.perf_counter()
         during = (a3 - a2) / (s3 - s2)
         time.sleep(min(2.0, baseline_s / 4))
@@ -204,20 +205,24 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=1_000_000, help="events in the history (half archived)")
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--chunk", type=int, default=500, help="events removed per transaction")
+    parser.add_argument("--max-busy", type=float, default=0.5,
+                        help="the archive's pacing (Ledger.archive max_busy; 1: flat out)")
     parser.add_argument("--baseline-seconds", type=float, default=20.0)
     parser.add_argument("--vacuum-full", action="store_true", help="also measure the size after VACUUM FULL")
     parser.add_argument("--verify", action="store_true", help="run verify at the end (slow at millions)")
     parser.set_defaults(backends="postgresql")
     args = parser.parse_args()
     n, baseline_s = (4000, 2.0) if args.smoke else (args.n, args.baseline_seconds)
-    if n < 2 or args.workers < 1 or not 1 <= args.chunk <= 100_000 or baseline_s <= 0:
-        raise SystemExit("--n >= 2, --workers >= 1, --chunk 1..100000, --baseline-seconds > 0")
+    if n < 2 or args.workers < 1 or not 1 <= args.chunk <= 100_000 or baseline_s <= 0 \
+            or not 0 < args.max_busy <= 1:
+        raise SystemExit("--n >= 2, --workers >= 1, --chunk 1..100000, --baseline-seconds > 0, "
+                         "0 < --max-busy <= 1")
     rows, results = [], []
     with Databases(args.pg) as dbs:
         for backend in backends(args):
             url = dbs.new(backend, "archive")
             result = run_one(url, n, args.workers, args.chunk, baseline_s, args.vacuum_full or args.smoke,
-                             args.verify or args.smoke)
+                             args.verify or args.smoke, args.max_busy)
             result["backend"] = backend
             results.append(result)
             if args.smoke and not result["verify_ok"]:

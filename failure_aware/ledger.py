@@ -706,6 +706,7 @@ class Ledger:
         actor: str | None = None,
         on_progress: Progress | None = None,
         chunk_events: int = 500,
+        max_busy: float = 0.5,
     ) -> ArchiveReport:
         """Archive whole finished events (SUCCEEDED, DEAD) whose last activity is before ``before``, with
         their attempts, transitions and notes, and the cluster notes and clusters wholly before it: write
@@ -716,6 +717,9 @@ class Ledger:
         (phase ``"write"``) and chunks removed (``"remove"``). PENDING, IN_FLIGHT and FAILED events never
         leave. Clusters are computed from failures at or after the latest horizon from then on.
         ``chunk_events``: events removed per transaction (what workers may wait on is one chunk's rows).
+        ``max_busy`` (0 < x <= 1): the share of its run the archive may be busy; after each page read and
+        each chunk removed it pauses in proportion to what that cost, so workers on the same machine keep
+        their pace (1: never pause).
         """
         from failure_aware.retention import run
 
@@ -730,6 +734,8 @@ class Ledger:
             raise ValidationError(f"dry_run must be True or False, got {dry_run!r}")
         if type(chunk_events) is not int or not 1 <= chunk_events <= 100_000:
             raise ValidationError(f"chunk_events must be an integer from 1 to 100000, got {chunk_events!r}")
+        if isinstance(max_busy, bool) or not isinstance(max_busy, int | float) or not 0 < max_busy <= 1:
+            raise ValidationError(f"max_busy must be a number above 0 and at most 1, got {max_busy!r}")
         if to is None and not dry_run:
             raise ValidationError("an archive needs a file to write (to=...); only a dry run goes without")
         if to is not None and not isinstance(to, str | Path):
@@ -737,7 +743,7 @@ class Ledger:
         request = run.Request(before_us=before_us, event_type=event_type,
                               target=None if to is None else Path(to), dry_run=dry_run,
                               actor=validation.name("actor", actor or operator_name()), now_us=now_us,
-                              chunk_events=chunk_events)
+                              chunk_events=chunk_events, max_busy=float(max_busy))
         return run.archive(self.store, request, on_progress)
 
     # -- operator actions (revive, bury, annotate) ------------------------------------------------------

@@ -28,9 +28,13 @@ from failure_aware.retention import ArchiveReport
                    "Required unless --dry-run.")
 @click.option("--chunk", "chunk_events", type=click.IntRange(1, 100_000), default=500, show_default=True,
               help="Events removed per transaction (workers wait on at most one chunk's rows).")
+@click.option("--max-busy", type=click.FloatRange(0, 1, min_open=True), default=0.5, show_default=True,
+              metavar="FRACTION",
+              help="Share of its run the archive may be busy: it pauses after each page and chunk in "
+                   "proportion to its cost, so workers keep their pace (1: never pause).")
 @output.json_option
 def archive_cmd(before: datetime, event_type: str | None, dry_run: bool, target: str | None,
-                chunk_events: int, as_json: bool) -> None:
+                chunk_events: int, max_busy: float, as_json: bool) -> None:
     """Archive old, finished history: write it to FILE, sync it, then remove it, recorded.
 
     Whole events that are SUCCEEDED or DEAD and whose last activity is before TIME leave with their
@@ -45,7 +49,8 @@ def archive_cmd(before: datetime, event_type: str | None, dry_run: bool, target:
     ledger = app().ledger(readonly=dry_run)
     with Progress() as progress:  # on stderr, only when it is a terminal (FAILURE_AWARE_PROGRESS=0: off)
         report = ledger.archive(before, to=None if target is None else Path(target), event_type=event_type,
-                                dry_run=dry_run, on_progress=progress, chunk_events=chunk_events)
+                                dry_run=dry_run, on_progress=progress, chunk_events=chunk_events,
+                                max_busy=max_busy)
     if as_json:
         output.print_json(report.as_dict())
         return

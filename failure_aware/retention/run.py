@@ -30,7 +30,7 @@ from failure_aware.diagnostics.verify import consistent_snapshot
 from failure_aware.domain.progress import Progress
 from failure_aware.domain.timeutil import format_time, from_us
 from failure_aware.interchange import exporter
-from failure_aware.retention import horizon, removal, selection
+from failure_aware.retention import horizon, pacing, removal, selection
 from failure_aware.retention.archive_file import CLUSTER, FORMAT, MANIFEST, ArchiveWriter, check_target
 from failure_aware.retention.report import ArchiveReport
 from failure_aware.storage import chain
@@ -60,6 +60,7 @@ class Request:
     actor: str
     now_us: int
     chunk_events: int = removal.CHUNK_EVENTS
+    max_busy: float = pacing.DEFAULT_MAX_BUSY
 
 
 class _Tally:
@@ -93,13 +94,14 @@ class _Tally:
 def archive(store: Transactions, request: Request, progress: Progress | None = None) -> ArchiveReport:
     """Run one archive (or its dry run) as the module docstring describes."""
     archive_id = uuid.uuid4().hex
+    pacer = pacing.Pacer(request.max_busy)
     if request.target is not None and not request.dry_run:
         check_target(request.target)  # before reading anything
     with store.read() as conn:
         total = selection.count(conn, request.before_us, request.event_type)
     tally = _Tally()
     if request.dry_run or request.target is None:  # a dry run: counts and sizes, nothing written
-        for _rows, records in _pages(store, request, tally, progress, total):
+        for _rows, records in _pages(store, request, tally, progress, total, pacer):
             tally.bytes += sum(len(json.dumps(record, ensure_ascii=False).encode()) + 1 for record in records)
         with store.read() as conn:
             notes = selection.note_prefixes(conn, request.before_us, request.event_type)
@@ -107,7 +109,7 @@ def archive(store: Transactions, request: Request, progress: Progress | None = N
         return _report(archive_id, request, tally, notes=len(notes), clusters=len(clusters),
                        size=tally.bytes, dry_run=True)
 
-    written = _write(store, request, archive_id, tally, progress, total, request.target)
+    written = _write(store, request, archive_id, tally, progress, total, request.target, pacer)
     if written is None:
         return _report(archive_id, request, tally, notes=0, clusters=0, size=0, dry_run=False)
     # The file is on disk: from here on, history may leave.
@@ -124,7 +126,7 @@ def archive(store: Transactions, request: Request, progress: Progress | None = N
     step = max(1, request.chunk_events)
     ids, keys = written.ids, written.keys
     for start in range(0, len(ids), step):
-        with store.write() as conn:
+        with pacer.unit(), store.write() as conn:
             gone, changed = removal.remove_events(conn, chunk_record, chunks, ids[start:start + step],
                                                   keys[start:start + step])
         removed, kept, chunks = removed + gone, kept + changed, chunks + 1
@@ -154,14 +156,14 @@ class _Written:
 
 
 def _write(store: Transactions, request: Request, archive_id: str, tally: _Tally, progress: Progress | None,
-           total: int, target: Path) -> _Written | None:
+           total: int, target: Path, pacer: pacing.Pacer) -> _Written | None:
     """Steps 1 and 2: the file, synced and named; None (and no file) when nothing may leave."""
     writer = ArchiveWriter(target)
     ids: array[int] = array("q")
     keys: array[int] = array("Q")
     digest = chain.Digest()
     try:
-        for rows, records in _pages(store, request, tally, progress, total):
+        for rows, records in _pages(store, request, tally, progress, total, pacer):
             writer.write_many(records)
             for row in rows:
                 ids.append(int(row.id))
@@ -186,12 +188,12 @@ def _write(store: Transactions, request: Request, archive_id: str, tally: _Tally
     return _Written(file_sha256, size, digest.hexdigest(), ids, keys, notes, len(clusters))
 
 
-def _pages(store: Transactions, request: Request, tally: _Tally, progress: Progress | None, total: int
-           ) -> Iterator[tuple[Sequence[Any], list[dict[str, Any]]]]:
+def _pages(store: Transactions, request: Request, tally: _Tally, progress: Progress | None, total: int,
+           pacer: pacing.Pacer) -> Iterator[tuple[Sequence[Any], list[dict[str, Any]]]]:
     """Every event that may leave, a page at a time with its records; one read transaction per page."""
     after = 0
     while True:
-        with store.read() as conn:
+        with pacer.unit(), store.read() as conn:
             rows = selection.page(conn, request.before_us, request.event_type, after, PAGE_EVENTS)
             records = list(exporter.records_of(conn, rows)) if rows else []
         if not rows:

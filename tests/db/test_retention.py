@@ -280,6 +280,9 @@ def test_bad_input_is_refused_and_nothing_is_written(
         ledger.archive(clock.now + timedelta(minutes=1), to=tmp_path / "x.jsonl")
     with pytest.raises(ValidationError, match="chunk_events"):
         ledger.archive(horizon, to=tmp_path / "x.jsonl", chunk_events=0)
+    for busy in (0, -0.5, 1.5, True, "half"):
+        with pytest.raises(ValidationError, match="max_busy"):
+            ledger.archive(horizon, to=tmp_path / "x.jsonl", max_busy=busy)  # type: ignore[arg-type]
     with pytest.raises(ValidationError, match="needs a file"):
         ledger.archive(horizon)
     with pytest.raises(ValidationError, match="does not exist"):
