@@ -105,7 +105,7 @@ def test_actions_need_csrf_and_operate_and_write_nothing_otherwise(
     ledger, secrets, event_id = seeded
     before = history_counts(ledger)
     reader = client(ledger, secrets["read"])
-    reader_page = reader.get(f"/events/{event_id}").text
+    reader_page = reader.get(f"/events/{event_id}").text.split("<main>", 1)[1]  # the header's Log out aside
     assert 'name="csrf"' not in reader_page and "Revive" not in reader_page and "Add note" not in reader_page
     # a read session with its own valid CSRF token is still refused: the scope is checked on the server
     key = reader.app.state.session_key  # type: ignore[attr-defined]
@@ -246,3 +246,16 @@ def test_the_one_off_login_link_of_serve_opens_an_admin_session(ledger: Ledger) 
     elsewhere = TestClient(create_app(ledger, login=other, session_key=SessionKey(b"k" * 32)))
     elsewhere.cookies.set(COOKIE, made.cookies[COOKIE])
     assert elsewhere.get("/", follow_redirects=False).status_code == 303
+
+
+def test_logout_is_a_post_with_the_session_csrf_token(seeded: tuple[Ledger, dict[str, str], int]) -> None:
+    ledger, secrets, _ = seeded
+    reader = client(ledger, secrets["read"])
+    page = reader.get("/").text
+    assert reader.get("/logout", follow_redirects=False).status_code == 405  # a link cannot sign out
+    refused = reader.post("/logout", data={"csrf": "forged"}, follow_redirects=False)
+    assert refused.status_code == 403
+    assert reader.get("/", follow_redirects=False).status_code == 200  # still signed in
+    done = reader.post("/logout", data={"csrf": csrf_of(page)}, follow_redirects=False)
+    assert done.status_code == 303 and done.headers["location"] == "/login"
+    assert reader.get("/", follow_redirects=False).status_code == 303  # the session ended

@@ -1,4 +1,4 @@
-"""Signing in and out: ``/login`` (a form, or ``?token=`` as ``serve`` prints it) and ``/logout``.
+"""Signing in and out: ``/login`` (a form, or ``?token=`` as ``serve`` prints it) and ``/logout`` (a POST).
 
 A token is checked like a bearer token (hashed, constant-time, the token cache); a good one gets a signed
 session cookie (HttpOnly, SameSite=Lax, Secure behind HTTPS) and a redirect that drops the secret from
@@ -12,7 +12,7 @@ import secrets
 from fastapi import APIRouter, Request, Response
 
 from failure_aware.server.auth import authenticate
-from failure_aware.server.dashboard.access import local_path, read_form
+from failure_aware.server.dashboard.access import Refused, local_path, read_form, viewer_or_none
 from failure_aware.server.dashboard.render import page, redirect
 from failure_aware.server.dashboard.session import (
     COOKIE,
@@ -78,9 +78,17 @@ async def login_submit(request: Request) -> Response:
     return await _sign_in(request, form.get("token", "").strip(), next_path)
 
 
-@router.get("/logout")
+@router.post("/logout")
 async def logout(request: Request) -> Response:
-    """End the session (the cookie is dropped) and show the login form."""
+    """End the session (the cookie is dropped) and show the login form.
+
+    A POST carrying the session's CSRF token, like every action: a link on another site cannot sign an
+    operator out (a GET could, since the session cookie is SameSite=Lax)."""
+    viewer = await viewer_or_none(request)
+    if viewer is not None:
+        form = await read_form(request)
+        if not _key(request).csrf_ok(viewer.session, form.get("csrf")):
+            raise Refused(403, "the form's CSRF token is missing or wrong: reload the page and try again")
     response = redirect("/login")
     response.delete_cookie(COOKIE, path="/")
     return response
