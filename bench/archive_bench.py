@@ -3,7 +3,7 @@
 Usage (from the repository root)::
 
     python bench/archive_bench.py [--n 1000000] [--workers 4] [--chunk 500] [--baseline-seconds 20]
-                                  [--max-busy 0.5] [--backends postgresql] [--pg ADMIN_URL] [--vacuum-full]
+                                  [--max-busy 0.25] [--backends postgresql] [--pg ADMIN_URL] [--vacuum-full]
                                   [--verify] [--smoke] [--json OUT]
 
 Setup, untimed, on a fresh database: ``n`` finished events imported (``import_events``, one succeeded
@@ -205,7 +205,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=1_000_000, help="events in the history (half archived)")
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--chunk", type=int, default=500, help="events removed per transaction")
-    parser.add_argument("--max-busy", type=float, default=0.5,
+    parser.add_argument("--max-busy", type=float, default=0.25,
                         help="the archive's pacing (Ledger.archive max_busy; 1: flat out)")
     parser.add_argument("--baseline-seconds", type=float, default=20.0)
     parser.add_argument("--vacuum-full", action="store_true", help="also measure the size after VACUUM FULL")

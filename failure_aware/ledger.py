@@ -706,7 +706,7 @@ class Ledger:
         actor: str | None = None,
         on_progress: Progress | None = None,
         chunk_events: int = 500,
-        max_busy: float = 0.5,
+        max_busy: float = 0.25,
     ) -> ArchiveReport:
         """Archive whole finished events (SUCCEEDED, DEAD) whose last activity is before ``before``, with
         their attempts, transitions and notes, and the cluster notes and clusters wholly before it: write

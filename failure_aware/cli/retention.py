@@ -28,7 +28,7 @@ from failure_aware.retention import ArchiveReport
                    "Required unless --dry-run.")
 @click.option("--chunk", "chunk_events", type=click.IntRange(1, 100_000), default=500, show_default=True,
               help="Events removed per transaction (workers wait on at most one chunk's rows).")
-@click.option("--max-busy", type=click.FloatRange(0, 1, min_open=True), default=0.5, show_default=True,
+@click.option("--max-busy", type=click.FloatRange(0, 1, min_open=True), default=0.25, show_default=True,
               metavar="FRACTION",
               help="Share of its run the archive may be busy: it pauses after each page and chunk in "
                    "proportion to its cost, so workers keep their pace (1: never pause).")
