@@ -327,3 +327,32 @@ def _rss_child(script: str, function: str, kwargs_json: str) -> None:
 if __name__ == "__main__" and len(sys.argv) == 5 and sys.argv[1] == "--rss-child":
     _rss_child(sys.argv[2], sys.argv[3], sys.argv[4])
 
+
+def wait_until_serving(process: subprocess.Popen[bytes], base: str, log: Path, seconds: float) -> None:
+    """Wait for a ``failure-aware serve`` started as ``process`` to answer at ``base`` (its OpenAPI
+    document), at most ``seconds``; stop it and exit with its log's tail when it dies or never answers."""
+    import httpx
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"server exited: {log.read_text(errors='replace')[-2000:]}")
+        try:
+            if httpx.get(f"{base}/api/v1/openapi.json", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    stop_process(process)
+    raise SystemExit(f"server did not start within {seconds}s")
+
+
+def stop_process(process: subprocess.Popen[bytes]) -> None:
+    """Terminate ``process`` (killed if it has not exited 15 s later) and reap it."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(15)

@@ -34,7 +34,15 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import httpx
-from common import REPO_ROOT, Databases, backends, base_parser, markdown_table
+from common import (
+    REPO_ROOT,
+    Databases,
+    backends,
+    base_parser,
+    markdown_table,
+    stop_process,
+    wait_until_serving,
+)
 from common import write_json as save_json
 
 from failure_aware import Ledger
@@ -82,27 +90,10 @@ class Server:
         with open(log, "wb") as out:
             self.process = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, cwd=REPO_ROOT,
                                             env={**os.environ, SECRET_ENV: self.secret})
-        deadline = time.monotonic() + READY_SECONDS
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise SystemExit(f"server exited: {log.read_text(errors='replace')[-2000:]}")
-            try:
-                if httpx.get(f"{self.base}/api/v1/openapi.json", timeout=2).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.2)
-        self.stop()
-        raise SystemExit(f"server did not start within {READY_SECONDS}s")
+        wait_until_serving(self.process, self.base, log, READY_SECONDS)
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(15)
+        stop_process(self.process)
 
 
 def build(url: str, n: int) -> None:
