@@ -111,6 +111,7 @@ def when(moment: datetime | None) -> str:
 
 
 SCREEN_TIME = "%Y-%m-%d %H:%M:%SZ"
+SCREEN_TIME_PRECISE = "%Y-%m-%d %H:%M:%S.%fZ"  # when seconds would hide a difference
 # An RFC 3339 time as the library writes it into text (``format_time``: ``2026-01-02T04:45:54.971227Z``),
 # or with an offset.
 _RFC3339 = re.compile(r"\b\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,6})?(?:Z|[+-]\d{2}:\d{2})")
@@ -118,17 +119,21 @@ _RFC3339 = re.compile(r"\b\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,6})?(?:Z|
 
 def screen_times(text: str) -> str:
     """``text`` (a transition reason, a health reason, a problem, an error message) with each RFC 3339 time
-    in it shown as ``when`` shows times, so a reason and the table above it agree."""
+    in it shown as ``when`` shows times, so a reason and the table above it agree.
 
-    def one(found: re.Match[str]) -> str:
-        raw = found.group()
+    Should two different times in the text fall in the same second ("may be retried from 04:46:15Z;
+    04:46:15Z is too early"), the seconds would hide the very difference the text is about: all its times
+    are then shown to the microsecond."""
+    moments: dict[str, datetime] = {}
+    for raw in _RFC3339.findall(text):
         try:
-            moment = datetime.fromisoformat(raw[:-1] + "+00:00" if raw.endswith("Z") else raw)
-            return when(moment)
+            moments[raw] = datetime.fromisoformat(raw[:-1] + "+00:00" if raw.endswith("Z") else raw)
         except (ValueError, OverflowError):
-            return raw
-
-    return _RFC3339.sub(one, text)
+            continue
+    shown = {raw: when(moment) for raw, moment in moments.items()}
+    if len(set(shown.values())) < len(set(moments.values())):
+        shown = {raw: moment.astimezone(UTC).strftime(SCREEN_TIME_PRECISE) for raw, moment in moments.items()}
+    return _RFC3339.sub(lambda found: shown.get(found.group(), found.group()), text)
 
 
 def short(text: str | None, width: int = 60) -> str:
