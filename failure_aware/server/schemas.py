@@ -87,6 +87,12 @@ class OutcomeIn(_In):
     retry_after: RetryAfter | InTime | None = None
     detail: dict[str, Any] | None = None
 
+    def outcome_args(self) -> dict[str, Any]:
+        """The keyword arguments ``Ledger.finish`` and ``Ledger.report`` share, after the event or claim."""
+        return {"ok": self.outcome == "succeeded", "error_type": self.error_type, "error": self.error,
+                "at": self.at, "permanent": self.permanent, "retry_after": self.retry_after,
+                "detail": self.detail}
+
 
 class AttemptIn(OutcomeIn):
     """An attempt the caller ran itself (claim and finish in one step); ``force`` runs a FAILED event

@@ -50,14 +50,5 @@ def finish(
 ) -> Response:
     """Record the outcome of a claimed attempt (409 ``StaleClaim`` when the claim no longer holds it)."""
     held = fa.held_claim(claim_token)
-    result = fa.finish(
-        held,
-        body.outcome == "succeeded",
-        error_type=body.error_type,
-        error=body.error,
-        at=body.at,
-        permanent=body.permanent,
-        retry_after=body.retry_after,
-        detail=body.detail,
-    )
+    result = fa.finish(held, **body.outcome_args())
     return reply(result.as_dict())

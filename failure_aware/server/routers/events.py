@@ -115,18 +115,7 @@ def show(event_id: EventId, _token: ReadToken, fa: LedgerDep) -> dict[str, Any]:
 def report(event_id: EventId, body: AttemptIn, token: RecordToken, fa: LedgerDep) -> Response:
     """Record an attempt the caller ran itself and its outcome (409 when the state forbids it, or a FAILED
     event's retry time has not come and ``force`` is not set)."""
-    result = fa.report(
-        event_id,
-        body.outcome == "succeeded",
-        error_type=body.error_type,
-        error=body.error,
-        at=body.at,
-        force=body.force,
-        actor=token.name,
-        permanent=body.permanent,
-        retry_after=body.retry_after,
-        detail=body.detail,
-    )
+    result = fa.report(event_id, **body.outcome_args(), force=body.force, actor=token.name)
     return reply(result.as_dict(), status.HTTP_201_CREATED)
 
 
