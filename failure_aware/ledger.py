@@ -1002,8 +1002,7 @@ class Ledger:
         """
         from failure_aware.diagnostics import verify as checks
 
-        with self.store.read() as conn:
-            checks.consistent_snapshot(conn)  # first statement of the transaction: one snapshot throughout
+        with self.store.read(snapshot=True) as conn:  # one snapshot throughout, while workers write
             report = checks.verify(conn, self.config.policies, on_progress=on_progress)
         refusals = self.store.probe_triggers()
         if refusals:

@@ -18,8 +18,8 @@ Five checks, all read-only (SPEC sections 1, 9 and 14):
     open.
 
 The history is streamed in id-ordered chunks of events (four queries per chunk, never one per event), so
-memory stays constant on millions of events. Run it inside one read transaction; on PostgreSQL call
-``consistent_snapshot`` first so every chunk sees the same moment even while workers keep writing.
+memory stays constant on millions of events. Run it inside one snapshot (``Store.read(snapshot=True)``:
+REPEATABLE READ on PostgreSQL) so every chunk sees the same moment even while workers keep writing.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from itertools import groupby
 from typing import Any
 
-from sqlalchemy import Connection, Select, select, text
+from sqlalchemy import Connection, Select, select
 
 from failure_aware.correlation import clusters_match_rebuild, incidents_match_rebuild
 from failure_aware.diagnostics.replay import event_problems
@@ -114,13 +114,6 @@ class _Findings:
         notes = self.notes + [f"... and {self.more_notes} more notes"] * bool(self.more_notes)
         return VerifyReport(tuple(problems), checked_events, tuple(notes), digest=digest.hexdigest(),
                             digest_rows=digest.rows)
-
-
-def consistent_snapshot(conn: Connection) -> None:
-    """Make the rest of this transaction read one snapshot (PostgreSQL: REPEATABLE READ; must come before
-    any other statement of the transaction). SQLite's WAL read transactions are snapshots already."""
-    if conn.dialect.name == "postgresql":
-        conn.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"))
 
 
 def verify(

@@ -26,7 +26,6 @@ from typing import Any, Protocol
 from sqlalchemy import Connection
 
 from failure_aware.correlation import engine
-from failure_aware.diagnostics.verify import consistent_snapshot
 from failure_aware.domain.progress import Progress
 from failure_aware.domain.timeutil import format_time, from_us
 from failure_aware.interchange import exporter
@@ -44,7 +43,7 @@ class Transactions(Protocol):
 
     dialect: str
 
-    def read(self) -> AbstractContextManager[Connection]: ...
+    def read(self, *, snapshot: bool = False) -> AbstractContextManager[Connection]: ...
 
     def write(self) -> AbstractContextManager[Connection]: ...
 
@@ -169,8 +168,7 @@ def _write(store: Transactions, request: Request, archive_id: str, tally: _Tally
                 ids.append(int(row.id))
                 keys.append(removal.head_key(row.chain_hash))
                 digest.add(str(row.id), chain.head_of(row))
-        with store.read() as conn:
-            consistent_snapshot(conn)
+        with store.read(snapshot=True) as conn:
             notes = selection.note_prefixes(conn, request.before_us, request.event_type)
             clusters = selection.clusters_before(conn, request.before_us)
             for note in notes:
