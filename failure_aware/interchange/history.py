@@ -38,9 +38,6 @@ from failure_aware.interchange.forms import (
 _TERMINAL = (SUCCEEDED, DEAD)
 _FAILURES = (FAILURE, ABANDONED)
 _ONE_US = timedelta(microseconds=1)
-# Whether a failure kills the event comes from ``policy.decide_cached`` (the same for every id and time);
-# ``next_retry_us`` computes the retry time with the real ones.
-decide = decide_cached
 
 
 def derive(
@@ -76,7 +73,8 @@ def derive_plain(
             target = SUCCEEDED
         else:
             budget += 1
-            decision = decide(policy, budget, error_type)
+            # whether it kills is the same for every id and time: decided once (next_retry_us: the real ones)
+            decision = decide_cached(policy, budget, error_type)
             target = DEAD if decision.dead else FAILED
             if decision.dead:
                 reason += f": {decision.reason}"
@@ -175,7 +173,7 @@ _fixed_delays: dict[tuple[int, int], tuple[RetryPolicy, int | None]] = {}
 def fixed_delay_us(policy: RetryPolicy, failures: int) -> int | None:
     """The retry delay (microseconds) after budget failure number ``failures`` when it does not depend on
     the event id (no jitter), else ``None``: ``next_retry_us`` is then ``failed_at_us`` plus this, which
-    the checking pass can compute before ids exist. Cached like ``decide``."""
+    the checking pass can compute before ids exist. Cached like ``policy.decide_cached``."""
     key = (id(policy), failures)
     found = _fixed_delays.get(key)
     if found is None or found[0] is not policy:
