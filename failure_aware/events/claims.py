@@ -46,7 +46,6 @@ from failure_aware.storage import chain
 from failure_aware.storage.tables import attempt, event_state, transition
 
 DEFAULT_LEASE_SECONDS = 300.0
-DEFAULT_FLUSH_SECONDS = 0.1  # how long a worker lets an outcome wait to be recorded with others (see worker)
 
 _CLAIMABLE = tuple(sorted(states.from_states(Step.CLAIM)))
 

@@ -65,7 +65,6 @@ class ArchiveWriter:
         self._out: Any = (gzip.GzipFile(filename="", mode="wb", fileobj=self._hashing, mtime=0)
                           if path.name.endswith(".gz") else self._hashing)
         self._content = hashlib.sha256()
-        self.content_bytes = 0
 
     def write(self, record: dict[str, Any]) -> None:
         """Append one record as a line."""
@@ -75,7 +74,6 @@ class ArchiveWriter:
         """Append records, one line each, in one write (gzip compresses a page at a time, not a line)."""
         block = "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in records).encode()
         self._content.update(block)
-        self.content_bytes += len(block)
         self._out.write(block)
 
     def finish(self, manifest: dict[str, Any]) -> tuple[str, int]:
@@ -109,19 +107,3 @@ class ArchiveWriter:
             pass
         self._raw.close()
         self.partial.unlink(missing_ok=True)
-
-
-def manifest_sha256_ok(path: Path) -> bool:
-    """Whether the lines of an archive file before its manifest match the manifest's ``content_sha256``."""
-    sha = hashlib.sha256()
-    opener = gzip.open if path.name.endswith(".gz") else open
-    last: bytes | None = None
-    with opener(path, "rb") as stream:
-        for line in stream:
-            if last is not None:
-                sha.update(last)
-            last = line
-    if last is None:
-        return False
-    manifest = json.loads(last)
-    return bool(manifest.get("kind") == MANIFEST and manifest.get("content_sha256") == sha.hexdigest())

@@ -24,7 +24,7 @@ class Pacer:
     def __init__(self, max_busy: float = DEFAULT_MAX_BUSY, *, clock: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], None] = time.sleep) -> None:
         self.max_busy, self.clock, self.sleep = max_busy, clock, sleep
-        self.paused = 0.0  # seconds spent pausing, for the report
+        self.paused = 0.0  # seconds spent pausing so far
 
     @contextmanager
     def unit(self) -> Iterator[None]:
