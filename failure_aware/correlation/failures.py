@@ -34,6 +34,12 @@ _COLUMNS = "at_us, event_id, fingerprint"
 # statement, it bounds the index range like a parameter would; 0 (1970) before any archive.
 HORIZON_SQL = "(SELECT COALESCE(MAX(horizon_us), 0) FROM retention_horizon)"
 _OF_TYPE = f"FROM attempt WHERE {FAILURE_SQL} AND event_type = ? AND at_us >= {HORIZON_SQL}"
+# The same for a statement that adds a lower bound of its own on ``at_us``: the horizon becomes a filter
+# (``+at_us`` is not an index term). With two lower bounds SQLite's planner seeks at the horizon and tests
+# the statement's own bound row by row, which reads every earlier failure of the type (for each span or
+# page: 20x the whole cost of counting an incident's events at 1M failures). PostgreSQL takes the higher
+# of two bounds itself; a filter costs it nothing here either.
+_OF_TYPE_FROM = _OF_TYPE.replace("AND at_us >=", "AND +at_us >=")
 _FIRST, _SECOND, _THIRD = itemgetter(0), itemgetter(1), itemgetter(2)
 
 
@@ -53,7 +59,8 @@ def stream(
     """The failures of one type with ``lo <= at_us <= hi`` (None: unbounded), in time order, as chunks of
     ``(times, event ids, fingerprints)``: an index-only scan of ``ix_attempt_failures``. ``exclusive``:
     see ``Sql.stream``."""
-    query, params = bounded(f"SELECT {_COLUMNS} {_OF_TYPE}", [event_type], "at_us", lo, hi)
+    source = _OF_TYPE if lo is None else _OF_TYPE_FROM
+    query, params = bounded(f"SELECT {_COLUMNS} {source}", [event_type], "at_us", lo, hi)
     for batch in sql.stream(query + " ORDER BY at_us", params, exclusive=exclusive):
         yield list(map(_FIRST, batch)), list(map(_SECOND, batch)), list(map(_THIRD, batch))
 
@@ -95,7 +102,7 @@ def neighbourhoods(sql: Sql, probes: Sequence[Probe]) -> list[tuple[list[Failure
 @lru_cache(maxsize=8)
 def _arms_around(points: int) -> str:
     """SQLite: the two pages around each of ``points`` points as one statement (cached text: prepared)."""
-    arm = (f"SELECT {{k}}, {{side}}, {_COLUMNS} FROM (SELECT {_COLUMNS} {_OF_TYPE} AND at_us {{op}} ?"
+    arm = (f"SELECT {{k}}, {{side}}, {_COLUMNS} FROM (SELECT {_COLUMNS} {_OF_TYPE_FROM} AND at_us {{op}} ?"
            " ORDER BY at_us {order} LIMIT ?)")
     sides = [(0, "<", "DESC"), (1, ">=", "ASC")]
     return " UNION ALL ".join(
@@ -113,11 +120,11 @@ def walk(
     times beyond the start in walk order (close the generator when done).
     """
     if left:  # behind: the first n-1 times >= start, nearest last; ahead: times < start, descending
-        near = f"SELECT at_us {_OF_TYPE} AND at_us >= ? ORDER BY at_us LIMIT ?"
+        near = f"SELECT at_us {_OF_TYPE_FROM} AND at_us >= ? ORDER BY at_us LIMIT ?"
         far = f"SELECT at_us {_OF_TYPE} AND at_us < ? ORDER BY at_us DESC"
     else:
         near = f"SELECT at_us {_OF_TYPE} AND at_us <= ? ORDER BY at_us DESC LIMIT ?"
-        far = f"SELECT at_us {_OF_TYPE} AND at_us > ? ORDER BY at_us"
+        far = f"SELECT at_us {_OF_TYPE_FROM} AND at_us > ? ORDER BY at_us"
     behind = [r[0] for r in sql.all(near, (event_type, start_us, n - 1))][::-1]
     return behind, _times(sql.stream(far, (event_type, start_us)))
 
@@ -247,7 +254,7 @@ def failure_times(sql: Sql, event_ids: Iterable[int]) -> dict[int, list[int]]:
 def _arms_of_events(arms: int) -> str:
     """SQLite: ``arms`` spans of ``event_sets`` as one statement (cached text: prepared)."""
     return " UNION ALL ".join(
-        f"SELECT {k}, event_id {_OF_TYPE} AND at_us >= ? AND at_us <= ?" for k in range(arms)
+        f"SELECT {k}, event_id {_OF_TYPE_FROM} AND at_us >= ? AND at_us <= ?" for k in range(arms)
     )
 
 
