@@ -146,6 +146,7 @@ def correlate(
         mode = "incremental"
         upto = max(upto, state.last_attempt_id)
         tally.track = True
+        tally.incidents.after_id = state.last_attempt_id
         incremental.run(sql, rule, state.last_attempt_id, upto, tally)
         total = state.cluster_count + tally.added - tally.removed
         incidents.update(sql, rule, tally.incidents)

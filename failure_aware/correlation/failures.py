@@ -211,24 +211,32 @@ def _union_of_spans(aggregate: str, arms: int) -> str:
     )
 
 
-def event_sets(sql: Sql, spans: Sequence[tuple[str, int, int]]) -> list[set[int]]:
+def event_sets(
+    sql: Sql, spans: Sequence[tuple[str, int, int]], upto_id: int | None = None
+) -> list[set[int]]:
     """For each ``(event type, lo, hi)`` span: the distinct events among the type's failures in it (an
-    index range each, index-only: incidents count the events of a type's several clusters once)."""
+    index range each, index-only: incidents count the events of a type's several clusters once).
+    ``upto_id``: only failures with ids up to it (what an earlier run saw)."""
     found: list[set[int]] = [set() for _ in spans]
+    upto = "" if upto_id is None else " AND a.id <= ?"
     if sql.postgres:
         query = (
             "SELECT s.k - 1, g.event_id FROM unnest(?::text[], ?::bigint[], ?::bigint[]) WITH ORDINALITY"
             " AS s (t, lo, hi, k) CROSS JOIN LATERAL (SELECT DISTINCT a.event_id FROM attempt a"
-            f" WHERE a.event_type = s.t AND a.at_us >= s.lo AND a.at_us <= s.hi AND a.{FAILURE_SQL}) AS g"
+            " WHERE a.event_type = s.t AND a.at_us >= s.lo AND a.at_us <= s.hi"
+            f" AND a.{FAILURE_SQL}{upto}) AS g"
         )
         for offset in range(0, len(spans), SPAN_BATCH):
             batch = spans[offset : offset + SPAN_BATCH]
-            for k, event_id in sql.all(query, [list(c) for c in zip(*batch, strict=True)]):
+            params: list[Any] = [list(c) for c in zip(*batch, strict=True)]
+            for k, event_id in sql.all(query, params if upto_id is None else [*params, upto_id]):
                 found[offset + k].add(event_id)
     else:
+        extra = () if upto_id is None else (upto_id,)
         for offset in range(0, len(spans), SQLITE_POINTS):
             batch = spans[offset : offset + SQLITE_POINTS]
-            for k, event_id in sql.all(_arms_of_events(len(batch)), [x for span in batch for x in span]):
+            query = _arms_of_events(len(batch), upto.replace("a.", ""))
+            for k, event_id in sql.all(query, [x for span in batch for x in (*span, *extra)]):
                 found[offset + k].add(event_id)
     return found
 
@@ -251,10 +259,10 @@ def failure_times(sql: Sql, event_ids: Iterable[int]) -> dict[int, list[int]]:
 
 
 @lru_cache(maxsize=8)
-def _arms_of_events(arms: int) -> str:
+def _arms_of_events(arms: int, upto: str = "") -> str:
     """SQLite: ``arms`` spans of ``event_sets`` as one statement (cached text: prepared)."""
     return " UNION ALL ".join(
-        f"SELECT {k}, event_id {_OF_TYPE_FROM} AND at_us >= ? AND at_us <= ?" for k in range(arms)
+        f"SELECT {k}, event_id {_OF_TYPE_FROM} AND at_us >= ? AND at_us <= ?{upto}" for k in range(arms)
     )
 
 

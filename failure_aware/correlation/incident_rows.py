@@ -9,7 +9,7 @@ PostgreSQL and chunks of ``IN (...)`` on SQLite.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from functools import lru_cache
 from typing import Any
 
@@ -29,7 +29,7 @@ _JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 
 def incident_row(built: Built, window_seconds: int) -> Row_:
     """The stored form of a computed incident (``COLUMNS`` order)."""
-    return (built.id, built.start_us, built.end_us, len(built.members), built.failure_count,
+    return (built.id, built.start_us, built.end_us, built.cluster_count, built.failure_count,
             built.event_count, _JSON.encode([list(t) for t in built.event_types]),
             _JSON.encode([list(s) for s in built.shared]), window_seconds)
 
@@ -149,3 +149,69 @@ def insert(sql: Sql, table: str, columns: Sequence[str], rows: Sequence[Row_], c
 
 INCIDENT_CASTS = ("text", "bigint", "bigint", "int", "bigint", "bigint", "text", "text", "bigint")
 MEMBER_CASTS = ("text", "text")
+
+
+def type_members(sql: Sql, pairs: Iterable[tuple[str, str]]) -> list[tuple[str, str, str, int, int]]:
+    """For each ``(incident id, event type)``: the clusters of that type in that incident, as
+    ``(incident id, event type, cluster id, window_start, window_end)``. Read from the type's clusters
+    (``ix_failure_cluster_type_start``), each looked up in the membership: the work follows the type, not
+    the incident (which may hold thousands of clusters)."""
+    wanted = sorted(set(pairs))
+    if not wanted:
+        return []
+    if sql.postgres:
+        rows = sql.all(
+            "SELECT ic.incident_id, c.event_type, c.id, c.window_start_us, c.window_end_us"
+            " FROM unnest(?::text[], ?::text[]) AS p (i, t) JOIN failure_cluster c ON c.event_type = p.t"
+            " JOIN incident_cluster ic ON ic.cluster_id = c.id AND ic.incident_id = p.i",
+            [[i for i, _ in wanted], [t for _, t in wanted]],
+        )
+    else:
+        rows = []
+        for offset in range(0, len(wanted), SQLITE_RANGES):
+            batch = wanted[offset : offset + SQLITE_RANGES]
+            rows += sql.all(_arms_of_types(len(batch)), [x for i, t in batch for x in (i, t)])
+    return [tuple(r) for r in rows]
+
+
+@lru_cache(maxsize=8)
+def _arms_of_types(count: int) -> str:
+    # CROSS JOIN: SQLite keeps this order (the type's clusters outside, membership by its key inside).
+    return " UNION ALL ".join(
+        "SELECT ic.incident_id, c.event_type, c.id, c.window_start_us, c.window_end_us FROM failure_cluster c"
+        " CROSS JOIN incident_cluster ic ON ic.cluster_id = c.id"
+        " WHERE ic.incident_id = ? AND c.event_type = ?"
+        for _ in range(count)
+    )
+
+
+def rename(sql: Sql, renamed: Mapping[str, str]) -> None:
+    """Point every membership row of an incident at its new id (old id -> new id)."""
+    if renamed:
+        sql.many("UPDATE incident_cluster SET incident_id = ? WHERE incident_id = ?",
+                 [(new, old) for old, new in renamed.items()])
+
+
+def clusters_holding(sql: Sql, incident: str, fingerprints: Sequence[str]) -> list[Member]:
+    """The clusters of an incident that may list one of ``fingerprints`` among their top fingerprints (a
+    text search of the stored JSON: the caller parses what it gets); none for no fingerprints."""
+    if not fingerprints:
+        return []
+    find = "strpos(c.top_fingerprints, ?) > 0" if sql.postgres else "instr(c.top_fingerprints, ?) > 0"
+    # An entry is [fingerprint, count]; rows written by json.dumps' defaults escape non-ASCII text.
+    needles = sorted({f"[{encode(fp)}," for fp in fingerprints for encode in (_JSON.encode, json.dumps)})
+    return [member_from_row(r) for r in sql.all(
+        f"SELECT {', '.join('c.' + c for c in _MEMBER.split(', '))} FROM incident_cluster ic"
+        " JOIN failure_cluster c ON c.id = ic.cluster_id"
+        f" WHERE ic.incident_id = ? AND ({' OR '.join([find] * len(needles))})", [incident, *needles])]
+
+
+def extremes(sql: Sql, incident: str, ranges: Sequence[tuple[int, int]]) -> tuple[int, int] | None:
+    """The earliest ``window_start`` and latest ``window_end`` of an incident's clusters starting in one of
+    the ``[lo, hi]`` ranges (None: there are none)."""
+    within = " OR ".join(["(c.window_start_us >= ? AND c.window_start_us <= ?)"] * len(ranges))
+    [(start_us, end_us)] = sql.all(
+        "SELECT min(c.window_start_us), max(c.window_end_us) FROM incident_cluster ic"
+        f" JOIN failure_cluster c ON c.id = ic.cluster_id WHERE ic.incident_id = ? AND ({within})",
+        [incident, *(x for r in ranges for x in r)])
+    return None if start_us is None else (int(start_us), int(end_us))

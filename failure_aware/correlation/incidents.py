@@ -28,7 +28,7 @@ from bisect import bisect_right
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from failure_aware.correlation import failures
+from failure_aware.correlation import failures, incident_local
 from failure_aware.correlation import incident_rows as rows
 from failure_aware.correlation.linking import Built, Member, build, components, repeated_types, streamed
 from failure_aware.correlation.rule import Rule
@@ -46,7 +46,9 @@ class IncidentTally:
     changed: int = 0
     unchanged: int = 0
     new_starts: list[int] = field(default_factory=list)  # window_start of each cluster added
-    gone: list[str] = field(default_factory=list)  # ids of clusters removed or changed
+    gone: dict[str, Member] = field(default_factory=dict)  # clusters removed or changed, as they were
+    after_id: int = 0  # the failures the stored incidents were computed from: ids up to this
+    whole: bool = False  # the run fell back to recomputing the touched incidents whole
 
 
 def rebuild(sql: Sql, rule: Rule, tally: IncidentTally) -> None:
@@ -80,9 +82,51 @@ def _flush(
 
 
 def update(sql: Sql, rule: Rule, tally: IncidentTally) -> None:
-    """Recompute the incidents near the clusters this run added, removed or changed (see the module)."""
+    """Bring the incidents up to date with the clusters this run added, removed or changed: locally
+    (``incident_local``) when the touched incidents' rows tell enough, else recomputed whole."""
     if not tally.new_starts and not tally.gone:
         return
+    found = incident_local.update(sql, rule, tally.new_starts, tally.gone, tally.after_id, counted)
+    if found is not None:
+        _settle_local(sql, rule, found, tally)
+        return
+    tally.whole = True
+    _update_whole(sql, rule, tally)
+
+
+def _settle_local(sql: Sql, rule: Rule, found: incident_local.Found, tally: IncidentTally) -> None:
+    """Write what a local update found: incident rows compared with the old ones as a rebuild would, the
+    renamed incidents' memberships moved in one statement each, then the clusters looked at."""
+    stale: list[str] = []
+    inserts: list[rows.Row_] = []
+    for built in found.computed:
+        row = rows.incident_row(built, rule.window_seconds)
+        before = found.old.get(built.id)
+        if before is None:
+            tally.added += 1
+            inserts.append(row)
+        elif before != row[1:]:
+            tally.changed += 1
+            stale.append(built.id)
+            inserts.append(row)
+        else:
+            tally.unchanged += 1
+    ids = {b.id for b in found.computed}
+    gone = [iid for iid in found.old if iid not in ids]
+    tally.removed += len(gone)
+    rows.delete(sql, "incident", "id", [*stale, *gone])
+    rows.insert(sql, "incident", rows.COLUMNS, inserts, rows.INCIDENT_CASTS)
+    rows.rename(sql, found.renamed)
+    current = {cid: found.renamed.get(iid, iid) for cid, iid in found.was.items()}
+    wanted = {m.id: b.id for b in found.computed for m in b.members}
+    moved = [cid for cid in found.looked if current.get(cid) != wanted.get(cid)]
+    rows.delete(sql, "incident_cluster", "cluster_id", [cid for cid in moved if cid in current])
+    rows.insert(sql, "incident_cluster", ("cluster_id", "incident_id"),
+                [(cid, wanted[cid]) for cid in moved if cid in wanted], rows.MEMBER_CASTS)
+
+
+def _update_whole(sql: Sql, rule: Rule, tally: IncidentTally) -> None:
+    """Recompute every incident near the changed clusters from all its clusters (see the module)."""
     near = rows.clusters_starting(sql, _merged(tally.new_starts, rule.window_us))
     looked = rows.membership(sql, [*tally.gone, *(m.id for m in near)])
     old_members = rows.members_of(sql, set(looked.values()))

@@ -128,7 +128,8 @@ class Built(NamedTuple):
     event_count: int
     event_types: tuple[tuple[str, int], ...]  # (event type, its distinct events), by name
     shared: tuple[tuple[str, int, int], ...]  # (fingerprint, clusters having it, their failures with it)
-    members: tuple[Member, ...]
+    members: tuple[Member, ...]  # all of them; an incremental run's (``incident_local``): those it looked at
+    cluster_count: int
 
 
 def build(group: Sequence[Member], events: Mapping[str, int] | None = None) -> Built:
@@ -156,7 +157,7 @@ def build(group: Sequence[Member], events: Mapping[str, int] | None = None) -> B
                     key=lambda s: (-s[1], -s[2], s[0]))
     return Built(incident_id(group[0].id), group[0].start_us, max(m.end_us for m in group),
                  sum(m.failure_count for m in group), sum(counted.values()), tuple(sorted(counted.items())),
-                 tuple(shared), tuple(group))
+                 tuple(shared), tuple(group), len(group))
 
 
 def repeated_types(group: Sequence[Member]) -> list[str]:

@@ -23,7 +23,7 @@ from failure_aware.storage.tables import attempt, correlation_state, failure_clu
 
 # A stored cluster's content apart from its id (which already names type, start and rule).
 Signature = tuple[int, int, int, str]
-_SIGNATURE = "id, window_end_us, failure_count, event_count, top_fingerprints"
+_SIGNATURE = "id, window_end_us, failure_count, event_count, top_fingerprints, window_start_us"
 
 
 @dataclass(frozen=True)
@@ -75,14 +75,15 @@ SQLITE_RANGES = 400  # ranges per statement on SQLite (at most 500 arms in a com
 
 
 def signatures_of_ranges(
-    sql: Sql, ranges: Sequence[tuple[str, int | None, int | None]]
+    sql: Sql, ranges: Sequence[tuple[str, int | None, int | None]], starts: dict[str, int] | None = None
 ) -> list[dict[str, Signature]]:
     """For each ``(type, lo, hi)`` range (None: unbounded), bounded by clean cuts: its stored clusters,
     id -> content; in one statement (SQLite: per ``SQLITE_RANGES``).
 
     Read as a range of starts on ``(event_type, window_start_us)``: no stored cluster crosses a clean cut
     of the new data (it is a clean cut of the stored clusters' data too, a subset; see ``engine``), so a
-    cluster that reaches into the range starts in it.
+    cluster that reaches into the range starts in it. ``starts``, if given, gets each cluster's
+    ``window_start`` (incidents follow the clusters a run removes or changes).
     """
     bounds = [(t, _LOWEST if lo is None else lo, _HIGHEST if hi is None else hi) for t, lo, hi in ranges]
     found: list[dict[str, Signature]] = [{} for _ in ranges]
@@ -102,8 +103,10 @@ def signatures_of_ranges(
             batch = bounds[offset : offset + SQLITE_RANGES]
             found_here = sql.all(_arms_of_ranges(len(batch)), [x for b in batch for x in b])
             rows += [(offset + r[0], *r[1:]) for r in found_here]
-    for k, cid, end_us, failure_count, event_count, tops in rows:
+    for k, cid, end_us, failure_count, event_count, tops, start_us in rows:
         found[k][cid] = (end_us, failure_count, event_count, tops)
+        if starts is not None:
+            starts[cid] = start_us
     return found
 
 

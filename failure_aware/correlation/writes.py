@@ -14,6 +14,7 @@ from typing import Protocol
 
 from failure_aware.correlation import failures, stored
 from failure_aware.correlation.incidents import IncidentTally
+from failure_aware.correlation.linking import Member
 from failure_aware.correlation.rule import ClusterScanner, Rule, Span
 from failure_aware.correlation.sql import Sql
 
@@ -56,12 +57,13 @@ def replace_ranges(sql: Sql, rule: Rule, ranges: Sequence[Range], tally: Tally) 
     """Write several ranges (of different types) with one read, one DELETE and one INSERT in all."""
     if not ranges:
         return
-    befores = stored.signatures_of_ranges(sql, [(r.event_type, r.lo, r.hi) for r in ranges])
+    starts: dict[str, int] | None = {} if tally.track else None
+    befores = stored.signatures_of_ranges(sql, [(r.event_type, r.lo, r.hi) for r in ranges], starts)
     fresh: list[stored.Row_] = []
     stale: list[str] = []
     for found, before in zip(ranges, befores, strict=True):
         _compare(stored.cluster_rows(found.event_type, rule, found.spans), before, fresh, stale, tally)
-        _removed(before, tally)
+        _removed(found.event_type, before, starts, tally)
         stale.extend(before)
     stored.delete_ids(sql, stale)
     stored.insert_rows(sql, fresh)
@@ -77,7 +79,8 @@ def rewrite_range(
     until it ends: the range's clusters are gathered first, then written (memory: the clusters of one
     type, a few tens of MB at 10M failures).
     """
-    [before] = stored.signatures_of_ranges(sql, [(event_type, lo, hi)])
+    starts: dict[str, int] | None = {} if tally.track else None
+    [before] = stored.signatures_of_ranges(sql, [(event_type, lo, hi)], starts)
     batches: Iterable[list[Span]] = scanned(sql, event_type, lo, hi, rule, tally, exclusive=sql.postgres)
     if sql.postgres:
         batches = [[span for batch in batches for span in batch]]
@@ -87,15 +90,18 @@ def rewrite_range(
         _compare(stored.cluster_rows(event_type, rule, batch), before, fresh, stale, tally)
         stored.delete_ids(sql, stale)
         stored.insert_rows(sql, fresh)
-    _removed(before, tally)
+    _removed(event_type, before, starts, tally)
     stored.delete_ids(sql, before)
 
 
-def _removed(before: dict[str, stored.Signature], tally: Tally) -> None:
-    """Count the stored clusters not found again (and note them for incidents)."""
+def _removed(
+    event_type: str, before: dict[str, stored.Signature], starts: dict[str, int] | None, tally: Tally
+) -> None:
+    """Count the stored clusters not found again (and note them, as they were, for incidents)."""
     tally.removed += len(before)
-    if tally.track:
-        tally.incidents.gone.extend(before)
+    if starts is not None:
+        for cid, old in before.items():
+            tally.incidents.gone[cid] = Member(cid, event_type, starts[cid], *old)
 
 
 def _compare(
@@ -116,7 +122,7 @@ def _compare(
             stale.append(row[0])
             fresh.append(row)
             if tally.track:
-                tally.incidents.gone.append(row[0])
+                tally.incidents.gone[row[0]] = Member(row[0], row[1], row[2], *old)
         else:
             tally.unchanged += 1
 

@@ -30,6 +30,7 @@ from test_correlation_db import (
     MESSAGES,
     Fail,
     burst,
+    by_event,
     dump,
     plan,
     record,
@@ -38,12 +39,13 @@ from test_correlation_rule import reference
 from test_schema import migrate
 
 from failure_aware import Ledger, NotFound, ValidationError
-from failure_aware.correlation import Rule, cluster_id, incidents_match_rebuild
+from failure_aware.correlation import Rule, cluster_id, incident_local, incidents_match_rebuild
 from failure_aware.correlation.linking import Member, components
 from failure_aware.domain.fingerprint import fingerprint
 from failure_aware.domain.timeutil import to_us
 
 S = 1_000_000
+local_update = incident_local.update
 _stretches = itertools.count(1)
 
 
@@ -367,3 +369,106 @@ def test_an_event_failing_in_two_clusters_of_its_type_counts_once(big_ledger: Le
         assert incidents_match_rebuild(conn) == []
     rebuilt = big_ledger.correlate(rebuild=True)
     assert (rebuilt.incidents_added, rebuilt.incidents_removed, rebuilt.incidents_changed) == (0, 0, 0)
+
+
+# -- the local update (incident_local): incidents that grow, merge and split, far from the rest ----------
+long_rules = st.builds(Rule, window_seconds=st.integers(3, 12), min_failures=st.integers(2, 3),
+                       min_events=st.integers(1, 2))
+
+
+@st.composite
+def long_histories(draw: st.DrawFn) -> list[Fail]:
+    """Like ``histories``, with more bursts and more types, so incidents chain far beyond W: a batch of
+    late failures touches part of a long incident (the rest lies outside what an incremental run reads),
+    merges two or splits one."""
+    stretch = next(_stretches)
+    origin = to_us(BASE) + stretch * 3600 * S
+    types = [f"s{stretch}.{name}" for name in draw(st.lists(st.sampled_from("abcde"), min_size=2, max_size=5,
+                                                              unique=True))]
+    gaps = draw(st.lists(st.integers(2, 45), min_size=3, max_size=12))
+    centers = list(itertools.accumulate(gaps, initial=draw(st.integers(0, 20))))
+    raw = draw(st.lists(
+        st.tuples(st.sampled_from(types), st.integers(0, 6), st.sampled_from(centers), st.integers(0, 8),
+                  st.sampled_from([0, 0, 1, 250_000]), st.sampled_from(MESSAGES)),
+        min_size=10, max_size=90,
+    ))
+    return [Fail(t, e, origin + (c + d) * S + micro, m) for t, e, c, d, micro, m in raw]
+
+
+@DB_SETTINGS
+@given(history=long_histories(), rule=long_rules, batches=st.integers(2, 5), seed=st.integers(0, 2**32))
+def test_incidents_updated_locally_match_the_reference_and_a_rebuild(
+    big_ledger: Ledger, history: list[Fail], rule: Rule, batches: int, seed: int,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Most of a history first, then the rest in late batches, an incremental correlate after each: the
+    local update (or its fallback, recomputing the touched incidents whole) must leave the reference."""
+    outcomes: list[incident_local.Found | None] = []
+
+    def noted(*args: Any) -> Any:
+        outcomes.append(local_update(*args))
+        return outcomes[-1]
+
+    monkeypatch.setattr(incident_local, "update", noted)
+    big_ledger.correlate(rebuild=True, window=rule.window_seconds, min_failures=rule.min_failures,
+                         min_events=rule.min_events)
+    rng = random.Random(seed)
+    steps: list[list[tuple[str, Any]]] = [[] for _ in range(batches)]
+    for key, failures in by_event(history).items():  # most events first, the others late, in later batches
+        steps[0 if rng.random() < 0.85 else rng.randrange(1, batches)].append(("import", (key, failures)))
+    for step in steps:
+        record(big_ledger, step)
+        assert big_ledger.correlate().mode == "incremental"
+    types = {f.event_type for f in history}
+    incrementally = stored_incidents(big_ledger, types)
+    event(f"local updates: {any(outcomes)}; recomputed whole: {not all(outcomes)}")
+    event(f"pieces read whole (a merge or split): {any(f and f.read_whole for f in outcomes)}; "
+          f"renamed: {any(f and f.renamed for f in outcomes)}")
+    assert incrementally == reference_incidents(history, rule)
+    rebuilt = big_ledger.correlate(rebuild=True)
+    assert (rebuilt.incidents_added, rebuilt.incidents_removed, rebuilt.incidents_changed) == (0, 0, 0)
+    with big_ledger.store.read() as conn:
+        assert incidents_match_rebuild(conn) == []
+
+
+def test_long_incidents_merge_split_and_rename_locally(
+    big_ledger: Ledger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two chains of 10 and 14 clusters (far longer than the stretch a run reads around a change): a late
+    burst between them merges them, then late failures that move a cluster's start split the result.
+    Each time the local update reads the smaller side whole and computes the larger from its row; the
+    merged incident takes the earlier chain's id, so the larger one's memberships are renamed."""
+    outcomes: list[incident_local.Found | None] = []
+
+    def noted(*args: Any) -> Any:
+        outcomes.append(local_update(*args))
+        return outcomes[-1]
+
+    monkeypatch.setattr(incident_local, "update", noted)
+
+    def chain(origin: int, clusters: int) -> list[int]:  # pay and mail in turn, every 500 s: each linked
+        starts = [origin + 500 * k for k in range(clusters)]
+        for k, start in enumerate(starts):
+            burst(big_ledger, ("pay", "mail")[k % 2], [start, start + 10, start + 20],
+                  message="gateway 503 from edge-1")
+        return starts
+
+    first = chain(0, 10)
+    chain(first[-1] + 1100, 14)
+    big_ledger.correlate()
+    assert len(big_ledger.incidents()) == 2
+    burst(big_ledger, "crm", [first[-1] + 550, first[-1] + 560, first[-1] + 570])  # W from both chains
+    report = big_ledger.correlate()
+    assert (report.incidents_removed, len(big_ledger.incidents())) == (1, 1)
+    assert outcomes[-1] is not None and outcomes[-1].read_whole >= 5 and outcomes[-1].renamed
+    with big_ledger.store.read() as conn:
+        assert incidents_match_rebuild(conn) == []
+    # Two mail failures at 3,000 and 3,250 s join mail's clusters at 2,500 and 3,500 s into one starting at
+    # 2,500 s: no longer linked to pay's at 4,000 s, and nothing else bridges 3,000-4,000 s: the merged
+    # incident splits there (7 clusters before, 17 after).
+    burst(big_ledger, "mail", [first[7] - 500, first[7] - 250])
+    report = big_ledger.correlate()
+    assert outcomes[-1] is not None and outcomes[-1].read_whole >= 5
+    with big_ledger.store.read() as conn:
+        assert incidents_match_rebuild(conn) == []
+    assert sorted(i.cluster_count for i in big_ledger.incidents()) == [7, 17]
