@@ -23,7 +23,7 @@ FAILURE = text("attempt." + FAILURE_SQL)  # for SQLAlchemy Core queries (``queri
 TOP_FINGERPRINTS = 5
 SPAN_BATCH = 1000  # spans per aggregate statement on PostgreSQL
 SQLITE_ARMS = 8  # spans per aggregate statement on SQLite (measured at 1M: 4-8 about 10 % faster than 1)
-WALK_PAGE = 64  # a clean cut is usually a few dozen failures away; then a page 8x larger; then streaming
+WALK_PAGE = 16  # a clean cut is usually a few failures away; then pages 4x and 32x larger; then streaming
 SQLITE_POINTS = 200  # points per neighbourhood statement: SQLite allows 500 arms in a compound SELECT
 
 Failure = tuple[int, int, str | None]  # (at_us, event_id, fingerprint)

@@ -319,26 +319,27 @@ class _Local:
                 work.append((k, kind, kept, [m for cid, m in was.items() if now.get(cid) != m],
                              [m for cid, m in now.items() if was.get(cid) != m]))
             result.append(counts)
-        pieces = self._pieces({(grown[k][0], kind) for k, kind, _, _, _ in work}, olds)
         spans = [(kind, m.start_us, m.end_us) for _, kind, _, lost, _ in work for m in lost]
         lost_events = iter(failures.event_sets(self.sql, spans, self.after_id))
         spans = [(kind, m.start_us, m.end_us) for _, kind, _, _, added in work for m in added]
         added_events = iter(failures.event_sets(self.sql, spans))
-        tallied: list[tuple[int, str, list[tuple[int, int]], set[int], set[int], bool]] = []
-        for k, kind, kept, lost, added in work:
-            lost_ids: set[int] = set().union(*(next(lost_events) for _ in lost))
-            added_ids: set[int] = set().union(*(next(added_events) for _ in added))
-            held = sorted([*pieces.get((grown[k][0], kind), []), *((m.start_us, m.end_us) for m in kept)])
-            tallied.append((k, kind, held, lost_ids, added_ids, bool(added)))
-        times = failures.failure_times(self.sql, {e for *_, held, a, b, _ in tallied if held for e in a | b})
-        for k, kind, held, lost_ids, added_ids, adds in tallied:
+        sets: list[tuple[set[int], set[int]]] = [
+            (set().union(*(next(lost_events) for _ in lost)),
+             set().union(*(next(added_events) for _ in added)))
+            for _, _, _, lost, added in work
+        ]
+        times = failures.failure_times(self.sql, {e for a, b in sets for e in a | b})
+        pieces = self._pieces([(grown[k][0], kind, [at for e in a | b for at in times.get(e, ())])
+                               for (k, kind, _, _, _), (a, b) in zip(work, sets, strict=True)], olds)
+        for (k, kind, kept, _, added), (lost_ids, added_ids), unread in zip(work, sets, pieces, strict=True):
+            held = sorted([*unread, *((m.start_us, m.end_us) for m in kept)])
             starts = [s for s, _ in held]
 
             def outside(event: int, held: list[tuple[int, int]] = held, starts: list[int] = starts) -> bool:
                 return not any(_inside(held, starts, at) for at in times.get(event, ()))
 
             counts = result[k]
-            if held or adds:  # the type still has clusters in the set
+            if held or added:  # the type still has clusters in the set
                 lost_n, added_n = sum(map(outside, lost_ids)), sum(map(outside, added_ids))
                 counts[kind] = counts.get(kind, 0) - lost_n + added_n
             else:
@@ -346,15 +347,21 @@ class _Local:
         return result
 
     def _pieces(
-        self, pairs: set[tuple[str, str]], olds: Mapping[str, list[Member]]
-    ) -> dict[tuple[str, str], list[tuple[int, int]]]:
-        """Per (old incident, type): the spans of that type's clusters in it not read (unchanged)."""
+        self, asked: Sequence[tuple[str, str, list[int]]], olds: Mapping[str, list[Member]]
+    ) -> list[list[tuple[int, int]]]:
+        """For each (old incident, type, failure times): the spans of that type's clusters in the incident
+        that were not read (unchanged) and may hold one of the times. The incident's clusters of the type
+        are not all read: it may hold hundreds, and the events asked about fail near the changes."""
+        wanted = [(k, (kind, min(times), max(times))) for k, (_, kind, times) in enumerate(asked) if times]
+        covering = rows.clusters_covering(self.sql, [r for _, r in wanted])
+        owner = rows.membership(self.sql, {cid for found in covering for cid, _, _ in found})
         read = {iid: {m.id for m in members} for iid, members in olds.items()}
-        found: dict[tuple[str, str], list[tuple[int, int]]] = {}
-        for iid, kind, cid, start_us, end_us in rows.type_members(self.sql, pairs):
-            if cid not in read.get(iid, ()):
-                found.setdefault((iid, kind), []).append((start_us, end_us))
-        return found
+        result: list[list[tuple[int, int]]] = [[] for _ in asked]
+        for (k, _), found in zip(wanted, covering, strict=True):
+            iid = asked[k][0]
+            result[k] = [(start_us, end_us) for cid, start_us, end_us in found
+                         if owner.get(cid) == iid and cid not in read.get(iid, ())]
+        return result
 
 
 def _inside(spans: list[tuple[int, int]], starts: list[int], at_us: int) -> bool:

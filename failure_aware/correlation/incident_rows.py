@@ -151,37 +151,42 @@ INCIDENT_CASTS = ("text", "bigint", "bigint", "int", "bigint", "bigint", "text",
 MEMBER_CASTS = ("text", "text")
 
 
-def type_members(sql: Sql, pairs: Iterable[tuple[str, str]]) -> list[tuple[str, str, str, int, int]]:
-    """For each ``(incident id, event type)``: the clusters of that type in that incident, as
-    ``(incident id, event type, cluster id, window_start, window_end)``. Read from the type's clusters
-    (``ix_failure_cluster_type_start``), each looked up in the membership: the work follows the type, not
-    the incident (which may hold thousands of clusters)."""
-    wanted = sorted(set(pairs))
-    if not wanted:
-        return []
+def clusters_covering(sql: Sql, ranges: Sequence[tuple[str, int, int]]) -> list[list[tuple[str, int, int]]]:
+    """For each ``(event type, lo, hi)``: the type's clusters that may hold a time in ``[lo, hi]``, as
+    ``(id, window_start, window_end)``: those starting in it and the last one starting before it (clusters
+    of one type never overlap). Index ranges on ``ix_failure_cluster_type_start``."""
+    found: list[list[tuple[str, int, int]]] = [[] for _ in ranges]
+    if not ranges:
+        return found
     if sql.postgres:
         rows = sql.all(
-            "SELECT ic.incident_id, c.event_type, c.id, c.window_start_us, c.window_end_us"
-            " FROM unnest(?::text[], ?::text[]) AS p (i, t) JOIN failure_cluster c ON c.event_type = p.t"
-            " JOIN incident_cluster ic ON ic.cluster_id = c.id AND ic.incident_id = p.i",
-            [[i for i, _ in wanted], [t for _, t in wanted]],
+            "SELECT r.k - 1, c.* FROM unnest(?::text[], ?::bigint[], ?::bigint[]) WITH ORDINALITY"
+            " AS r (t, lo, hi, k) CROSS JOIN LATERAL ("
+            " (SELECT id, window_start_us, window_end_us FROM failure_cluster WHERE event_type = r.t"
+            " AND window_start_us < r.lo ORDER BY window_start_us DESC LIMIT 1) UNION ALL"
+            " (SELECT id, window_start_us, window_end_us FROM failure_cluster WHERE event_type = r.t"
+            " AND window_start_us >= r.lo AND window_start_us <= r.hi)) AS c",
+            [list(column) for column in zip(*ranges, strict=True)],
         )
     else:
         rows = []
-        for offset in range(0, len(wanted), SQLITE_RANGES):
-            batch = wanted[offset : offset + SQLITE_RANGES]
-            rows += sql.all(_arms_of_types(len(batch)), [x for i, t in batch for x in (i, t)])
-    return [tuple(r) for r in rows]
+        for offset in range(0, len(ranges), SQLITE_RANGES):
+            batch = ranges[offset : offset + SQLITE_RANGES]
+            params = [x for t, lo, hi in batch for x in (t, lo, t, lo, hi)]
+            rows += [(offset + r[0], *r[1:]) for r in sql.all(_arms_covering(len(batch)), params)]
+    for k, cid, start_us, end_us in rows:
+        found[k].append((cid, start_us, end_us))
+    return found
 
 
 @lru_cache(maxsize=8)
-def _arms_of_types(count: int) -> str:
-    # CROSS JOIN: SQLite keeps this order (the type's clusters outside, membership by its key inside).
+def _arms_covering(count: int) -> str:
+    columns = "id, window_start_us, window_end_us"
     return " UNION ALL ".join(
-        "SELECT ic.incident_id, c.event_type, c.id, c.window_start_us, c.window_end_us FROM failure_cluster c"
-        " CROSS JOIN incident_cluster ic ON ic.cluster_id = c.id"
-        " WHERE ic.incident_id = ? AND c.event_type = ?"
-        for _ in range(count)
+        f"SELECT {k}, * FROM (SELECT {columns} FROM failure_cluster WHERE event_type = ?"
+        f" AND window_start_us < ? ORDER BY window_start_us DESC LIMIT 1) UNION ALL SELECT {k}, {columns}"
+        " FROM failure_cluster WHERE event_type = ? AND window_start_us >= ? AND window_start_us <= ?"
+        for k in range(count)
     )
 
 

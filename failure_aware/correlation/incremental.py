@@ -181,7 +181,10 @@ def _probe(point: tuple[str, int], size: int, rule: Rule, dirty_after: int, last
 def _pages(rule: Rule) -> tuple[int, ...]:
     """Page sizes to try around a changed time before streaming (each must be at least N - 1). Three
     steps read about a fifth less than two (64, 512) in the benchmark: the second page is needed for a
-    fifth of the types, and then rarely needs to be large."""
+    fifth of the types, and then rarely needs to be large. A first page of 16 rather than 64 (issue 15):
+    1,000 late failures scattered over a month of 1,000 types read 20k failures instead of 66k, and the
+    cluster part of that run took 0.10 s of CPU instead of 0.16 (SQLite); most late failures fall
+    between two clean cuts a few failures apart."""
     first = max(failures.WALK_PAGE, 4 * rule.min_failures)
     return first, 4 * first, 32 * first
 
