@@ -4,7 +4,10 @@ Rebuild: link every stored cluster (``linking.components``) and make the inciden
 result (rows that come out the same are left in place).
 
 Incremental: the cluster step reports which clusters it added (their starts) and which it removed or
-changed (their ids). Only incidents near those can change:
+changed (their old rows). ``incident_local`` updates the incidents from their rows and the clusters near
+those changes, reading an incident whole only when it merges or splits (the smaller side). When a row
+cannot tell what it needs, the touched incidents are recomputed whole (``_update_whole``). Only incidents
+near the changes can change:
 
 - a removed or changed cluster changes the incident it was in (a changed one keeps its id, type and start,
   so its links, but not the incident's counts);
@@ -17,8 +20,8 @@ links among unchanged clusters did not change) or to an added cluster; a cluster
 is linked only to added clusters; an added cluster's links all start within W of it. So the connected sets
 computed on the region are exactly the incidents a rebuild would find there, and the incidents outside it
 are unchanged. The region's old incidents are replaced by the new ones, with the same comparison as a
-rebuild. So the work follows the incidents the changed clusters touch, not the history; an incident that
-chains a great many clusters is read whole when one of them changes.
+rebuild. So the whole recomputation follows the incidents the changed clusters touch, not the history; an
+incident that chains a great many clusters is read whole (the local update avoids that).
 """
 
 from __future__ import annotations

@@ -33,6 +33,7 @@ class Sql:
         self._raw: Any = conn.connection.dbapi_connection
         self._error: type[Exception] = conn.dialect.loaded_dbapi.Error
         self._cursor: Any = None
+        self.horizon_us: int | None = None  # the retention horizon, once read (``failures.horizon``)
 
     def _native(self, sql: str) -> str:
         return sql.replace("?", "%s") if self.postgres else sql
