@@ -52,6 +52,12 @@ how runs collapse, ...) it is a field of ``Rules``; ``RULES`` holds the defaults
 logs against their ground truth, side by side with Drain3, and tunes the knobs leave-one-out (on seven logs,
 scoring the eighth): the defaults are the setting that search picks on all eight.  Changing a default
 changes the fingerprints of failures recorded from then on; stored ones are history and stay as they were.
+
+**Speed.**  ``Masker.template`` is written for speed (1.3x the rules of 0.1 on the Loghub logs,
+docs/benchmarks.md section 10): the tests of whether a rule is worth running are inline, and the token
+pass's expression is rewritten into a faster form with the same matches.  ``tests/fingerprint_support.py``
+keeps the rules as first written, and the tests check that both give the same templates, byte for byte,
+under every setting.
 """
 
 from __future__ import annotations
@@ -232,8 +238,9 @@ class Masker:
         # Rules 2-6, in this order, each on the text the previous ones left.  A rule runs only when a
         # substring test says the text may hold a match, which skips most rules for most messages.  The
         # tests are written out rather than looped over as (test, pattern) pairs: the loop cost about 1 µs a
-        # message, more than the rules it skipped (issue 15).  Every test but the user name's only saves
-        # time: it is true whenever the rule's pattern can match.
+        # message, more than the rules it skipped (issue 15).  Every test but two only saves time: it is
+        # true whenever the rule's pattern can match.  The two (spaced key=value, user name) are part of
+        # their rules and are kept exactly as first written.
         if dot_runs and ".." in text:
             text = _DOT_RUN.sub(" ... ", text)
         if structured:
@@ -256,7 +263,7 @@ class Masker:
                 text = _UNIX_PATH.sub(MASK, text)
         if key_value and "=" in text:
             text = _KEY_VALUE.sub("=" + MASK, text)
-        if spaced_key_value and (" =" in text or "= " in text):
+        if spaced_key_value and (" =" in text or "= " in text):  # its pattern also matches "a=b"
             text = _SPACED_KEY_VALUE.sub(" = " + MASK, text)
         # This test is part of the rule, not only a shortcut: a text holding neither "ser" nor "SER" keeps
         # the word after "USer" or "useR", and stored fingerprints depend on that.

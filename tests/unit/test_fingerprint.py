@@ -395,6 +395,7 @@ PIECES = (
     st.lists(st.sampled_from(PIECES), max_size=30).map("".join) | st.text(),
 )
 @example(RULES, "USer bob")  # the user-name rule's substring test is part of the rule: the word stays
+@example(Rules(key_value=False, spaced_key_value=True), "a=b")  # so is the spaced key=value knob's
 @example(RULES, "x.y s.sh 5 s.5 7<a.com 8 %.x")  # a unit glued to what follows; a token after "<"
 @example(RULES, "x ~=5 <=7")  # comparison signs before a number
 @example(RULES, "at fe80:ab:cd:ef:aa:bb:cc:dd")  # seven colons: an IPv6 address only its rule masks
