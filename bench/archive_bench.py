@@ -5,6 +5,7 @@ Usage (from the repository root)::
     python bench/archive_bench.py [--n 1000000] [--workers 4] [--chunk 500] [--baseline-seconds 20]
                                   [--max-busy 0.25] [--backends postgresql] [--pg ADMIN_URL] [--vacuum-full]
                                   [--verify] [--smoke] [--json OUT]
+                                  [--db URL [--seed-only | --seeded]]
 
 Setup, untimed, on a fresh database: ``n`` finished events imported (``import_events``, one succeeded
 attempt each, one in 50 DEAD after a failure), the older half in 2025, the newer half a day ago.
@@ -20,6 +21,11 @@ Measured, in one process run:
 Reported: the ratio of the workers' rate during the archive to their rate without it (target >= 0.8), and
 the database size before, after the archive, and (``--vacuum-full``) after ``VACUUM FULL`` (PostgreSQL) /
 ``VACUUM`` (SQLite): removed rows leave dead tuples until then. ``--verify`` runs ``verify`` at the end.
+
+At millions of events the seeding takes longer than the measurement, and should not have to run in the
+same quiet window: ``--db URL --seed-only`` seeds that (empty) database and keeps it; a later
+``--db URL --seeded`` (same ``--n``) measures on it without seeding (the archive consumes it: seed again
+for another run). With ``--db`` the database is never dropped.
 """
 
 from __future__ import annotations
@@ -123,10 +129,20 @@ def total(counts: list[Any]) -> int:
     return sum(c.value for c in counts)
 
 
+def events_in(url: str) -> int:
+    with Ledger(url) as ledger:
+        return sum(ledger.state_counts().values())
+
+
 def run_one(url: str, n: int, workers: int, chunk: int, baseline_s: float, vacuum: bool, verify: bool,
-            max_busy: float) -> dict[str, Any]:
+            max_busy: float, seeded: bool = False) -> dict[str, Any]:
     t0 = time.perf_counter()
-    seed(url, n)
+    if seeded:
+        found = events_in(url)
+        if found != n:
+            raise SystemExit(f"--seeded: the database holds {found:,} events, not --n {n:,}; seed it again")
+    else:
+        seed(url, n)
     seed_s = time.perf_counter() - t0
     size_before = size_bytes(url)
     result = measure(url, workers, chunk, baseline_s, max_busy)
@@ -210,8 +226,19 @@ def main() -> None:
     parser.add_argument("--baseline-seconds", type=float, default=20.0)
     parser.add_argument("--vacuum-full", action="store_true", help="also measure the size after VACUUM FULL")
     parser.add_argument("--verify", action="store_true", help="run verify at the end (slow at millions)")
+    parser.add_argument("--db", default=None, help="measure on this database (kept, never dropped)")
+    steps = parser.add_mutually_exclusive_group()
+    steps.add_argument("--seed-only", action="store_true", help="with --db: seed it and stop")
+    steps.add_argument("--seeded", action="store_true", help="with --db: it holds --n seeded events already")
     parser.set_defaults(backends="postgresql")
     args = parser.parse_args()
+    if (args.seed_only or args.seeded) and not args.db:
+        raise SystemExit("--seed-only and --seeded need --db URL")
+    if args.db and args.seed_only:
+        t0 = time.perf_counter()
+        seed(args.db, args.n)
+        print(f"seeded {args.n:,} events in {time.perf_counter() - t0:,.0f} s")
+        return
     n, baseline_s = (4000, 2.0) if args.smoke else (args.n, args.baseline_seconds)
     if n < 2 or args.workers < 1 or not 1 <= args.chunk <= 100_000 or baseline_s <= 0 \
             or not 0 < args.max_busy <= 1:
@@ -219,10 +246,10 @@ def main() -> None:
                          "0 < --max-busy <= 1")
     rows, results = [], []
     with Databases(args.pg) as dbs:
-        for backend in backends(args):
-            url = dbs.new(backend, "archive")
+        for backend in (["given"] if args.db else backends(args)):
+            url = args.db or dbs.new(backend, "archive")
             result = run_one(url, n, args.workers, args.chunk, baseline_s, args.vacuum_full or args.smoke,
-                             args.verify or args.smoke, args.max_busy)
+                             args.verify or args.smoke, args.max_busy, seeded=args.seeded)
             result["backend"] = backend
             results.append(result)
             if args.smoke and not result["verify_ok"]:
@@ -238,7 +265,8 @@ def main() -> None:
                 + ("" if result["size_compacted"] is None else f" / {result['size_compacted'] / mib:,.0f}"),
                 f"{result['file_bytes'] / mib:,.1f}",
             ])
-            dbs.drop(url)
+            if not args.db:
+                dbs.drop(url)
     print(markdown_table(
         ["backend", "events", "archived", "workers", "archive time (write + remove)", "archived/s",
          "workers attempts/s without", "during", "ratio", "DB MiB before / after (/ compacted)",
