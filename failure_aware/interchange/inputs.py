@@ -132,6 +132,26 @@ def counted_bytes(
     on_progress("read", done, total if total is not None else done)
 
 
+def counted_file(stream: IO[bytes], on_progress: Progress, total: int | None) -> Iterator[bytes]:
+    """``counted_bytes`` for an open file: through gzip, the compressed bytes read so far are told (the
+    ``total`` of a file is its size on disk; counting the lines' bytes would pass it several times)."""
+    raw = stream.fileobj if isinstance(stream, gzip.GzipFile) else None
+    if raw is None:
+        yield from counted_bytes(stream, on_progress, total)
+        return
+    start = raw.tell()
+    for number, line in enumerate(stream, 1):
+        if number % PROGRESS_EVERY == 0:
+            on_progress("read", _at_most(raw.tell() - start, total), total)
+        yield line
+    done = raw.tell() - start
+    on_progress("read", _at_most(done, total), total if total is not None else done)
+
+
+def _at_most(done: int, total: int | None) -> int:
+    return done if total is None else min(done, total)
+
+
 def counted(
     numbered: Iterable[tuple[int, Any]], on_progress: Progress,
     total: int | None,
