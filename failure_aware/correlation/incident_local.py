@@ -272,10 +272,13 @@ class _Local:
     def _rest(self, iid: str, gaps: list[int]) -> tuple[int, int] | None:
         """The earliest start and latest end of an old incident's clusters not read (in ``gaps``; None:
         every one was read, its pieces ended in E)."""
+        return rows.extremes(self.sql, iid, self._gap_ranges(gaps))
+
+    def _gap_ranges(self, gaps: list[int]) -> list[tuple[int, int]]:
+        """The starts between E's stretches, as ``[lo, hi]`` ranges, for gap numbers."""
         outer = self.span.outer
-        ranges = [(outer[g - 1][1] + 1 if g else -(2**63), outer[g][0] - 1 if g < len(outer) else 2**63 - 1)
-                  for g in gaps]
-        return rows.extremes(self.sql, iid, ranges)
+        return [(outer[g - 1][1] + 1 if g else -(2**63), outer[g][0] - 1 if g < len(outer) else 2**63 - 1)
+                for g in gaps]
 
     def _shared(
         self, iid: str, signature: rows.Signature, before: list[Member], mine: list[Member]
@@ -339,12 +342,17 @@ class _Local:
                 return not any(_inside(held, starts, at) for at in times.get(event, ()))
 
             counts = result[k]
-            if held or added:  # the type still has clusters in the set
-                lost_n, added_n = sum(map(outside, lost_ids)), sum(map(outside, added_ids))
-                counts[kind] = counts.get(kind, 0) - lost_n + added_n
-            else:
-                counts.pop(kind, None)
+            lost_n, added_n = sum(map(outside, lost_ids)), sum(map(outside, added_ids))
+            counts[kind] = counts.get(kind, 0) - lost_n + added_n
+            # ``held`` has only the unchanged clusters near these events: whether the type keeps one at
+            # all (it lost every cluster read and gained none) is asked for.
+            if not (held or added or self._keeps(grown[k][0], kind, grown[k][2])):
+                del counts[kind]
         return result
+
+    def _keeps(self, iid: str, kind: str, gaps: list[int]) -> bool:
+        """Whether an old incident has a cluster of a type that was not read (in ``gaps``)."""
+        return rows.holds_type(self.sql, iid, kind, self._gap_ranges(gaps))
 
     def _pieces(
         self, asked: Sequence[tuple[str, str, list[int]]], olds: Mapping[str, list[Member]]

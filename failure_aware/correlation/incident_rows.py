@@ -220,3 +220,14 @@ def extremes(sql: Sql, incident: str, ranges: Sequence[tuple[int, int]]) -> tupl
         f" JOIN failure_cluster c ON c.id = ic.cluster_id WHERE ic.incident_id = ? AND ({within})",
         [incident, *(x for r in ranges for x in r)])
     return None if start_us is None else (int(start_us), int(end_us))
+
+
+def holds_type(sql: Sql, incident: str, event_type: str, ranges: Sequence[tuple[int, int]]) -> bool:
+    """Whether an incident has a cluster of ``event_type`` starting in one of the ``[lo, hi]`` ranges (the
+    type's clusters in those ranges, each looked up in the membership, up to the first found)."""
+    within = " OR ".join(["(c.window_start_us >= ? AND c.window_start_us <= ?)"] * len(ranges))
+    join = "JOIN" if sql.postgres else "CROSS JOIN"  # SQLite: keep the type's clusters outside
+    return bool(sql.all(
+        f"SELECT 1 FROM failure_cluster c {join} incident_cluster ic ON ic.cluster_id = c.id"
+        f" WHERE c.event_type = ? AND ic.incident_id = ? AND ({within}) LIMIT 1",
+        [event_type, incident, *(x for r in ranges for x in r)]))

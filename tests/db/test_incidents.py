@@ -472,3 +472,61 @@ def test_long_incidents_merge_split_and_rename_locally(
     with big_ledger.store.read() as conn:
         assert incidents_match_rebuild(conn) == []
     assert sorted(i.cluster_count for i in big_ledger.incidents()) == [7, 17]
+
+
+@st.composite
+def chains(draw: st.DrawFn) -> tuple[list[Fail], list[Fail], Rule]:
+    """A long chain of bursts (each linked to the next: starts 0.4-1.0 W apart, types in turn) recorded
+    first, then a few late failures anywhere along it: a burst of a new type in a gap (a merge), failures
+    just before a burst (its start moves: a split), or more of a burst (a cluster grows)."""
+    stretch = next(_stretches)
+    origin = to_us(BASE) + stretch * 3600 * S
+    window = draw(st.integers(6, 12))
+    rule = Rule(window_seconds=window, min_failures=3, min_events=draw(st.integers(1, 2)))
+    kinds = [f"s{stretch}.{name}" for name in "abcd"]
+    steps = draw(st.lists(st.floats(0.4, 1.0), min_size=10, max_size=24))
+    starts = list(itertools.accumulate((s * window for s in steps), initial=0.0))
+    base, late = [], []
+    event_ids = itertools.count()
+    for k, start in enumerate(starts):
+        kind = kinds[k % 2] if draw(st.booleans()) else draw(st.sampled_from(kinds[:3]))
+        first, second = next(event_ids), next(event_ids)
+        base += [Fail(kind, e, origin + int((start + d) * S), MESSAGES[k % 3]) for e, d in
+                 ((first, 0), (second, 0.5), (first, 1.0))]
+    for _ in range(draw(st.integers(1, 4))):
+        at = draw(st.floats(-window, starts[-1] + window))
+        kind = draw(st.sampled_from(kinds))
+        first = next(event_ids)
+        late += [Fail(kind, first, origin + int((at + d) * S), draw(st.sampled_from(MESSAGES)))
+                 for d in draw(st.lists(st.floats(0, 2 * window), min_size=1, max_size=3))]
+    return base, late, rule
+
+
+@DB_SETTINGS
+@given(chain=chains())
+def test_late_failures_along_a_long_chain_match_the_reference(
+    big_ledger: Ledger, chain: tuple[list[Fail], list[Fail], Rule], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Merges, splits and growth of long incidents by late failures, incremental against the reference."""
+    base, late, rule = chain
+    outcomes: list[incident_local.Found | None] = []
+
+    def noted(*args: Any) -> Any:
+        outcomes.append(local_update(*args))
+        return outcomes[-1]
+
+    monkeypatch.setattr(incident_local, "update", noted)
+    big_ledger.correlate(rebuild=True, window=rule.window_seconds, min_failures=rule.min_failures,
+                         min_events=rule.min_events)
+    record(big_ledger, [("import", (key, f)) for key, f in by_event(base).items()])
+    big_ledger.correlate()
+    record(big_ledger, [("import", (key, f)) for key, f in by_event(late).items()])
+    big_ledger.correlate()
+    event(f"local: {any(outcomes)}; whole: {not all(outcomes)}")
+    event(f"read whole: {any(f and f.read_whole for f in outcomes)}; "
+          f"renamed: {any(f and f.renamed for f in outcomes)}")
+    history = base + late
+    types = {f.event_type for f in history}
+    assert stored_incidents(big_ledger, types) == reference_incidents(history, rule)
+    with big_ledger.store.read() as conn:
+        assert incidents_match_rebuild(conn) == []
