@@ -20,16 +20,19 @@ between clusters starting in E. So: read the clusters starting in E and their ol
 incidents that differ from the old ones; a piece reaching R always has a cluster in E (its link crossing
 R's edge), so none is missed.
 
-**What is written.** A set holding the tokens of exactly one old incident, and all of them (the common
-case: the incident grew, lost or changed clusters, but did not split or merge with another), is computed
-from the old incident's row: the clusters outside E are unchanged, so counts, failures and fingerprint
-tallies are the old row minus the old clusters in E plus the new ones; the start, end and id follow
-unless the extreme cluster was in E and nothing new replaces it. Distinct events are recounted only for
-the types whose clusters in E changed: the old count, minus the events only the old changed clusters
-had, plus the events only the new ones have ("only": no failure inside the type's unchanged clusters in
-the incident, looked up by event). A set with no token is computed from its clusters, all read. Any
-other case (a merge of old incidents, a split, an extreme or a fingerprint tally the row cannot tell)
-returns ``False`` before writing anything, and the caller recomputes the touched incidents whole.
+**What is written.** Each new set with tokens is computed from one old incident's row, its *holder*
+(``_holders``: the largest old incident first, each holding one set at most). The pieces of other old
+incidents in that set (a merge), and the holder's own pieces in other sets (a split), are read whole
+(``_expand``) and count as clusters read. The holder's clusters not read are unchanged, so cluster and
+failure counts and fingerprint tallies are its row minus its clusters read (as they were) plus the set's
+clusters read; a fingerprint the row does not list (held by one cluster at most) is looked up. Start,
+end and id follow from the row, or, when the extreme cluster was read and nothing read replaces it, from
+an aggregate over the clusters not read. Distinct events are recounted only for the types whose clusters
+read changed: the old count, minus the events only the lost clusters had, plus those only the gained ones
+have ("only": no failure inside the type's unchanged clusters in the set, looked up near each event's
+failures). A set without tokens is computed from its clusters, all read. A case left out (a chain of
+renamed ids, an earliest cluster neither read nor replaced) returns None before anything is written, and
+the caller recomputes the touched incidents whole.
 """
 
 from __future__ import annotations
