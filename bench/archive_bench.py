@@ -5,6 +5,7 @@ Usage (from the repository root)::
     python bench/archive_bench.py [--n 1000000] [--workers 4] [--chunk 500] [--baseline-seconds 20]
                                   [--max-busy 0.25] [--backends postgresql] [--pg ADMIN_URL] [--vacuum-full]
                                   [--verify] [--smoke] [--json OUT]
+                                  [--db URL [--seed-only | --seeded]] [--slice S --pause P]
 
 Setup, untimed, on a fresh database: ``n`` finished events imported (``import_events``, one succeeded
 attempt each, one in 50 DEAD after a failure), the older half in 2025, the newer half a day ago.
@@ -17,9 +18,17 @@ Measured, in one process run:
    attempts per second during it;
 3. baseline again after, for ``--baseline-seconds``: the workers' rate without the archive is the mean of
    the two baselines, so drift (a growing database, a noisy neighbour) weighs on both sides.
+With ``--slice S``, the archive is also held for ``--pause P`` seconds after every S seconds of it, and
+the workers' rate in those windows is a second "without" (``Interleaved``): the rate "during" and the
+archive's own rate never include the holds.
 Reported: the ratio of the workers' rate during the archive to their rate without it (target >= 0.8), and
 the database size before, after the archive, and (``--vacuum-full``) after ``VACUUM FULL`` (PostgreSQL) /
 ``VACUUM`` (SQLite): removed rows leave dead tuples until then. ``--verify`` runs ``verify`` at the end.
+
+At millions of events the seeding takes longer than the measurement, and should not have to run in the
+same quiet window: ``--db URL --seed-only`` seeds that (empty) database and keeps it; a later
+``--db URL --seeded`` (same ``--n``) measures on it without seeding (the archive consumes it: seed again
+for another run). With ``--db`` the database is never dropped.
 """
 
 from __future__ import annotations
@@ -123,13 +132,24 @@ def total(counts: list[Any]) -> int:
     return sum(c.value for c in counts)
 
 
+def events_in(url: str) -> int:
+    with Ledger(url) as ledger:
+        return sum(ledger.state_counts().values())
+
+
 def run_one(url: str, n: int, workers: int, chunk: int, baseline_s: float, vacuum: bool, verify: bool,
-            max_busy: float) -> dict[str, Any]:
+            max_busy: float, seeded: bool = False, slice_s: float = 0.0, pause_s: float = 0.0
+            ) -> dict[str, Any]:
     t0 = time.perf_counter()
-    seed(url, n)
+    if seeded:
+        found = events_in(url)
+        if found != n:
+            raise SystemExit(f"--seeded: the database holds {found:,} events, not --n {n:,}; seed it again")
+    else:
+        seed(url, n)
     seed_s = time.perf_counter() - t0
     size_before = size_bytes(url)
-    result = measure(url, workers, chunk, baseline_s, max_busy)
+    result = measure(url, workers, chunk, baseline_s, max_busy, slice_s, pause_s)
     size_after = size_bytes(url)
     size_compacted = None
     if vacuum:
@@ -144,8 +164,57 @@ def run_one(url: str, n: int, workers: int, chunk: int, baseline_s: float, vacuu
             "verify_ok": verified}
 
 
-def measure(url: str, workers: int, chunk: int, baseline_s: float, max_busy: float) -> dict[str, Any]:
-    """Baseline, archive, baseline, with the workers running throughout."""
+class Interleaved:
+    """Baseline windows inside the archive: after every ``slice_s`` seconds of archiving, the progress
+    callback (called between units, outside every transaction) holds the archive for ``pause_s`` seconds
+    and counts the workers' attempts meanwhile. Windows with and without the archive then alternate all
+    through a long run, so a load that drifts (other people's processes on a shared machine, a growing
+    database) weighs on both sides alike; the before/after baselines only see its two ends."""
+
+    SETTLE_S = 1.0  # after the archive stops, before the window opens (its last statements finish)
+
+    def __init__(self, counts: list[Any], slice_s: float, pause_s: float) -> None:
+        self.counts, self.slice_s, self.pause_s = counts, slice_s, pause_s
+        self.running_s = self.paused_s = self.held_s = 0.0
+        self.running_attempts = self.paused_attempts = 0
+        self.windows = 0
+        self.restart()
+
+    def restart(self) -> None:
+        """Start a window of archiving (now)."""
+        self.started, self.started_attempts = time.perf_counter(), total(self.counts)
+
+    def _close(self) -> None:
+        self.running_s += time.perf_counter() - self.started
+        self.running_attempts += total(self.counts) - self.started_attempts
+
+    def between_units(self) -> None:
+        if self.slice_s <= 0 or time.perf_counter() - self.started < self.slice_s:
+            return
+        self._close()
+        held = time.perf_counter()
+        time.sleep(self.SETTLE_S)
+        a, t = total(self.counts), time.perf_counter()
+        time.sleep(self.pause_s)
+        self.paused_attempts += total(self.counts) - a
+        self.paused_s += time.perf_counter() - t
+        self.windows += 1
+        self.held_s += time.perf_counter() - held
+        self.restart()
+
+    def finish(self) -> None:
+        self._close()
+
+    def ratio(self) -> float | None:
+        if not self.windows or not self.running_s:
+            return None
+        return (self.running_attempts / self.running_s) / (self.paused_attempts / self.paused_s)
+
+
+def measure(url: str, workers: int, chunk: int, baseline_s: float, max_busy: float,
+            slice_s: float = 0.0, pause_s: float = 0.0) -> dict[str, Any]:
+    """Baseline, archive (with interleaved baseline windows when ``slice_s``), baseline, with the workers
+    running throughout."""
     ctx = mp.get_context("spawn")
     ready, go, stop = ctx.Barrier(workers + 1), ctx.Event(), ctx.Event()
     counts = [ctx.Value("q", 0, lock=False) for _ in range(workers)]
@@ -153,6 +222,7 @@ def measure(url: str, workers: int, chunk: int, baseline_s: float, max_busy: flo
     for p in procs:
         p.start()
     phases: dict[str, float] = {}
+    interleaved = Interleaved(counts, slice_s, pause_s)
     try:
         ready.wait(START_TIMEOUT_S)
         go.set()
@@ -165,16 +235,19 @@ def measure(url: str, workers: int, chunk: int, baseline_s: float, max_busy: flo
         def progress(phase: str, done: int, all_: int | None) -> None:
             if phase == "remove" and "remove_start" not in phases:
                 phases["remove_start"] = time.perf_counter()
+                phases["held_before_remove"] = interleaved.held_s
             if time.perf_counter() - s1 > MAX_ARCHIVE_S:
                 raise RuntimeError("archive bench: over the time bound")
+            interleaved.between_units()
 
         target = Path(tempfile.mkdtemp(prefix="fa-archive-bench-")) / "archive.jsonl.gz"
         with Ledger(url) as ledger:
-            a2, s2 = total(counts), time.perf_counter()
+            s2 = time.perf_counter()
+            interleaved.restart()
             report = ledger.archive(HORIZON, to=target, chunk_events=chunk, on_progress=progress,
                                     max_busy=max_busy)
-            a3, s3 = total(counts), time.perf_counter()
-        during = (a3 - a2) / (s3 - s2)
+            interleaved.finish()
+            s3 = time.perf_counter()
         time.sleep(min(2.0, baseline_s / 4))
         a4, s4 = total(counts), time.perf_counter()
         time.sleep(baseline_s)
@@ -189,14 +262,22 @@ def measure(url: str, workers: int, chunk: int, baseline_s: float, max_busy: flo
     file_bytes = target.stat().st_size
     target.unlink()
     remove_start = phases.get("remove_start", s3)
+    held_write = phases.get("held_before_remove", interleaved.held_s)
+    archive_s = s3 - s2 - interleaved.held_s  # the archive's own time, without the bench's holds
+    write_s = remove_start - s2 - held_write
+    remove_s = archive_s - write_s
+    during = interleaved.running_attempts / interleaved.running_s
     without = (base_before + base_after) / 2
     return {
-        "archived": report.removed_events, "archive_s": s3 - s2, "write_s": remove_start - s2,
-        "remove_s": s3 - remove_start,
-        "archive_events_per_s": report.removed_events / (s3 - s2),
-        "remove_events_per_s": report.removed_events / max(1e-9, s3 - remove_start),
+        "archived": report.removed_events, "archive_s": archive_s, "write_s": write_s, "remove_s": remove_s,
+        "archive_events_per_s": report.removed_events / archive_s,
+        "remove_events_per_s": report.removed_events / max(1e-9, remove_s),
         "workers_base_before": base_before, "workers_base_after": base_after, "workers_during": during,
         "ratio": during / without if without else None, "file_bytes": file_bytes,
+        "windows": interleaved.windows,
+        "workers_in_windows": (interleaved.paused_attempts / interleaved.paused_s
+                               if interleaved.windows else None),
+        "ratio_interleaved": interleaved.ratio(),
     }
 
 
@@ -208,21 +289,39 @@ def main() -> None:
     parser.add_argument("--max-busy", type=float, default=0.25,
                         help="the archive's pacing (Ledger.archive max_busy; 1: flat out)")
     parser.add_argument("--baseline-seconds", type=float, default=20.0)
+    parser.add_argument("--slice", type=float, default=0.0,
+                        help="hold the archive for --pause seconds after every SLICE seconds of it, and "
+                             "count the workers' rate in those windows too (0: no windows)")
+    parser.add_argument("--pause", type=float, default=20.0, help="length of each interleaved window")
     parser.add_argument("--vacuum-full", action="store_true", help="also measure the size after VACUUM FULL")
     parser.add_argument("--verify", action="store_true", help="run verify at the end (slow at millions)")
+    parser.add_argument("--db", default=None, help="measure on this database (kept, never dropped)")
+    steps = parser.add_mutually_exclusive_group()
+    steps.add_argument("--seed-only", action="store_true", help="with --db: seed it and stop")
+    steps.add_argument("--seeded", action="store_true", help="with --db: it holds --n seeded events already")
     parser.set_defaults(backends="postgresql")
     args = parser.parse_args()
+    if (args.seed_only or args.seeded) and not args.db:
+        raise SystemExit("--seed-only and --seeded need --db URL")
+    if args.db and args.seed_only:
+        t0 = time.perf_counter()
+        seed(args.db, args.n)
+        print(f"seeded {args.n:,} events in {time.perf_counter() - t0:,.0f} s")
+        return
     n, baseline_s = (4000, 2.0) if args.smoke else (args.n, args.baseline_seconds)
+    if args.smoke:
+        args.slice, args.pause = 0.5, 0.5  # the windows are exercised too
     if n < 2 or args.workers < 1 or not 1 <= args.chunk <= 100_000 or baseline_s <= 0 \
             or not 0 < args.max_busy <= 1:
         raise SystemExit("--n >= 2, --workers >= 1, --chunk 1..100000, --baseline-seconds > 0, "
                          "0 < --max-busy <= 1")
     rows, results = [], []
     with Databases(args.pg) as dbs:
-        for backend in backends(args):
-            url = dbs.new(backend, "archive")
+        for backend in (["given"] if args.db else backends(args)):
+            url = args.db or dbs.new(backend, "archive")
             result = run_one(url, n, args.workers, args.chunk, baseline_s, args.vacuum_full or args.smoke,
-                             args.verify or args.smoke, args.max_busy)
+                             args.verify or args.smoke, args.max_busy, seeded=args.seeded,
+                             slice_s=args.slice, pause_s=args.pause)
             result["backend"] = backend
             results.append(result)
             if args.smoke and not result["verify_ok"]:
@@ -234,14 +333,19 @@ def main() -> None:
                 f"{result['archive_events_per_s']:,.0f}",
                 f"{(result['workers_base_before'] + result['workers_base_after']) / 2:,.0f}",
                 f"{result['workers_during']:,.0f}", f"{result['ratio']:.2f}",
+                "-" if result["ratio_interleaved"] is None else
+                f"{result['ratio_interleaved']:.2f} ({result['windows']} windows, "
+                f"{result['workers_in_windows']:,.0f}/s in them)",
                 f"{result['size_before'] / mib:,.0f} / {result['size_after'] / mib:,.0f}"
                 + ("" if result["size_compacted"] is None else f" / {result['size_compacted'] / mib:,.0f}"),
                 f"{result['file_bytes'] / mib:,.1f}",
             ])
-            dbs.drop(url)
+            if not args.db:
+                dbs.drop(url)
     print(markdown_table(
         ["backend", "events", "archived", "workers", "archive time (write + remove)", "archived/s",
-         "workers attempts/s without", "during", "ratio", "DB MiB before / after (/ compacted)",
+         "workers attempts/s without", "during", "ratio", "ratio, interleaved",
+         "DB MiB before / after (/ compacted)",
          "file MiB (gzip)"], rows))
     write_json(args.json, {"results": results})
 

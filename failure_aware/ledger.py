@@ -608,7 +608,7 @@ class Ledger:
         def run(stream: IO[str] | IO[bytes]) -> ImportReport:
             lines: Iterable[str | bytes] = stream
             if on_progress is not None and _binary(stream):
-                lines = inputs.counted_bytes(cast("IO[bytes]", stream), on_progress, _bytes_left(stream))
+                lines = inputs.counted_file(cast("IO[bytes]", stream), on_progress, _bytes_left(stream))
             return self._import(inputs.read_lines(lines), skip_invalid=skip_invalid, actor=actor,
                                 label="line", on_progress=on_progress)
 
@@ -1126,7 +1126,12 @@ __all__ = ["Handler", "Ledger", "operator_name"]
 
 
 def _binary(stream: IO[str] | IO[bytes]) -> bool:
-    """Whether ``stream`` yields bytes (a file opened ``rb``, ``sys.stdin.buffer``)."""
+    """Whether ``stream`` yields bytes (a file opened ``rb``, ``sys.stdin.buffer``, a gzip file, whose
+    ``mode`` is a number)."""
+    import io
+
+    if isinstance(stream, io.BufferedIOBase | io.RawIOBase):
+        return True
     mode = getattr(stream, "mode", "")
     return isinstance(mode, str) and "b" in mode
 

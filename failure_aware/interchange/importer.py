@@ -32,7 +32,7 @@ from failure_aware.events.recording import failure_fingerprint
 from failure_aware.interchange import history
 from failure_aware.interchange.exporter import CLUSTER_NOTE
 from failure_aware.interchange.forms import FAILED, IN_FLIGHT, OK, PENDING, ImportContext
-from failure_aware.interchange.inputs import Malformed
+from failure_aware.interchange.inputs import ARCHIVE_MANIFEST, Malformed
 from failure_aware.interchange.records import Checker, parse_cluster_note
 from failure_aware.interchange.spool import Spool
 from failure_aware.storage import bulk, chain
@@ -153,7 +153,7 @@ def check(numbered: Numbered, ctx: ImportContext, *, label: str) -> Checked:
 
 # Lines of an archive file (SPEC 15, docs/retention.md) that an import reads past: the manifest, and the
 # clusters the archive took along for the record (clusters are derived: ``correlate`` recomputes them).
-ARCHIVE_KINDS = frozenset({"archive_manifest", "archived_cluster"})
+ARCHIVE_KINDS = frozenset({ARCHIVE_MANIFEST, "archived_cluster"})
 
 
 def _other_kind(raw: dict[str, Any], ctx: ImportContext, checked: Checked) -> None:

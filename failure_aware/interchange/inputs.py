@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
 import zlib
 from collections.abc import Iterable, Iterator
@@ -28,27 +29,68 @@ def number_records(records: Iterable[Any]) -> Iterator[tuple[int, Any]]:
     return enumerate(records, 1)
 
 
+# The kind of the last line of an archive file (SPEC 15, docs/retention.md): the SHA-256 of the lines
+# before it is in it.
+ARCHIVE_MANIFEST = "archive_manifest"
+
+
 def read_lines(lines: Iterable[str | bytes]) -> Iterator[tuple[int, Any]]:
-    """JSON Lines parsed one by one, numbered by line; blank lines are skipped, bad ones are ``Malformed``."""
+    """JSON Lines parsed one by one, numbered by line; blank lines are skipped, bad ones are ``Malformed``.
+
+    An archive's manifest line is checked against the lines before it (since the previous manifest: files
+    joined with ``cat`` hold one archive after another): a file changed or damaged after it was written is
+    a ``Malformed`` manifest, so the import is refused like any input with a bad line."""
+    content = hashlib.sha256()
     for number, raw in enumerate(lines, 1):
-        if isinstance(raw, bytes):
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                yield number, Malformed(f"not valid UTF-8 (byte {exc.start + 1})")
+        data = raw if isinstance(raw, bytes) else raw.encode("utf-8", "surrogatepass")
+        parsed = _parse(number, raw)
+        if type(parsed) is dict and parsed.get("kind") == ARCHIVE_MANIFEST:
+            problem = _manifest_problem(parsed, content.hexdigest())
+            content = hashlib.sha256()
+            if problem is not None:
+                yield number, Malformed(problem)
                 continue
         else:
-            line = raw
-        if number == 1:
-            line = line.removeprefix("\ufeff")  # a byte-order mark some editors write
-        if not line.strip():
-            continue
+            content.update(data)
+        if parsed is not _BLANK:
+            yield number, parsed
+
+
+_BLANK = object()
+
+
+def _parse(number: int, raw: str | bytes) -> Any:
+    """One line's JSON value, ``Malformed``, or ``_BLANK``."""
+    if isinstance(raw, bytes):
         try:
-            yield number, json.loads(line)
-        except json.JSONDecodeError as exc:
-            yield number, Malformed(f"malformed JSON: {exc.msg} (column {exc.colno})")
-        except RecursionError:
-            yield number, Malformed("malformed JSON: nested too deeply")
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            return Malformed(f"not valid UTF-8 (byte {exc.start + 1})")
+    else:
+        line = raw
+    if number == 1:
+        line = line.removeprefix("\ufeff")  # a byte-order mark some editors write
+    if not line.strip():
+        return _BLANK
+    try:
+        return json.loads(line)
+    except json.JSONDecodeError as exc:
+        return Malformed(f"malformed JSON: {exc.msg} (column {exc.colno})")
+    except RecursionError:
+        return Malformed("malformed JSON: nested too deeply")
+
+
+def _manifest_problem(manifest: dict[str, Any], content_sha256: str) -> str | None:
+    """Why an archive manifest does not vouch for the lines before it, or None when it does."""
+    stated = manifest.get("content_sha256")
+    if not isinstance(stated, str):
+        return "archive manifest without content_sha256: the lines before it cannot be checked"
+    if stated != content_sha256:
+        return ("archive manifest: the lines before it are not the ones it was written with (their "
+                f"SHA-256 is {content_sha256}, content_sha256 says {stated}): the file was changed or "
+                "damaged after the archive wrote it; restore it from a copy whose sha256sum matches the "
+                "archive record's file_sha256")
+    return None
 
 
 # What reading a file can raise besides our own errors: the OS, and a gzip file cut short or not gzip.
@@ -88,6 +130,26 @@ def counted_bytes(
             on_progress("read", done, total)
         yield line
     on_progress("read", done, total if total is not None else done)
+
+
+def counted_file(stream: IO[bytes], on_progress: Progress, total: int | None) -> Iterator[bytes]:
+    """``counted_bytes`` for an open file: through gzip, the compressed bytes read so far are told (the
+    ``total`` of a file is its size on disk; counting the lines' bytes would pass it several times)."""
+    raw = stream.fileobj if isinstance(stream, gzip.GzipFile) else None
+    if raw is None:
+        yield from counted_bytes(stream, on_progress, total)
+        return
+    start = raw.tell()
+    for number, line in enumerate(stream, 1):
+        if number % PROGRESS_EVERY == 0:
+            on_progress("read", _at_most(raw.tell() - start, total), total)
+        yield line
+    done = raw.tell() - start
+    on_progress("read", _at_most(done, total), total if total is not None else done)
+
+
+def _at_most(done: int, total: int | None) -> int:
+    return done if total is None else min(done, total)
 
 
 def counted(

@@ -17,7 +17,7 @@ import json
 import uuid
 from array import array
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +34,7 @@ from failure_aware.retention.archive_file import CLUSTER, FORMAT, MANIFEST, Arch
 from failure_aware.retention.report import ArchiveReport
 from failure_aware.storage import chain
 
-PAGE_EVENTS = 1000
+PAGE_EVENTS = 1000  # ids per page (selection.page): a window, not a count of events
 # on_progress(phase, done, total): phases "write" (events written to the file) and "remove" (events removed)
 
 
@@ -100,7 +100,7 @@ def archive(store: Transactions, request: Request, progress: Progress | None = N
         total = selection.count(conn, request.before_us, request.event_type)
     tally = _Tally()
     if request.dry_run or request.target is None:  # a dry run: counts and sizes, nothing written
-        for _rows, records in _pages(store, request, tally, progress, total, pacer):
+        for _rows, records in _paced(_pages(store, request, tally), pacer, _told(progress, tally, total)):
             tally.bytes += sum(len(json.dumps(record, ensure_ascii=False).encode()) + 1 for record in records)
         with store.read() as conn:
             notes = selection.note_prefixes(conn, request.before_us, request.event_type)
@@ -162,7 +162,7 @@ def _write(store: Transactions, request: Request, archive_id: str, tally: _Tally
     keys: array[int] = array("Q")
     digest = chain.Digest()
     try:
-        for rows, records in _pages(store, request, tally, progress, total, pacer):
+        for rows, records in _paced(_pages(store, request, tally), pacer, _told(progress, tally, total)):
             writer.write_many(records)
             for row in rows:
                 ids.append(int(row.id))
@@ -186,22 +186,44 @@ def _write(store: Transactions, request: Request, archive_id: str, tally: _Tally
     return _Written(file_sha256, size, digest.hexdigest(), ids, keys, notes, len(clusters))
 
 
-def _pages(store: Transactions, request: Request, tally: _Tally, progress: Progress | None, total: int,
-           pacer: pacing.Pacer) -> Iterator[tuple[Sequence[Any], list[dict[str, Any]]]]:
+_Page = tuple[Sequence[Any], list[dict[str, Any]]]
+
+
+def _paced(pages: Iterator[_Page], pacer: pacing.Pacer, written: Callable[[], None]) -> Iterator[_Page]:
+    """``pages``, each one a unit of the pacer: reading it and what the caller does with it (JSON, gzip,
+    the digest) is the work that the pause after it is measured against; ``written`` is called after
+    each page's unit and pause (progress is told outside the archive's work and transactions)."""
+    while True:
+        with pacer.unit():
+            page = next(pages, None)
+            if page is None:
+                return
+            yield page  # the caller's work on the page runs here, inside the unit
+        written()
+
+
+def _told(progress: Progress | None, tally: _Tally, total: int) -> Callable[[], None]:
+    """What ``_paced`` calls after each page: progress of the "write" phase, when it is asked for."""
+    if progress is None:
+        return lambda: None
+    return lambda: progress("write", tally.events, max(total, tally.events))
+
+
+def _pages(store: Transactions, request: Request, tally: _Tally) -> Iterator[_Page]:
     """Every event that may leave, a page at a time with its records; one read transaction per page."""
     after = 0
     while True:
-        with pacer.unit(), store.read() as conn:
-            rows = selection.page(conn, request.before_us, request.event_type, after, PAGE_EVENTS)
+        with store.read() as conn:
+            rows, last = selection.page(conn, request.before_us, request.event_type, after, PAGE_EVENTS)
             records = list(exporter.records_of(conn, rows)) if rows else []
-        if not rows:
+        if last is None:
             return
+        after = last
+        if not rows:
+            continue
         for row, record in zip(rows, records, strict=True):
             tally.add(row, record)
         yield rows, records
-        after = int(rows[-1].id)
-        if progress is not None:
-            progress("write", tally.events, max(total, tally.events))
 
 
 def _cluster_record(row: Any) -> dict[str, Any]:

@@ -37,21 +37,31 @@ def count(conn: Connection, before_us: int, event_type: str | None) -> int:
                             .where(*_where(before_us, event_type))).scalar_one())
 
 
-def page(conn: Connection, before_us: int, event_type: str | None, after_id: int, limit: int
-         ) -> Sequence[Any]:
-    """Up to ``limit`` events that may leave with ids above ``after_id``, in id order, with what the
-    exporter needs, the head of their chain and the time of their last transition."""
+def page(conn: Connection, before_us: int, event_type: str | None, after_id: int, span: int
+         ) -> tuple[Sequence[Any], int | None]:
+    """The events that may leave among the ``span`` ids from the first id above ``after_id``, in id
+    order, with what the exporter needs, the head of their chain and the time of their last transition;
+    and the last id of that window (the next page starts after it), None when no id is above ``after_id``.
+
+    A window of ids rather than ``LIMIT`` on the events that qualify: with a limit the planner may (and
+    PostgreSQL does, stale statistics or not) scan every finished event and anti-join all of
+    ``transition`` for each page, so an archive of millions would cost pages times history. A window keeps
+    each page's cost to its own ids (primary-key range), whatever the plan; a window may hold no event
+    that may leave, and gaps left by earlier archives are jumped over by starting at the next id."""
     ed, es, tr = event_detected.c, event_state.c, transition.c
+    first = conn.execute(select(func.min(es.event_id)).where(es.event_id > after_id)).scalar()
+    if first is None:
+        return [], None
+    last = int(first) + span - 1
     last_at = select(func.max(tr.at_us)).where(tr.event_id == es.event_id).scalar_subquery()
     query = (
         select(ed.id, ed.event_type, ed.key, ed.payload, ed.detected_at_us, es.state, es.next_retry_at_us,
                es.chain_seq, es.chain_hash, last_at.label("last_at_us"))
         .join(event_state, es.event_id == ed.id)
-        .where(es.event_id > after_id, *_where(before_us, event_type))
+        .where(es.event_id.between(int(first), last), *_where(before_us, event_type))
         .order_by(es.event_id)
-        .limit(limit)
     )
-    return conn.execute(query).all()
+    return conn.execute(query).all(), last
 
 
 def note_prefixes(conn: Connection, before_us: int, event_type: str | None) -> list[Row[Any]]:

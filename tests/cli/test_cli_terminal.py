@@ -4,6 +4,7 @@ time format on the screen, and what ``import --legacy`` says at its end."""
 
 from __future__ import annotations
 
+import gzip
 import io
 import json
 import os
@@ -73,6 +74,25 @@ def test_progress_is_silent_when_stderr_is_not_a_terminal() -> None:
     progress("write", 10, 100)
     progress.close()
     assert screen.getvalue() == ""
+
+
+def test_a_gzip_import_reports_compressed_bytes_against_the_file_size(tmp_path: Path) -> None:
+    plain = write_jsonl(tmp_path / "in.jsonl", 5000)
+    packed = tmp_path / "in.jsonl.gz"
+    packed.write_bytes(gzip.compress(plain.read_bytes()))
+    size = packed.stat().st_size
+    assert size < plain.stat().st_size // 2  # so counting the lines' bytes would pass the total
+    reads: list[tuple[int, int | None]] = []
+
+    def record(phase: str, done: int, total: int | None) -> None:
+        if phase == "read":
+            reads.append((done, total))
+
+    with Ledger(f"sqlite:///{tmp_path / 'p.db'}") as ledger:
+        assert ledger.import_file(packed, on_progress=record).imported == 5000
+    assert len(reads) > 2 and all(total == size and 0 <= done <= size for done, total in reads)
+    assert [done for done, _ in reads] == sorted(done for done, _ in reads)
+    assert reads[-1] == (size, size)
 
 
 def test_library_calls_report_their_phases_with_totals_from_counters(tmp_path: Path) -> None:

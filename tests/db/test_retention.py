@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from cli_support import invoke
+from cli_support import invoke, run_main
 from conftest import FakeClock
 
 from failure_aware import Ledger, ValidationError
@@ -298,6 +298,30 @@ def test_bad_input_is_refused_and_nothing_is_written(
     with pytest.raises(ValidationError, match="gzip"):
         ledger.import_file(broken)
     assert ledger.verify().digest == digest
+
+
+def test_an_archive_changed_after_it_was_written_is_refused_whole(
+    two_halves: tuple[Ledger, dict[str, str], dict[str, str], datetime], tmp_path: Path, db_url: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    ledger, _, _, horizon = two_halves
+    target = tmp_path / "archive.jsonl.gz"
+    ledger.archive(horizon, to=target)
+    digest = ledger.verify().digest
+    lines = gzip.decompress(target.read_bytes()).splitlines(keepends=True)
+    changed = tmp_path / "changed.jsonl.gz"  # one archived failure's message rewritten, all else kept
+    edited = [line.replace(b"timed out [old/dead]", b"timed out [old/DEAD]") for line in lines]
+    assert edited != lines
+    changed.write_bytes(gzip.compress(b"".join(edited)))
+    with pytest.raises(ValidationError, match="content_sha256") as refused:
+        ledger.import_file(changed)
+    assert "nothing was written" in str(refused.value)
+    assert ledger.verify().digest == digest  # nothing written
+    result = run_main(capsys, "--db", db_url, "import", str(changed))
+    assert result.code != 0 and "content_sha256" in result.err and "Traceback" not in result.err
+    assert ledger.verify().digest == digest
+    restored = ledger.import_file(target)  # the file as written restores
+    assert restored.imported > 0
 
 
 def test_cli_archive_writes_the_file_and_reports_it(

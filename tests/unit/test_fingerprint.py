@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import importlib
+import json
 import os
 import re
 import subprocess
@@ -13,14 +15,16 @@ from collections import defaultdict
 from dataclasses import fields, replace
 from pathlib import Path
 
+import fingerprint_support as reference
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from failure_aware.domain.fingerprint import MASK, MAX_CHARS, RULES, Masker, Rules, fingerprint, template
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 LOGHUB = REPO_ROOT.parent / "shared" / "datasets" / "loghub-2k"
+HOSTILE = REPO_ROOT.parent / "shared" / "datasets" / "hostile" / "strings.json"
 
 FORMAT = re.compile(r"[0-9a-f]{16}")
 
@@ -300,10 +304,9 @@ GENERIC_WORDS = frozenset((
 @pytest.mark.skipif(not LOGHUB.is_dir(), reason=f"{LOGHUB} not present")
 def test_no_rule_names_a_word_of_one_system() -> None:
     module = importlib.import_module("failure_aware.domain.fingerprint")
-    everything_on = Masker(Rules(spaced_key_value=True, dotted_names=3, constants=2, snake_words=True))
-    sources = [pattern.pattern for _, pattern, _ in everything_on._passes]
-    sources += [module._CANDIDATE.pattern, module._HOST_OR_FILE.pattern, module._NAME_NUMBER.pattern]
-    sources += [module._DOTTED_NAME.pattern, module._MONTH_NAME.pattern, *sorted(module._NOT_NAMES)]
+    # Every regular expression of the module (each rule and each knob's), and the words it keeps.
+    sources = [value.pattern for value in vars(module).values() if isinstance(value, re.Pattern)]
+    sources += sorted(module._NOT_NAMES)
     rule_words = {w.lower() for source in sources for w in re.findall(r"[A-Za-z]{3,}", source)}
     logs_of: dict[str, set[str]] = defaultdict(set)
     for path in sorted(LOGHUB.glob("*_2k.log_structured.csv")):
@@ -313,6 +316,94 @@ def test_no_rule_names_a_word_of_one_system() -> None:
                     logs_of[word.lower()].add(path.name)
     one_log = {w: sorted(logs_of[w]) for w in rule_words if len(logs_of[w]) == 1}
     assert set(one_log) <= GENERIC_WORDS, {w: v for w, v in one_log.items() if w not in GENERIC_WORDS}
+
+
+# -- the fast masker equals the plain reference (tests/fingerprint_support.py) -----------------------------
+# Masker applies the rules with inline tests and regular expressions rewritten for speed (issue 15); its
+# templates must stay byte-identical to those of the rules as first written, under every setting.
+
+
+def _loghub_contents() -> dict[str, list[str]]:
+    contents = {}
+    for path in sorted(LOGHUB.glob("*_2k.log_structured.csv")):
+        with path.open(newline="", encoding="utf-8", errors="replace") as fh:
+            contents[path.name.split("_")[0]] = [row["Content"] for row in csv.DictReader(fh)]
+    return contents
+
+
+# A digest of each log's fingerprints (blake2b of them joined by spaces) under RULES: what 0.2.0 stores.
+LOGHUB_DIGESTS = {
+    "Android": "5a07b4e291055772", "Apache": "9fe47d9c0bcd0e20", "HPC": "bb41e189d3b2fd5f",
+    "Hadoop": "d173b2f12c9657e6", "OpenSSH": "d2127f5f35f0dd23", "Spark": "141cac1c123bc312",
+    "Windows": "07da140f97db0f10", "Zookeeper": "af58d4f7a5e09b9d",
+}
+
+
+@pytest.mark.skipif(not LOGHUB.is_dir(), reason=f"{LOGHUB} not present")
+def test_same_templates_as_the_reference_on_loghub() -> None:
+    logs = _loghub_contents()
+    assert set(logs) == set(LOGHUB_DIGESTS)
+    plain = reference.Masker(RULES)
+    for name, contents in logs.items():
+        assert [template(c) for c in contents] == [plain.template(c) for c in contents], name
+        fingerprints = " ".join(fingerprint(c) for c in contents)
+        digest = hashlib.blake2b(fingerprints.encode(), digest_size=8).hexdigest()
+        assert digest == LOGHUB_DIGESTS[name], f"the fingerprints of {name} changed"
+    sample = [c for contents in logs.values() for c in contents[::10]]
+    for rules in _SETTINGS:  # every knob away from its default, on a tenth of the lines
+        fast, plain = Masker(rules), reference.Masker(rules)
+        assert [fast.template(c) for c in sample] == [plain.template(c) for c in sample], rules
+
+
+def _strings(value: object) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        value = list(value.values())
+    return [s for item in value for s in _strings(item)] if isinstance(value, list) else []
+
+
+@pytest.mark.skipif(not HOSTILE.is_file(), reason=f"{HOSTILE} not present")
+def test_same_templates_as_the_reference_on_hostile_inputs() -> None:
+    data = json.loads(HOSTILE.read_text(encoding="utf-8"))
+    texts = _strings(data)
+    joined = " ".join(texts)
+    length = data["json_generators"]["long_error_message_chars"]
+    texts.append((joined * (length // len(joined) + 1))[:length])
+    for rules in [RULES, *_SETTINGS]:
+        fast, plain = Masker(rules), reference.Masker(rules)
+        for text in texts:
+            assert fast.template(text) == plain.template(text), (rules, text[:200])
+
+
+# Pieces that meet at the edges the rewritten expressions care about: token starts and ends, units after a
+# space, comparison signs, the guards' substrings, masks already in the text.
+PIECES = (
+    "1", "42", "0x1f", "3.5", "٣", " ", "  ", "\t", "\n", ".", "..", "<", ">", "~", "=", "<=", "~=", " s",
+    "s", " ms", "MB", " KB", "%", " %", "Hz", " bytes", " seconds", "µs", "a", "eth", "de9", "x.y", "a.com",
+    "s.sh", "java.lang.X", "/", "/var/x", "C:\\x", "@", "a@b.com", "http://x/y", ":", "::", "-", "_", "'",
+    '"', "(", ")", "[", "]", "{", "}", ",", ";", "|", "*", "<*>", "user", "USer", "SER", "ser", "for",
+    "from", "the", "bob", "USer bob", "Jan", "Fri Jun 17 07:07:00 2005", "12:30", "fe80::1",
+    "fe80:ab:cd:ef:aa:bb:cc:dd", "aa:bb:cc:dd:ee:ff", "aa-bb-cc-dd-ee-ff", "k=v", " = ", "A_B", "CONST",
+    "snake_case", "#", "+", "é",
+)
+
+
+@settings(max_examples=500)
+@given(
+    knob_settings,
+    st.lists(st.sampled_from(PIECES), max_size=30).map("".join) | st.text(),
+)
+@example(RULES, "USer bob")  # the user-name rule's substring test is part of the rule: the word stays
+@example(Rules(key_value=False, spaced_key_value=True), "a=b")  # so is the spaced key=value knob's
+@example(RULES, "x.y s.sh 5 s.5 7<a.com 8 %.x")  # a unit glued to what follows; a token after "<"
+@example(RULES, "x ~=5 <=7")  # comparison signs before a number
+@example(RULES, "at fe80:ab:cd:ef:aa:bb:cc:dd")  # seven colons: an IPv6 address only its rule masks
+@example(RULES, "mac aa:bb:cc:dd:ee:ff")  # five colons: a MAC address only its rule masks
+@example(RULES, "mac aa-bb-cc-dd-ee-ff")  # or five hyphens
+def test_same_templates_as_the_reference(rules: Rules, message: str) -> None:
+    assert Masker(rules).template(message) == reference.Masker(rules).template(message)
+    assert template(message) == reference.template(message)
 
 
 # -- robustness -------------------------------------------------------------------------------------------
