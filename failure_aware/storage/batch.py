@@ -8,7 +8,7 @@ claims (claims are taken only for free slots, SPEC 14). Sent one by one through 
 round trips to PostgreSQL and, on both backends, more client CPU than the database work (issue 14's
 benchmark, docs/benchmarks.md section 7). Inside ``batched(conn)`` the writers queue their statements here
 (``execute``; they find the batch with ``current``) and they are sent together, with the next read that
-must see them (``query``, ``read``) or at the block's end, before the commit: a step is four round trips.
+must see them (``query``, ``read``) or at the block's end, before the commit: a step is five round trips.
 Reads made on ``conn`` directly meanwhile do not see the queued writes. A write may carry a check of its
 row count (a guarded UPDATE): checks run once the writes are sent, and the error one raises rolls the
 whole transaction back, as it did when each was checked on its own.
