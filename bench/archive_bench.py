@@ -38,6 +38,7 @@ import os
 import sys
 import tempfile
 import time
+import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -54,6 +55,8 @@ OLD_START = datetime(2025, 1, 1, tzinfo=UTC)
 IMPORT_BATCH = 100_000
 START_TIMEOUT_S = 120
 MAX_ARCHIVE_S = 4 * 3600  # a bound on the measured phase, whatever the size
+LIVE = "bench.live"  # the workers' event type
+REPORT_EVERY_S = 60.0  # a line on stderr while the archive runs: a long run shows (and keeps) where it is
 
 
 def records(start: int, stop: int, n: int) -> Any:
@@ -89,14 +92,15 @@ def noop(_event: object) -> None:
     """The workers' handler: does nothing, so the ledger's own cost is what is measured."""
 
 
-def worker(url: str, index: int, ready: Any, go: Any, stop: Any, count: Any) -> None:
-    """Loop detect + run until ``stop``; ``count`` is this worker's attempts so far."""
+def worker(url: str, index: int, ready: Any, go: Any, stop: Any, count: Any, run: str) -> None:
+    """Loop detect + run until ``stop``; ``count`` is this worker's attempts so far; ``run`` makes the keys
+    new in a database that earlier runs left events in (``--seeded``)."""
     with Ledger(url) as ledger:
         ready.wait()  # a barrier: every worker connected
         go.wait(START_TIMEOUT_S)
         n = 0
         while not stop.is_set():
-            event = ledger.detect("bench.live", {"w": index}, key=f"w{index}-{n}")
+            event = ledger.detect(LIVE, {"w": index}, key=f"{run}-w{index}-{n}")
             ledger.run(event.id, noop)
             n += 1
             count.value = n
@@ -112,6 +116,24 @@ def size_bytes(url: str) -> int:
     try:
         with engine.connect() as conn:
             return int(conn.execute(sa.text("SELECT pg_database_size(current_database())")).scalar_one())
+    finally:
+        engine.dispose()
+
+
+def analyze(url: str) -> None:
+    """Planner statistics for the seeded history, as autovacuum gives a live database in its first minutes.
+    Without them (a server with autovacuum off, as the shared test server is), PostgreSQL guesses millions
+    of rows for a page's queries and JIT-compiles each one: a page of 1,000 events took 1.8 s instead of
+    0.04 s at 10M events (measured)."""
+    if url.startswith("sqlite"):
+        return
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1),
+                              isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            conn.execute(sa.text("ANALYZE"))
     finally:
         engine.dispose()
 
@@ -133,8 +155,9 @@ def total(counts: list[Any]) -> int:
 
 
 def events_in(url: str) -> int:
+    """The seeded events in the database (the workers' own ``bench.live`` events of earlier runs aside)."""
     with Ledger(url) as ledger:
-        return sum(ledger.state_counts().values())
+        return sum(ledger.state_counts().values()) - sum(ledger.state_counts(event_type=LIVE).values())
 
 
 def run_one(url: str, n: int, workers: int, chunk: int, baseline_s: float, vacuum: bool, verify: bool,
@@ -148,6 +171,7 @@ def run_one(url: str, n: int, workers: int, chunk: int, baseline_s: float, vacuu
     else:
         seed(url, n)
     seed_s = time.perf_counter() - t0
+    analyze(url)
     size_before = size_bytes(url)
     result = measure(url, workers, chunk, baseline_s, max_busy, slice_s, pause_s)
     size_after = size_bytes(url)
@@ -205,10 +229,36 @@ class Interleaved:
     def finish(self) -> None:
         self._close()
 
+    def so_far(self) -> str:
+        """The figures so far, for a progress line."""
+        running = self.running_s + time.perf_counter() - self.started
+        attempts = self.running_attempts + total(self.counts) - self.started_attempts
+        windows = f"{self.paused_attempts / self.paused_s:,.1f}/s" if self.paused_s else "-"
+        return (f"archive {running:,.0f} s, workers {attempts / max(running, 1e-9):,.1f}/s with it, "
+                f"{windows} in {self.windows} windows")
+
     def ratio(self) -> float | None:
         if not self.windows or not self.running_s:
             return None
         return (self.running_attempts / self.running_s) / (self.paused_attempts / self.paused_s)
+
+
+def _progress(phases: dict[str, float], interleaved: Interleaved, began: float) -> Any:
+    """The archive's progress callback: notes when removal starts, prints a line now and then, bounds the
+    run, and holds the archive for the interleaved windows."""
+    def progress(phase: str, done: int, all_: int | None) -> None:
+        if phase == "remove" and "remove_start" not in phases:
+            phases["remove_start"] = time.perf_counter()
+            phases["held_before_remove"] = interleaved.held_s
+        if time.perf_counter() - began > MAX_ARCHIVE_S:
+            raise RuntimeError("archive bench: over the time bound")
+        if time.perf_counter() - phases.get("reported", began) >= REPORT_EVERY_S:
+            phases["reported"] = time.perf_counter()
+            print(f"{time.strftime('%H:%M:%S')} {phase} {done:,}/{all_ or 0:,} "
+                  f"{interleaved.so_far()} load {os.getloadavg()[0]:.1f}", file=sys.stderr, flush=True)
+        interleaved.between_units()
+
+    return progress
 
 
 def measure(url: str, workers: int, chunk: int, baseline_s: float, max_busy: float,
@@ -218,7 +268,9 @@ def measure(url: str, workers: int, chunk: int, baseline_s: float, max_busy: flo
     ctx = mp.get_context("spawn")
     ready, go, stop = ctx.Barrier(workers + 1), ctx.Event(), ctx.Event()
     counts = [ctx.Value("q", 0, lock=False) for _ in range(workers)]
-    procs = [ctx.Process(target=worker, args=(url, i, ready, go, stop, counts[i])) for i in range(workers)]
+    run = uuid.uuid4().hex[:8]
+    procs = [ctx.Process(target=worker, args=(url, i, ready, go, stop, counts[i], run))
+             for i in range(workers)]
     for p in procs:
         p.start()
     phases: dict[str, float] = {}
@@ -232,13 +284,7 @@ def measure(url: str, workers: int, chunk: int, baseline_s: float, max_busy: flo
         a1, s1 = total(counts), time.perf_counter()
         base_before = (a1 - a0) / (s1 - s0)
 
-        def progress(phase: str, done: int, all_: int | None) -> None:
-            if phase == "remove" and "remove_start" not in phases:
-                phases["remove_start"] = time.perf_counter()
-                phases["held_before_remove"] = interleaved.held_s
-            if time.perf_counter() - s1 > MAX_ARCHIVE_S:
-                raise RuntimeError("archive bench: over the time bound")
-            interleaved.between_units()
+        progress = _progress(phases, interleaved, s1)
 
         target = Path(tempfile.mkdtemp(prefix="fa-archive-bench-")) / "archive.jsonl.gz"
         with Ledger(url) as ledger:

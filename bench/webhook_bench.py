@@ -108,10 +108,14 @@ def ours(dbs: Databases, backend: str, endpoint_url: str, n: int, concurrency: i
         def step() -> None:
             summary = Worker(ledger, handler, concurrency=concurrency).run(once=True)
             succeeded = ledger.state_counts(event_type=EVENT_TYPE).get(State.SUCCEEDED, 0)
+            # why a delivery failed (a run at load 11 once lost one, its cause unknown): the first few errors
+            errors = [f"{a.error_type}: {a.error}" for e in ledger.events(state=State.FAILED, limit=3)
+                      for a in ledger.show(e.id).attempts[-1:]] if succeeded != n else []
             ledger.close()
             dbs.drop(url)
             if summary.succeeded != n or succeeded != n:
-                raise SystemExit(f"ours: {summary.succeeded} of {n} delivered ({summary.as_dict()})")
+                raise SystemExit(f"ours: {summary.succeeded} of {n} delivered ({summary.as_dict()}); "
+                                 f"failed: {errors}")
 
         return step
 

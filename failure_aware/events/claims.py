@@ -7,8 +7,8 @@ workers on many hosts take disjoint events; on SQLite inside one short ``BEGIN I
 
 Claiming is the hot path of every worker, so a batch costs a fixed number of statements whatever its size:
 one SELECT (the projection joined with the event, locked), one UPDATE for all rows, one INSERT of the
-transitions, and the counter upserts. The statements are built once, with bind parameters, so SQLAlchemy
-does not rebuild and re-key them per call.
+transitions, and the counter upserts. The statements are built once, with bind parameters, and the writes
+are sent together (``storage.batch``: compiled once, one round trip on PostgreSQL).
 
 Finishing is batched the same way (``finish_claims``): a group of outcomes costs one locking SELECT, one
 UPDATE, one INSERT per history table and one counter upsert, in one transaction, and each outcome in it is
@@ -21,6 +21,7 @@ group of one. Every history row written here is linked into its event's hash cha
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import re
 import socket
@@ -31,7 +32,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, bindparam, insert, or_, select, update
+from sqlalchemy import Connection, Row, any_, bindparam, func, insert, or_, select, text, update
 
 from failure_aware.domain import states
 from failure_aware.domain.errors import InvalidTransition, NotFound, StaleClaim, StorageError, ValidationError
@@ -42,7 +43,7 @@ from failure_aware.domain.timeutil import format_time, from_us, opt_from_us, to_
 from failure_aware.events import counters, recording
 from failure_aware.events.recording import Reported, check_retry_time
 from failure_aware.events.rows import attempt_from_row, event_from_row, event_select
-from failure_aware.storage import chain
+from failure_aware.storage import batch, chain
 from failure_aware.storage.tables import attempt, event_state, transition
 
 DEFAULT_LEASE_SECONDS = 300.0
@@ -133,12 +134,13 @@ def claim_due(
     """Claim up to ``limit`` events that are due now, oldest due first, skipping rows others hold.
 
     ``prefix`` starts every token of the batch (default: a new random one): a worker that lost its
-    connection during the commit finds the claims it may have taken by it (``adopt``)."""
+    connection during the commit finds the claims it may have taken by it (``adopt``). In a transaction
+    that batches its writes (``Ledger.cycle``), the SELECT is sent with the writes queued (it sees them)."""
     query = _DUE[(conn.dialect.name == "postgresql", event_type is not None)]
     params: dict[str, Any] = {"b_now": now_us, "b_limit": limit}
     if event_type is not None:
         params["b_type"] = event_type
-    rows = list(conn.execute(query, params))
+    rows = batch.read(conn, query, params)
     if not rows:
         return []
     return _take(conn, rows, worker=worker, lease_us=lease_us, now_us=now_us, forced=False, prefix=prefix)
@@ -150,10 +152,11 @@ def new_prefix() -> str:
 
 
 def _take(
-    conn: Connection, rows: list[Row[Any]], *, worker: str, lease_us: int, now_us: int, forced: bool,
+    conn: Connection, rows: Sequence[Any], *, worker: str, lease_us: int, now_us: int, forced: bool,
     prefix: str | None = None,
 ) -> list[Claim]:
-    """Move the locked ``rows`` to IN_FLIGHT for ``worker``: one UPDATE, one INSERT, the counters."""
+    """Move the locked ``rows`` to IN_FLIGHT for ``worker``: one UPDATE, one INSERT, the counters (sent
+    together, ``storage.batch``)."""
     prefix = prefix or new_prefix()
     expires_us = now_us + lease_us
     reason = "claimed" + (" (forced before next_retry_at)" if forced else "")
@@ -166,18 +169,22 @@ def _take(
         updates.append({"b_id": row.event_id, "b_token": prefix + str(row.event_id), "b_worker": worker,
                         "b_now": now_us, "b_expires": expires_us, "b_forced": forced, "b_seq": head.seq,
                         "b_hash": head.hash})
-    changed = conn.execute(_TAKE, updates).rowcount
-    if changed != len(rows):
+    def check(changed: int) -> InvalidTransition | None:
         # The rows are locked (FOR UPDATE on PostgreSQL, BEGIN IMMEDIATE on SQLite), so this means a bug or
-        # a foreign writer; raising rolls the whole batch back, so nothing is half-claimed.
-        raise InvalidTransition(f"{len(rows) - changed} of {len(rows)} events changed while being claimed; "
-                                "nothing was claimed, try again")
-    conn.execute(_INSERT_TRANSITIONS, transitions)
-    delta: Counter[counters.Key] = Counter()
-    for row in rows:
-        # update(), not +=: Counter addition drops negative counts, losing the -1 of the state left.
-        delta.update(counters.moved(row.event_type, row.state, State.IN_FLIGHT))
-    counters.apply(conn, delta)
+        # a foreign writer; raising rolls the whole transaction back, so nothing is half-claimed.
+        if changed == len(rows):
+            return None
+        return InvalidTransition(f"{len(rows) - changed} of {len(rows)} events changed while being claimed; "
+                                 "nothing was claimed, try again")
+
+    with batch.writes(conn) as out:
+        out.execute(_TAKE, updates, check=check)
+        out.execute(_INSERT_TRANSITIONS, transitions)
+        delta: Counter[counters.Key] = Counter()
+        for row in rows:
+            # update(), not +=: Counter addition drops negative counts, losing the -1 of the state left.
+            delta.update(counters.moved(row.event_type, row.state, State.IN_FLIGHT))
+        counters.apply(conn, delta)
     claimed_at, lease_expires_at = from_us(now_us), from_us(expires_us)
     return [
         Claim(
@@ -279,13 +286,21 @@ class Cycle:
     renewed: set[str]
 
 # What finishing reads of a claimed row, locked: the claim (token, holder, times) and what settling needs.
+# The ids are one bound value (an array on PostgreSQL, a JSON list read by json_each on SQLite), so the
+# statement is the same whatever their number and can be sent in a batch (``storage.batch``).
 _es = event_state
 _CLAIMED_ROWS = select(
     _es.c.event_id, _es.c.event_type, _es.c.state, _es.c.attempt_count, _es.c.budget_failures,
     _es.c.detected_at_us, _es.c.last_attempt_at_us, _es.c.claim_token, _es.c.claimed_by, _es.c.claimed_at_us,
     _es.c.claim_forced, _es.c.chain_seq, _es.c.chain_hash,
-).where(_es.c.event_id.in_(bindparam("b_ids", expanding=True))).order_by(_es.c.event_id)
-_LOCK_CLAIMED: dict[bool, Any] = {False: _CLAIMED_ROWS, True: _CLAIMED_ROWS.with_for_update()}
+)
+_LOCK_CLAIMED: dict[bool, Any] = {
+    False: _CLAIMED_ROWS.where(_es.c.event_id.in_(
+        select(text("value")).select_from(func.json_each(bindparam("b_ids"))).scalar_subquery()
+    )).order_by(_es.c.event_id),
+    True: _CLAIMED_ROWS.where(_es.c.event_id == any_(bindparam("b_ids"))).order_by(_es.c.event_id)
+    .with_for_update(),
+}
 
 
 def finish_claims(
@@ -306,8 +321,9 @@ def finish_claims(
     instead of ``StaleClaim``: recorded once, and reported as recorded.
     """
     ids = sorted({claim.event.id for claim, _ in outcomes})
-    locked = conn.execute(_LOCK_CLAIMED[conn.dialect.name == "postgresql"], {"b_ids": ids})
-    rows: dict[int, Row[Any]] = {row.event_id: row for row in locked}
+    postgres = conn.dialect.name == "postgresql"
+    locked = batch.read(conn, _LOCK_CLAIMED[postgres], {"b_ids": ids if postgres else json.dumps(ids)})
+    rows: dict[int, Any] = {row.event_id: row for row in locked}
     finished: dict[int, State] = {}  # events finished earlier in this group: a second outcome is stale
     results: list[AttemptResult | Unrecorded] = []
     settlements: list[recording.Settlement] = []

@@ -19,6 +19,7 @@ from typing import Any
 
 from sqlalchemy import Connection, TextClause, func, select, text
 
+from failure_aware.storage import batch
 from failure_aware.storage.tables import COUNTER_SHARDS, event_state, state_count
 
 Key = tuple[str, str]
@@ -70,15 +71,19 @@ def apply(conn: Connection, delta: Counter[Key] | Iterable[tuple[Key, int]]) -> 
 
 def add_sharded(conn: Connection, table: str, column: str, pairs: Iterable[tuple[Key, int]]) -> None:
     """Add ``((event_type, <column>), n)`` pairs to the sharded counter ``table`` (``state_count``,
-    ``attempt_total``): this process's shard, sorted keys, one multi-row upsert per 16 rows."""
+    ``attempt_total``): this process's shard, sorted keys, one multi-row upsert per 16 rows (with the
+    transaction's other writes when it batches them, ``storage.batch``)."""
     items = sorted((k, n) for k, n in pairs if n)
+    if not items:
+        return
     shard = _shard()
-    for start in range(0, len(items), ROWS_PER_STATEMENT):
-        chunk = items[start:start + ROWS_PER_STATEMENT]
-        params: dict[str, Any] = {}
-        for i, ((event_type, value), n) in enumerate(chunk):
-            params.update({f"t{i}": event_type, f"s{i}": value, f"h{i}": shard, f"n{i}": n})
-        conn.execute(_upsert(table, column, len(chunk)), params)
+    with batch.writes(conn) as out:
+        for start in range(0, len(items), ROWS_PER_STATEMENT):
+            chunk = items[start:start + ROWS_PER_STATEMENT]
+            params: dict[str, Any] = {}
+            for i, ((event_type, value), n) in enumerate(chunk):
+                params.update({f"t{i}": event_type, f"s{i}": value, f"h{i}": shard, f"n{i}": n})
+            out.execute(_upsert(table, column, len(chunk)), params)
 
 
 # A transaction's deltas are a few rows (a state change: two), written by one multi-row upsert: a single

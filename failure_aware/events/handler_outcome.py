@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -157,11 +157,9 @@ def _failed(claim: Claim, exc: BaseException, at: datetime, seconds: float) -> C
         return _invalid(claim, f"the handler failed ({message}), and its {problem}", at, seconds, tb)
 
 
-def _checked_detail(detail: Any) -> dict[str, Any] | None:
-    if detail is None:
-        return None
-    validation.detail(detail)  # the limits, checked here so a bad detail fails this attempt alone
-    return dict(detail)
+def _checked_detail(detail: Any) -> Mapping[str, Any] | None:
+    # The limits, checked here so a bad detail fails this attempt alone; the text is kept for recording.
+    return validation.checked_detail(detail)
 
 
 def _invalid(claim: Claim, message: str, at: datetime, seconds: float, tb: str | None = None) -> ClaimOutcome:

@@ -32,7 +32,8 @@ from failure_aware.domain.states import Outcome, State, Step
 from failure_aware.domain.timeutil import format_time, from_us, opt_from_us, to_us
 from failure_aware.events import counters, totals
 from failure_aware.events.rows import event_from_row, event_select
-from failure_aware.storage import chain
+from failure_aware.storage import batch, chain
+from failure_aware.storage.batch import Check
 from failure_aware.storage.tables import attempt, event_detected, event_state, transition
 
 _LOCK = {pg: (select(event_state).where(event_state.c.event_id == bindparam("b_id")).with_for_update()
@@ -310,25 +311,37 @@ def write_settlements(conn: Connection, settlements: Sequence[Settlement]) -> No
     """Write decided attempts: one guarded UPDATE of the projection, one INSERT per history table and one
     counter upsert for all of them, whatever their number (``executemany`` when there are several).
 
-    The rows must be locked by the caller's transaction; a guard that does not match (the row changed
-    meanwhile: a bug or a foreign writer) raises ``InvalidTransition``, which rolls all of them back.
+    The statements are sent together (``storage.batch``): at once, or with the next read or the commit of
+    a transaction that batches its writes (``Ledger.cycle``). The rows must be locked by the caller's
+    transaction; a guard that does not match (the row changed meanwhile: a bug or a foreign writer) raises
+    ``InvalidTransition``, which rolls all of them back.
     """
     if not settlements:
         return
-    for fenced in (False, True):
-        updates = [s.update for s in settlements if s.fenced is fenced]
-        if updates and conn.execute(_SETTLE_GUARDED[fenced], updates).rowcount != len(updates):
-            ids = ", ".join(str(u["b_event_id"]) for u in updates)
-            which = f"event {ids}" if len(updates) == 1 else f"one of events {ids}"
-            raise InvalidTransition(f"{which} changed while its attempt was being recorded; "
-                                    "nothing was recorded, try again")
-    conn.execute(_INSERT_ATTEMPT, [s.attempt_row for s in settlements])
-    totals.apply(conn, totals.of_rows(s.attempt_row for s in settlements))
-    conn.execute(_INSERT_TRANSITION, [s.transition_row for s in settlements])
-    delta: Counter[counters.Key] = Counter()
-    for event_type, old, new in (s.moved for s in settlements):
-        delta.update(_moved(event_type, old, new))  # update(): keeps the negative counts
-    counters.apply(conn, delta)
+    with batch.writes(conn) as out:
+        for fenced in (False, True):
+            updates = [s.update for s in settlements if s.fenced is fenced]
+            if updates:
+                guard = _guard([u["b_event_id"] for u in updates])
+                out.execute(_SETTLE_GUARDED[fenced], updates, check=guard)
+        out.execute(_INSERT_ATTEMPT, [s.attempt_row for s in settlements])
+        totals.apply(conn, totals.of_rows(s.attempt_row for s in settlements))
+        out.execute(_INSERT_TRANSITION, [s.transition_row for s in settlements])
+        delta: Counter[counters.Key] = Counter()
+        for event_type, old, new in (s.moved for s in settlements):
+            delta.update(_moved(event_type, old, new))  # update(): keeps the negative counts
+        counters.apply(conn, delta)
+
+
+def _guard(ids: list[int]) -> Check:
+    """The row-count check of the guarded UPDATE of the events ``ids``."""
+    def check(changed: int) -> InvalidTransition | None:
+        if changed == len(ids):
+            return None
+        which = f"event {ids[0]}" if len(ids) == 1 else f"one of events {', '.join(map(str, ids))}"
+        return InvalidTransition(f"{which} changed while its attempt was being recorded; "
+                                 "nothing was recorded, try again")
+    return check
 
 
 def change_state(

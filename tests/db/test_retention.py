@@ -21,7 +21,7 @@ from conftest import FakeClock
 
 from failure_aware import Ledger, ValidationError
 from failure_aware.config import Config
-from failure_aware.retention import removal
+from failure_aware.retention import removal, run
 from failure_aware.storage.engine import parse_url
 from failure_aware.storage.tables import HISTORY_TABLES, archive, archive_guard
 
@@ -151,6 +151,32 @@ def test_unfinished_events_never_leave_whatever_their_age(
     states = {f"{r['event_type']}/{r['key']}": r["state"] for r in ledger.export_events() if "kind" not in r}
     assert states == {k: s for k, s in {**old, **new}.items() if s not in FINISHED}
     assert set(states.values()) == {"PENDING", "IN_FLIGHT", "FAILED"}
+    assert ledger.verify().ok
+
+
+def test_pages_are_id_windows_that_pass_over_runs_of_events_that_stay(
+    ledger: Ledger, clock: FakeClock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Windows of 4 ids: runs of unfinished events fill whole windows (pages with nothing to take), and
+    # the ids an earlier archive removed leave gaps that the next window jumps over.
+    monkeypatch.setattr(run, "PAGE_EVENTS", 4)
+    ids, finished = {}, set()
+    for n in range(40):
+        ids[n] = ledger.detect("sync.job", {"n": n}, key=f"k{n}").id
+        if n % 13 == 12 or 20 <= n <= 28:  # the others stay PENDING
+            ledger.report(ids[n], True)
+            finished.add(n)
+    clock.advance(60)
+    first = ledger.archive(clock.now, to=tmp_path / "a.jsonl")
+    assert first.removed_events == len(finished)
+    for n in range(40, 50):
+        ledger.report(ledger.detect("sync.job", {"n": n}, key=f"k{n}").id, True)
+    ledger.report(ids[0], True)
+    clock.advance(60)
+    second = ledger.archive(clock.now, to=tmp_path / "b.jsonl")
+    assert second.removed_events == 11
+    left = {r["key"] for r in ledger.export_events() if "kind" not in r}
+    assert left == {f"k{n}" for n in range(1, 40) if n not in finished}
     assert ledger.verify().ok
 
 
