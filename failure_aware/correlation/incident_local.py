@@ -45,7 +45,7 @@ from dataclasses import dataclass
 
 from failure_aware.correlation import failures
 from failure_aware.correlation import incident_rows as rows
-from failure_aware.correlation.linking import _ORDER, Built, Member, components, incident_id
+from failure_aware.correlation.linking import START_ORDER, Built, Member, components, incident_id
 from failure_aware.correlation.rule import Rule
 from failure_aware.correlation.sql import Sql
 
@@ -177,7 +177,7 @@ class _Local:
         holders = self._holders(pieces, old)
         read = dict(local)
         self._expand(pieces, holders, nodes, was, read)
-        fresh = [sorted(ms, key=_ORDER) for root, ms in nodes.items() if root not in holders and len(ms) > 1]
+        fresh = [sorted(ms, key=START_ORDER) for root, ms in nodes.items() if root not in holders and len(ms) > 1]
         computed = self.counted(self.sql, fresh)
         olds: dict[str, list[Member]] = {}  # per old incident: its clusters read, as they were
         for cid, iid in was.items():
@@ -236,7 +236,7 @@ class _Local:
                 incident_id(first.id) if first is not None else iid, start_us, end_us,
                 int(signature[3]) - sum(m.failure_count for m in before) + sum(m.failure_count for m in mine),
                 sum(events.values()), tuple(sorted(events.items())), shared,
-                tuple(sorted(mine, key=_ORDER)),  # the clusters read; the others keep their rows
+                tuple(sorted(mine, key=START_ORDER)),  # the clusters read; the others keep their rows
                 int(signature[2]) - len(before) + len(mine),
             ))
         return built
@@ -249,7 +249,7 @@ class _Local:
         row cannot tell their extremes (the extreme cluster was read and nothing read replaces it), they
         are asked for."""
         start_us, end_us = int(signature[0]), int(signature[1])
-        first = min(mine, key=_ORDER, default=None)
+        first = min(mine, key=START_ORDER, default=None)
         unknown = (2**63, -(2**63))
         rest = None
         if start_us < min((m.start_us for m in before), default=2**63):  # the earliest was not read

@@ -41,13 +41,13 @@ class Member(NamedTuple):
 
 
 def components(members: Iterable[Member], window_us: int) -> list[list[Member]]:
-    """The incidents among ``members``: connected sets of two clusters or more, each in ``_ORDER``, the
+    """The incidents among ``members``: connected sets of two clusters or more, each in ``START_ORDER``, the
     list ordered by its first member. ``members`` must be closed under links (see ``incidents``)."""
-    return sorted(streamed(sorted(members, key=_ORDER), window_us), key=lambda group: _ORDER(group[0]))
+    return sorted(streamed(sorted(members, key=START_ORDER), window_us), key=lambda group: START_ORDER(group[0]))
 
 
 def streamed(ordered: Iterable[Member], window_us: int) -> Iterator[list[Member]]:
-    """``components`` of clusters given in ``_ORDER`` (a rebuild streams them from the database), each
+    """``components`` of clusters given in ``START_ORDER`` (a rebuild streams them from the database), each
     set yielded as soon as no later cluster can join it: when its last member leaves the window (W before
     the newest start). Memory: the window and the sets still open, not the history."""
     parent: dict[int, int] = {}
@@ -74,9 +74,9 @@ def streamed(ordered: Iterable[Member], window_us: int) -> Iterator[list[Member]
     by_type: dict[str, deque[int]] = {}  # their indexes, per type (only types present)
     last = None
     for k, member in enumerate(ordered):
-        if last is not None and _ORDER(member) < last:
+        if last is not None and START_ORDER(member) < last:
             raise ValueError("clusters must come in (start, type) order")
-        last = _ORDER(member)
+        last = START_ORDER(member)
         while window and window[0][1].start_us < member.start_us - window_us:
             gone, left = window.popleft()
             kind = left.event_type
@@ -110,7 +110,7 @@ def _in_order(group: list[tuple[int, Member]]) -> list[Member]:
     return [member for _, member in sorted(group)]  # indexes follow the (start, type) order
 
 
-_ORDER = itemgetter(2, 1)  # (start, type): earliest first, ties of window_start by event type (SPEC 13)
+START_ORDER = itemgetter(2, 1)  # (start, type): earliest first, ties of window_start by event type (SPEC 13)
 
 
 def incident_id(earliest_cluster_id: str) -> str:
