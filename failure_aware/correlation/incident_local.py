@@ -177,7 +177,8 @@ class _Local:
         holders = self._holders(pieces, old)
         read = dict(local)
         self._expand(pieces, holders, nodes, was, read)
-        fresh = [sorted(ms, key=START_ORDER) for root, ms in nodes.items() if root not in holders and len(ms) > 1]
+        fresh = [sorted(ms, key=START_ORDER) for root, ms in nodes.items()
+                 if root not in holders and len(ms) > 1]
         computed = self.counted(self.sql, fresh)
         olds: dict[str, list[Member]] = {}  # per old incident: its clusters read, as they were
         for cid, iid in was.items():

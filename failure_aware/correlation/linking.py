@@ -43,7 +43,8 @@ class Member(NamedTuple):
 def components(members: Iterable[Member], window_us: int) -> list[list[Member]]:
     """The incidents among ``members``: connected sets of two clusters or more, each in ``START_ORDER``, the
     list ordered by its first member. ``members`` must be closed under links (see ``incidents``)."""
-    return sorted(streamed(sorted(members, key=START_ORDER), window_us), key=lambda group: START_ORDER(group[0]))
+    groups = streamed(sorted(members, key=START_ORDER), window_us)
+    return sorted(groups, key=lambda group: START_ORDER(group[0]))
 
 
 def streamed(ordered: Iterable[Member], window_us: int) -> Iterator[list[Member]]:
