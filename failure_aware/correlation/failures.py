@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import text
 
 from failure_aware.correlation.rule import FingerprintCounts, ranked
-from failure_aware.correlation.sql import Sql, bounded
+from failure_aware.correlation.sql import Sql, batches, bounded
 from failure_aware.storage.tables import FAILURE_SQL
 
 FAILURE = text("attempt." + FAILURE_SQL)  # for SQLAlchemy Core queries (``queries``)
@@ -24,7 +24,7 @@ TOP_FINGERPRINTS = 5
 SPAN_BATCH = 1000  # spans per aggregate statement on PostgreSQL
 SQLITE_ARMS = 8  # spans per aggregate statement on SQLite (measured at 1M: 4-8 about 10 % faster than 1)
 WALK_PAGE = 16  # a clean cut is usually a few failures away; then pages 4x and 32x larger; then streaming
-SQLITE_POINTS = 200  # points per neighbourhood statement: SQLite allows 500 arms in a compound SELECT
+SQLITE_POINTS = 16  # points or spans per SQLite statement (``sql.batches``; at most 500 arms in all)
 
 Failure = tuple[int, int, str | None]  # (at_us, event_id, fingerprint)
 # The columns of ix_attempt_failures: reading only these is an index-only scan.
@@ -82,8 +82,8 @@ Probe = tuple[str, int, int, int]  # (event type, time, failures to read before 
 def neighbourhoods(sql: Sql, probes: Sequence[Probe]) -> list[tuple[list[Failure], list[Failure]]]:
     """For each probe ``(event type, time, before, after)``: up to ``before`` failures of that type before
     the time (nearest first) and up to ``after`` at or after it (in time order). One statement for many
-    probes (SQLite: ``SQLITE_POINTS`` per statement, two ``UNION ALL`` arms each; PostgreSQL: a ``LATERAL``
-    join)."""
+    probes (SQLite: ``SQLITE_POINTS`` at most per statement, two ``UNION ALL`` arms each; PostgreSQL: a
+    ``LATERAL`` join)."""
     pages: dict[int, tuple[list[Failure], list[Failure]]] = {k: ([], []) for k in range(len(probes))}
     if sql.postgres:
         near = (f"SELECT w.k - 1, {{side}}, n.at_us, n.event_id, n.fingerprint"
@@ -98,9 +98,9 @@ def neighbourhoods(sql: Sql, probes: Sequence[Probe]) -> list[tuple[list[Failure
         found = sql.all(query, columns + columns)
     else:
         found = []
-        for offset in range(0, len(probes), SQLITE_POINTS):
-            batch = probes[offset : offset + SQLITE_POINTS]
-            h = horizon(sql)
+        h = horizon(sql)
+        for offset, count in batches(len(probes), SQLITE_POINTS):
+            batch = probes[offset : offset + count]
             params = [x for t, at, before, after in batch for x in (t, h, at, before, t, h, at, after)]
             found += [(offset + r[0], *r[1:]) for r in sql.all(_arms_around(len(batch)), params)]
     for k, side, at_us, event_id, fingerprint in found:
@@ -205,8 +205,8 @@ def _by_fingerprint(
             for k, fingerprint, value in sql.all(query, [list(c) for c in zip(*batch, strict=True)]):
                 groups[offset + k].append((fingerprint, value))
     else:
-        for offset in range(0, len(spans), SQLITE_ARMS):
-            batch = spans[offset : offset + SQLITE_ARMS]
+        for offset, count in batches(len(spans), SQLITE_ARMS):
+            batch = spans[offset : offset + count]
             params = [x for span in batch for x in span]
             for k, fingerprint, value in sql.all(_union_of_spans(aggregate, len(batch)), params):
                 groups[offset + k].append((fingerprint, value))
@@ -246,8 +246,8 @@ def event_sets(
     else:
         extra = () if upto_id is None else (upto_id,)
         h = horizon(sql)
-        for offset in range(0, len(spans), SQLITE_POINTS):
-            batch = spans[offset : offset + SQLITE_POINTS]
+        for offset, count in batches(len(spans), SQLITE_POINTS):
+            batch = spans[offset : offset + count]
             query = _arms_of_events(len(batch), upto.replace("a.", ""))
             for k, event_id in sql.all(query, [x for t, lo, hi in batch for x in (t, h, lo, hi, *extra)]):
                 found[offset + k].add(event_id)
@@ -263,15 +263,15 @@ def failure_times(sql: Sql, event_ids: Iterable[int]) -> dict[int, list[int]]:
         rows: list[Any] = sql.all(f"{select} = ANY(?::bigint[])", [wanted]) if wanted else []
     else:
         rows = []
-        for offset in range(0, len(wanted), 500):
-            chunk = wanted[offset : offset + 500]
+        for offset, count in batches(len(wanted), 256):
+            chunk = wanted[offset : offset + count]
             rows += sql.all(f"{select} IN ({', '.join('?' * len(chunk))})", chunk)
     for event_id, at_us in rows:
         found.setdefault(event_id, []).append(at_us)
     return found
 
 
-@lru_cache(maxsize=8)
+@lru_cache(maxsize=16)
 def _arms_of_events(arms: int, upto: str = "") -> str:
     """SQLite: ``arms`` spans of ``event_sets`` as one statement (cached text: prepared)."""
     return " UNION ALL ".join(

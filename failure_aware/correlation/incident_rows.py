@@ -14,10 +14,10 @@ from functools import lru_cache
 from typing import Any
 
 from failure_aware.correlation.linking import Built, Member, member_from_row
-from failure_aware.correlation.sql import Sql
+from failure_aware.correlation.sql import Sql, batches
 
-SQLITE_IDS = 500  # ids per IN list on SQLite
-SQLITE_RANGES = 200  # start ranges per statement on SQLite (at most 500 arms in a compound SELECT)
+SQLITE_IDS = 256  # ids per IN list on SQLite (``sql.batches``)
+SQLITE_RANGES = 16  # ranges per compound statement on SQLite (``sql.batches``)
 _MEMBER = "id, event_type, window_start_us, window_end_us, failure_count, event_count, top_fingerprints"
 COLUMNS = ("id", "start_us", "end_us", "cluster_count", "failure_count", "event_count", "event_types",
            "shared_fingerprints", "window_seconds")
@@ -42,8 +42,8 @@ def _by_ids(sql: Sql, select: str, column: str, ids: Iterable[str]) -> Iterator[
     if sql.postgres:
         yield from sql.all(f"{select} {column} = ANY(?::text[])", [wanted])
         return
-    for offset in range(0, len(wanted), SQLITE_IDS):
-        chunk = wanted[offset : offset + SQLITE_IDS]
+    for offset, count in batches(len(wanted), SQLITE_IDS):
+        chunk = wanted[offset : offset + count]
         yield from sql.all(f"{select} {column} IN ({', '.join('?' * len(chunk))})", chunk)
 
 
@@ -80,8 +80,8 @@ def clusters_starting(sql: Sql, ranges: Sequence[tuple[int, int]]) -> list[Membe
         )
     else:
         rows = []
-        for offset in range(0, len(ranges), SQLITE_RANGES):
-            batch = ranges[offset : offset + SQLITE_RANGES]
+        for offset, count in batches(len(ranges), SQLITE_RANGES):
+            batch = ranges[offset : offset + count]
             rows += sql.all(_arms_of_starts(len(batch)), [x for r in batch for x in r])
     return [member_from_row(r) for r in rows]
 
@@ -170,8 +170,8 @@ def clusters_covering(sql: Sql, ranges: Sequence[tuple[str, int, int]]) -> list[
         )
     else:
         rows = []
-        for offset in range(0, len(ranges), SQLITE_RANGES):
-            batch = ranges[offset : offset + SQLITE_RANGES]
+        for offset, count in batches(len(ranges), SQLITE_RANGES):
+            batch = ranges[offset : offset + count]
             params = [x for t, lo, hi in batch for x in (t, lo, t, lo, hi)]
             rows += [(offset + r[0], *r[1:]) for r in sql.all(_arms_covering(len(batch)), params)]
     for k, cid, start_us, end_us in rows:

@@ -134,6 +134,24 @@ def bounded(
     return query, params
 
 
+def batches(total: int, size: int) -> Iterator[tuple[int, int]]:
+    """``(offset, count)`` slices of ``total`` items for SQLite compound statements (one arm or two per
+    item): ``size`` items each (a power of two), the rest in smaller powers of two (8 + 4 + 1 for 13).
+
+    So such a statement has one of a handful of texts, each compiled once per connection (sqlite3's
+    statement cache) however the item counts vary from one call to the next. SQLite compiles a compound
+    statement in about 40 microseconds an arm, which is more than running it; an item runs as fast in a
+    statement of 16 items as in one of 200 (measured at 1M failures: 21-23 microseconds to read a page of
+    20 failures with 1 to 64 per statement). Statements of hundreds of arms, each count compiled anew,
+    were a third of an incremental run of 1,000 scattered late failures.
+    """
+    offset = 0
+    while offset < total:
+        count = min(size, 1 << ((total - offset).bit_length() - 1))
+        yield offset, count
+        offset += count
+
+
 def _storage_error(exc: Exception) -> StorageError:
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     return StorageError(f"correlation: {first}")

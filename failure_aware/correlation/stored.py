@@ -16,7 +16,7 @@ from sqlalchemy.dialects.postgresql.base import PGDialect
 
 from failure_aware.correlation.failures import tops_json
 from failure_aware.correlation.rule import US_PER_SECOND, Rule, Span, cluster_id, is_active
-from failure_aware.correlation.sql import Sql
+from failure_aware.correlation.sql import Sql, batches
 from failure_aware.domain.cluster_records import Cluster, FingerprintCount
 from failure_aware.domain.timeutil import from_us
 from failure_aware.storage.tables import attempt, correlation_state, failure_cluster
@@ -71,14 +71,14 @@ Row_ = tuple[Any, ...]  # a failure_cluster row in COLUMNS order
 
 
 _LOWEST, _HIGHEST = -(2**63), 2**63 - 1  # an open bound, as a value both backends compare with bigint
-SQLITE_RANGES = 400  # ranges per statement on SQLite (at most 500 arms in a compound SELECT)
+SQLITE_RANGES = 16  # ranges per statement on SQLite (``sql.batches``)
 
 
 def signatures_of_ranges(
     sql: Sql, ranges: Sequence[tuple[str, int | None, int | None]], starts: dict[str, int] | None = None
 ) -> list[dict[str, Signature]]:
     """For each ``(type, lo, hi)`` range (None: unbounded), bounded by clean cuts: its stored clusters,
-    id -> content; in one statement (SQLite: per ``SQLITE_RANGES``).
+    id -> content; in one statement (SQLite: ``SQLITE_RANGES`` per statement at most).
 
     Read as a range of starts on ``(event_type, window_start_us)``: no stored cluster crosses a clean cut
     of the new data (it is a clean cut of the stored clusters' data too, a subset; see ``engine``), so a
@@ -99,8 +99,8 @@ def signatures_of_ranges(
         rows = sql.all(query, [list(column) for column in zip(*bounds, strict=True)])
     else:
         rows = []
-        for offset in range(0, len(bounds), SQLITE_RANGES):
-            batch = bounds[offset : offset + SQLITE_RANGES]
+        for offset, count in batches(len(bounds), SQLITE_RANGES):
+            batch = bounds[offset : offset + count]
             found_here = sql.all(_arms_of_ranges(len(batch)), [x for b in batch for x in b])
             rows += [(offset + r[0], *r[1:]) for r in found_here]
     for k, cid, end_us, failure_count, event_count, tops, start_us in rows:
