@@ -42,6 +42,7 @@ from bisect import bisect_right
 from collections import Counter
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 from failure_aware.correlation import failures
 from failure_aware.correlation import incident_rows as rows
@@ -394,8 +395,15 @@ def _tops(members: Iterable[Member]) -> tuple[Counter[str], Counter[str]]:
     holders: Counter[str] = Counter()
     counted: Counter[str] = Counter()
     for member in members:
-        for entry in json.loads(member.tops):
-            if entry[0] is not None:
-                holders[entry[0]] += 1
-                counted[entry[0]] += entry[1]
+        for fingerprint, count in _parsed(member.tops):
+            if fingerprint is not None:
+                holders[fingerprint] += 1
+                counted[fingerprint] += count
     return holders, counted
+
+
+@lru_cache(maxsize=4096)
+def _parsed(tops: str) -> tuple[tuple[str | None, int], ...]:
+    """A stored ``top_fingerprints`` as pairs (parsed once: a run tallies the clusters it read both as they
+    were and as they are, mostly the same rows)."""
+    return tuple((entry[0], entry[1]) for entry in json.loads(tops))
