@@ -41,7 +41,7 @@ _OF_TYPE = f"FROM attempt WHERE {FAILURE_SQL} AND event_type = ? AND at_us >= {H
 # page: 20x the whole cost of counting an incident's events at 1M failures). PostgreSQL takes the higher
 # of two bounds itself; a filter costs it nothing here either.
 _OF_TYPE_FROM = _OF_TYPE.replace("AND at_us >=", "AND +at_us >=")
-# SQLite's compound statements (hundreds of arms) take the horizon as a value (``horizon``) instead: the
+# SQLite's compound statements (dozens of arms) take the horizon as a value (``horizon``) instead: the
 # subquery in each arm cost a third of such a statement.
 _OF_TYPE_AFTER = f"FROM attempt WHERE {FAILURE_SQL} AND event_type = ? AND +at_us >= ?"
 
