@@ -161,8 +161,8 @@ def events_in(url: str) -> int:
 
 
 def run_one(url: str, n: int, workers: int, chunk: int, baseline_s: float, vacuum: bool, verify: bool,
-            max_busy: float, seeded: bool = False, slice_s: float = 0.0, pause_s: float = 0.0
-            ) -> dict[str, Any]:
+            max_busy: float, seeded: bool = False, slice_s: float = 0.0, pause_s: float = 0.0,
+            before: datetime = HORIZON) -> dict[str, Any]:
     t0 = time.perf_counter()
     if seeded:
         found = events_in(url)
@@ -173,7 +173,7 @@ def run_one(url: str, n: int, workers: int, chunk: int, baseline_s: float, vacuu
     seed_s = time.perf_counter() - t0
     analyze(url)
     size_before = size_bytes(url)
-    result = measure(url, workers, chunk, baseline_s, max_busy, slice_s, pause_s)
+    result = measure(url, workers, chunk, baseline_s, max_busy, slice_s, pause_s, before)
     size_after = size_bytes(url)
     size_compacted = None
     if vacuum:
@@ -262,7 +262,7 @@ def _progress(phases: dict[str, float], interleaved: Interleaved, began: float) 
 
 
 def measure(url: str, workers: int, chunk: int, baseline_s: float, max_busy: float,
-            slice_s: float = 0.0, pause_s: float = 0.0) -> dict[str, Any]:
+            slice_s: float = 0.0, pause_s: float = 0.0, before: datetime = HORIZON) -> dict[str, Any]:
     """Baseline, archive (with interleaved baseline windows when ``slice_s``), baseline, with the workers
     running throughout."""
     ctx = mp.get_context("spawn")
@@ -290,7 +290,7 @@ def measure(url: str, workers: int, chunk: int, baseline_s: float, max_busy: flo
         with Ledger(url) as ledger:
             s2 = time.perf_counter()
             interleaved.restart()
-            report = ledger.archive(HORIZON, to=target, chunk_events=chunk, on_progress=progress,
+            report = ledger.archive(before, to=target, chunk_events=chunk, on_progress=progress,
                                     max_busy=max_busy)
             interleaved.finish()
             s3 = time.perf_counter()
@@ -339,6 +339,8 @@ def main() -> None:
                         help="hold the archive for --pause seconds after every SLICE seconds of it, and "
                              "count the workers' rate in those windows too (0: no windows)")
     parser.add_argument("--pause", type=float, default=20.0, help="length of each interleaved window")
+    parser.add_argument("--archive-events", type=int, default=None,
+                        help="archive only the oldest this many events (default: the whole older half)")
     parser.add_argument("--vacuum-full", action="store_true", help="also measure the size after VACUUM FULL")
     parser.add_argument("--verify", action="store_true", help="run verify at the end (slow at millions)")
     parser.add_argument("--db", default=None, help="measure on this database (kept, never dropped)")
@@ -357,6 +359,11 @@ def main() -> None:
     n, baseline_s = (4000, 2.0) if args.smoke else (args.n, args.baseline_seconds)
     if args.smoke:
         args.slice, args.pause = 0.5, 0.5  # the windows are exercised too
+    old_half = n // 2
+    if args.archive_events is not None and not 1 <= args.archive_events <= old_half:
+        raise SystemExit(f"--archive-events 1..{old_half:,} (the older half)")
+    # the older half's events are a second apart from OLD_START: the horizon after the first k of them
+    before = HORIZON if args.archive_events is None else OLD_START + timedelta(seconds=args.archive_events)
     if n < 2 or args.workers < 1 or not 1 <= args.chunk <= 100_000 or baseline_s <= 0 \
             or not 0 < args.max_busy <= 1:
         raise SystemExit("--n >= 2, --workers >= 1, --chunk 1..100000, --baseline-seconds > 0, "
@@ -367,7 +374,7 @@ def main() -> None:
             url = args.db or dbs.new(backend, "archive")
             result = run_one(url, n, args.workers, args.chunk, baseline_s, args.vacuum_full or args.smoke,
                              args.verify or args.smoke, args.max_busy, seeded=args.seeded,
-                             slice_s=args.slice, pause_s=args.pause)
+                             slice_s=args.slice, pause_s=args.pause, before=before)
             result["backend"] = backend
             results.append(result)
             if args.smoke and not result["verify_ok"]:
