@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import json
 from bisect import bisect_right
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from failure_aware.correlation import failures, incident_local
@@ -97,14 +97,15 @@ def update(sql: Sql, rule: Rule, tally: IncidentTally) -> None:
     _update_whole(sql, rule, tally)
 
 
-def _settle_local(sql: Sql, rule: Rule, found: incident_local.Found, tally: IncidentTally) -> None:
-    """Write what a local update found: incident rows compared with the old ones as a rebuild would, the
-    renamed incidents' memberships moved in one statement each, then the clusters looked at."""
+def _compared(computed: Sequence[Built], old: Mapping[str, rows.Signature], rule: Rule, tally: IncidentTally
+              ) -> tuple[list[str], list[rows.Row_]]:
+    """The computed incidents compared with their stored rows as a rebuild would: the ids whose rows are
+    stale (to replace) and the rows to insert (new or changed); ``tally`` counts each kind."""
     stale: list[str] = []
     inserts: list[rows.Row_] = []
-    for built in found.computed:
+    for built in computed:
         row = rows.incident_row(built, rule.window_seconds)
-        before = found.old.get(built.id)
+        before = old.get(built.id)
         if before is None:
             tally.added += 1
             inserts.append(row)
@@ -114,6 +115,13 @@ def _settle_local(sql: Sql, rule: Rule, found: incident_local.Found, tally: Inci
             inserts.append(row)
         else:
             tally.unchanged += 1
+    return stale, inserts
+
+
+def _settle_local(sql: Sql, rule: Rule, found: incident_local.Found, tally: IncidentTally) -> None:
+    """Write what a local update found: incident rows compared with the old ones as a rebuild would, the
+    renamed incidents' memberships moved in one statement each, then the clusters looked at."""
+    stale, inserts = _compared(found.computed, found.old, rule, tally)
     ids = {b.id for b in found.computed}
     gone = [iid for iid in found.old if iid not in ids]
     tally.removed += len(gone)
@@ -262,20 +270,7 @@ def _write(
 ) -> dict[str, str]:
     """Insert the computed incidents that are new or changed and their memberships (replacing the rows
     they change); returns the memberships they want (cluster id -> incident id)."""
-    stale: list[str] = []
-    inserts: list[rows.Row_] = []
-    for built in computed:
-        row = rows.incident_row(built, rule.window_seconds)
-        before = old.get(built.id)
-        if before is None:
-            tally.added += 1
-            inserts.append(row)
-        elif before != row[1:]:
-            tally.changed += 1
-            stale.append(built.id)
-            inserts.append(row)
-        else:
-            tally.unchanged += 1
+    stale, inserts = _compared(computed, old, rule, tally)
     wanted = {m.id: b.id for b in computed for m in b.members}
     moved = [cid for cid, iid in wanted.items() if old_members.get(cid) != iid]
     rows.delete(sql, "incident_cluster", "cluster_id", [cid for cid in moved if cid in old_members])
