@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-DEFAULT_MAX_BUSY = 0.25  # measured: 4 workers keep 0.88 of their rate (docs/benchmarks.md, section 11)
+DEFAULT_MAX_BUSY = 0.25  # measured: 4 workers keep 0.93-0.94 of their rate at 10M (docs/benchmarks.md, 11)
 MAX_PAUSE_SECONDS = 5.0  # one unit that was slow (a lock wait) never puts the archive to sleep for long
 
 
