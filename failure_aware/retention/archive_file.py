@@ -30,6 +30,11 @@ _encode = json.JSONEncoder(ensure_ascii=False).encode  # json.dumps(..., ensure_
 # encoder per record
 
 
+def lines(records: list[dict[str, Any]]) -> bytes:
+    """``records`` as the file holds them: one JSON line each, UTF-8 (a dry run counts these bytes)."""
+    return "".join(_encode(record) + "\n" for record in records).encode()
+
+
 class _Hashing:
     """A binary file that hashes what is written through it (below gzip: the file's own bytes)."""
 
@@ -79,7 +84,7 @@ class ArchiveWriter:
 
     def write_many(self, records: list[dict[str, Any]]) -> None:
         """Append records, one line each, in one write (gzip compresses a page at a time, not a line)."""
-        block = "".join(_encode(record) + "\n" for record in records).encode()
+        block = lines(records)
         self._content.update(block)
         self._out.write(block)
 

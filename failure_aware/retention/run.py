@@ -29,7 +29,7 @@ from failure_aware.correlation import engine
 from failure_aware.domain.progress import Progress
 from failure_aware.domain.timeutil import format_time, from_us
 from failure_aware.interchange import exporter
-from failure_aware.retention import horizon, pacing, removal, selection
+from failure_aware.retention import archive_file, horizon, pacing, removal, selection
 from failure_aware.retention.archive_file import CLUSTER, FORMAT, MANIFEST, ArchiveWriter, check_target
 from failure_aware.retention.report import ArchiveReport
 from failure_aware.storage import chain
@@ -101,7 +101,7 @@ def archive(store: Transactions, request: Request, progress: Progress | None = N
     tally = _Tally()
     if request.dry_run or request.target is None:  # a dry run: counts and sizes, nothing written
         for _rows, records in _paced(_pages(store, request, tally), pacer, _told(progress, tally, total)):
-            tally.bytes += sum(len(json.dumps(record, ensure_ascii=False).encode()) + 1 for record in records)
+            tally.bytes += len(archive_file.lines(records))
         with store.read() as conn:
             notes = selection.note_prefixes(conn, request.before_us, request.event_type)
             clusters = selection.clusters_before(conn, request.before_us)
