@@ -118,38 +118,27 @@ def describe(error: BaseException) -> str:
 PROGRESS_EVERY = 1000  # items between two progress calls (each costs a callback, often a redraw)
 
 
-def counted_bytes(
-    lines: Iterable[bytes], on_progress: Progress, total: int | None
-) -> Iterator[bytes]:
-    """``lines`` as they are, telling ``on_progress("read", bytes so far, total)`` every
-    ``PROGRESS_EVERY`` lines and at the end (``total``: the input's size in bytes, None when unknown)."""
-    done = 0
-    for number, line in enumerate(lines, 1):
-        done += len(line)
-        if number % PROGRESS_EVERY == 0:
-            on_progress("read", done, total)
-        yield line
-    on_progress("read", done, total if total is not None else done)
-
-
 def counted_file(stream: IO[bytes], on_progress: Progress, total: int | None) -> Iterator[bytes]:
-    """``counted_bytes`` for an open file: through gzip, the compressed bytes read so far are told (the
-    ``total`` of a file is its size on disk; counting the lines' bytes would pass it several times)."""
+    """``stream``'s lines as they are, telling ``on_progress("read", bytes so far, total)`` every
+    ``PROGRESS_EVERY`` lines and at the end (``total``: the file's size, None when unknown). Through gzip
+    the compressed bytes read so far are told: the lines' own bytes would pass the file's size."""
     raw = stream.fileobj if isinstance(stream, gzip.GzipFile) else None
-    if raw is None:
-        yield from counted_bytes(stream, on_progress, total)
-        return
-    start = raw.tell()
+    start = raw.tell() if raw is not None else 0
+
+    def so_far(line_bytes: int) -> int:
+        if raw is None:
+            return line_bytes
+        compressed = raw.tell() - start
+        return compressed if total is None else min(compressed, total)
+
+    line_bytes = 0
     for number, line in enumerate(stream, 1):
+        line_bytes += len(line)
         if number % PROGRESS_EVERY == 0:
-            on_progress("read", _at_most(raw.tell() - start, total), total)
+            on_progress("read", so_far(line_bytes), total)
         yield line
-    done = raw.tell() - start
-    on_progress("read", _at_most(done, total), total if total is not None else done)
-
-
-def _at_most(done: int, total: int | None) -> int:
-    return done if total is None else min(done, total)
+    done = so_far(line_bytes)
+    on_progress("read", done, total if total is not None else done)
 
 
 def counted(
